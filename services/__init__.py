@@ -1,0 +1,3 @@
+"""radstream: clinical AI for radiology, event-driven, behind the hospital firewall."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Command-line interface: `radstream up | run | topics | tail | doctor`."""

@@ -1,0 +1,1 @@
+"""Event contracts: Python code generated from proto/radstream/v1 (do not edit v1/ by hand)."""
