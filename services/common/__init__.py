@@ -1,0 +1,1 @@
+"""Plumbing shared by every radstream service: envelope, bus, delivery, blob store, settings."""

@@ -1,0 +1,208 @@
+"""At-least-once delivery of one Kafka record: retries with backoff, dead letters, idempotency.
+
+This is the pure core of consuming; :mod:`radstream.common.bus` adapts it to FastStream.
+For each record :func:`deliver`:
+
+1. decodes it (an undecodable record is *poison*: straight to the dead-letter topic);
+2. asks the idempotency guard whether this consumer already finished the event (skip if so);
+3. runs the handler; on failure retries with exponential backoff up to ``max_attempts``;
+4. commits the handler's staged effects and the done mark together;
+5. when attempts run out, publishes the original bytes and headers plus the error to
+   ``<topic>.dlq`` and reports the record as handled, so the partition keeps flowing.
+
+A :class:`~radstream.common.errors.TransientError` that outlasts its retries is *not* dead-lettered:
+a dependency is down, not the event at fault. It propagates, the caller does not commit the
+offset, and the record is delivered again. If the dead-letter publish itself fails the same
+happens: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from radstream.common.envelope import Event, decode
+from radstream.common.errors import PoisonEventError, TransientError
+from radstream.common.idempotency import Claim, IdempotencyGuard, claim_for
+
+M = TypeVar("M", bound=Message)
+
+Handler = Callable[[Event[M], Claim], Awaitable[None]]
+
+ERROR_HEADER_PREFIX = "x-radstream-"
+_MAX_ERROR_TEXT = 512
+
+
+class Outcome(StrEnum):
+    """What became of a delivered record."""
+
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RawRecord:
+    """A Kafka record as consumed, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff."""
+
+    max_attempts: int = 3
+    initial_s: float = 0.2
+    max_s: float = 5.0
+    multiplier: float = 2.0
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max_s, self.initial_s * self.multiplier ** (attempt - 1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    """A record that could not be processed, with what went wrong."""
+
+    record: RawRecord
+    group: str
+    error: BaseException
+    attempts: int
+
+    @property
+    def dlq_topic(self) -> str:
+        """The dead-letter topic for the record's topic."""
+        return f"{self.record.topic}.dlq"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The original headers followed by ``x-radstream-*`` headers describing the failure."""
+        kind = "poison" if isinstance(self.error, PoisonEventError) else "handler-failed"
+        extra = {
+            "error-type": _qualified_name(type(self.error)),
+            "error-kind": kind,
+            "error-message": error_text(self.error),
+            "attempts": str(self.attempts),
+            "original-topic": self.record.topic,
+            "original-partition": str(self.record.partition),
+            "original-offset": str(self.record.offset),
+            "consumer-group": self.group,
+            "failed-at": datetime.now(UTC).isoformat(),
+        }
+        return [*self.record.headers] + [
+            (ERROR_HEADER_PREFIX + name, value.encode()) for name, value in extra.items()
+        ]
+
+
+class DeadLetterSink(Protocol):
+    """Where dead letters go (the bus publishes them to ``<topic>.dlq``)."""
+
+    async def send(self, letter: DeadLetter) -> None:
+        """Publish the dead letter durably or raise."""
+
+
+class DeliveryObserver(Protocol):
+    """Receives delivery outcomes for metrics and logs; must not raise."""
+
+    def on_outcome(
+        self, record: RawRecord, group: str, outcome: Outcome, attempts: int, seconds: float
+    ) -> None:
+        """Called once per record with what became of it."""
+
+    def on_retry(self, record: RawRecord, group: str, attempt: int, error: BaseException) -> None:
+        """Called after each failed attempt that will be retried."""
+
+
+def error_text(error: BaseException) -> str:
+    """The error's message, bounded; radstream's own errors never carry PHI in their messages."""
+    text = str(error) or type(error).__name__
+    return text[:_MAX_ERROR_TEXT]
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+async def deliver(
+    record: RawRecord,
+    *,
+    message_type: type[M],
+    handler: Handler[M],
+    group: str,
+    guard: IdempotencyGuard,
+    dead_letters: DeadLetterSink,
+    policy: RetryPolicy,
+    observer: DeliveryObserver | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Outcome:
+    """Deliver one record to ``handler`` at least once; see the module docstring."""
+    started = time.perf_counter()
+    scope = f"{group}/{record.topic}"
+    attempt = 0
+    outcome: Outcome
+    while True:
+        attempt += 1
+        try:
+            outcome = await _attempt(record, message_type, handler, scope, guard)
+            break
+        except asyncio.CancelledError:
+            raise
+        except PoisonEventError as exc:
+            await dead_letters.send(
+                DeadLetter(record=record, group=group, error=exc, attempts=attempt)
+            )
+            outcome = Outcome.DEAD_LETTERED
+            break
+        except Exception as exc:
+            if attempt < policy.max_attempts:
+                if observer is not None:
+                    observer.on_retry(record, group, attempt, exc)
+                await sleep(policy.delay_after(attempt))
+                continue
+            if isinstance(exc, TransientError):
+                raise  # a dependency is down: redeliver later instead of dead-lettering
+            await dead_letters.send(
+                DeadLetter(record=record, group=group, error=exc, attempts=attempt)
+            )
+            outcome = Outcome.DEAD_LETTERED
+            break
+    if observer is not None:
+        observer.on_outcome(record, group, outcome, attempt, time.perf_counter() - started)
+    return outcome
+
+
+async def _attempt(
+    record: RawRecord,
+    message_type: type[M],
+    handler: Handler[M],
+    scope: str,
+    guard: IdempotencyGuard,
+) -> Outcome:
+    event = decode(
+        record.value,
+        record.headers,
+        message_type,
+        key=record.key,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+    )
+    if await guard.is_done(scope, event.id):
+        return Outcome.DUPLICATE
+    claim = claim_for(guard, scope, event.id)
+    await handler(event, claim)
+    completed = await guard.complete(claim)
+    return Outcome.PROCESSED if completed else Outcome.DUPLICATE

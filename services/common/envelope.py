@@ -1,0 +1,256 @@
+"""The event envelope: a protobuf body with CloudEvents binary-mode Kafka headers.
+
+An event on the wire is the Kafka record *value* (the serialized protobuf message) plus headers,
+following the CloudEvents Kafka protocol binding in binary content mode:
+
+``ce_specversion``, ``ce_id``, ``ce_type``, ``ce_source``, ``ce_time``, ``content-type``, and
+optionally ``ce_subject`` and ``ce_causationid`` (the id of the event that caused this one).
+W3C ``traceparent``/``tracestate`` carry the trace across the hop.
+
+``ce_type`` is the protobuf full name (``radstream.v1.StudyReceived``), so a reader can decode
+any radstream event without knowing its topic. Decoding rejects malformed input with a
+:class:`EnvelopeError` (a poison event: retrying cannot help) whose message names the header or
+the type at fault, never a value from the body.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import propagate
+
+from radstream.common.errors import PoisonEventError
+
+M = TypeVar("M", bound=Message)
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/protobuf"
+# Accepted on decode: the media type some Kafka tools still write for protobuf.
+_PROTOBUF_MEDIA_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
+
+H_SPECVERSION = "ce_specversion"
+H_ID = "ce_id"
+H_TYPE = "ce_type"
+H_SOURCE = "ce_source"
+H_TIME = "ce_time"
+H_SUBJECT = "ce_subject"
+H_CAUSATION = "ce_causationid"
+H_CONTENT_TYPE = "content-type"
+H_TRACEPARENT = "traceparent"
+H_TRACESTATE = "tracestate"
+
+REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_CONTENT_TYPE)
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+Headers = Mapping[str, bytes] | Iterable[tuple[str, bytes | None]]
+
+
+class EnvelopeError(PoisonEventError):
+    """An event's headers or body are malformed; it can never be decoded as it is."""
+
+
+class MissingHeaderError(EnvelopeError):
+    """A required CloudEvents header is absent."""
+
+
+class InvalidHeaderError(EnvelopeError):
+    """A header is present but its value is not valid (encoding, format, version)."""
+
+
+class UnsupportedContentTypeError(EnvelopeError):
+    """The body is not ``application/protobuf``."""
+
+
+class UnexpectedEventTypeError(EnvelopeError):
+    """``ce_type`` names a different message than the one this consumer reads."""
+
+
+class MalformedBodyError(EnvelopeError):
+    """The body does not parse as the protobuf message ``ce_type`` names."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventMeta:
+    """CloudEvents attributes and trace context of one event."""
+
+    id: str
+    type: str
+    source: str
+    time: datetime
+    subject: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(Generic[M]):
+    """A decoded event: its metadata and its typed protobuf body."""
+
+    meta: EventMeta
+    message: M
+    key: bytes | None = None
+    # Where the record came from, for logs and the DLQ; absent for events not yet published.
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+
+    @property
+    def id(self) -> str:
+        """The CloudEvents id (``ce_id``), unique per event, used by the idempotency guard."""
+        return self.meta.id
+
+
+def new_event_id() -> str:
+    """Return a fresh random event id."""
+    return str(uuid.uuid4())
+
+
+_DERIVED_ID_NAMESPACE = uuid.UUID("6f1c7e0a-3f5b-5d8e-9b7a-726164737472")
+
+
+def derived_event_id(cause_id: str, purpose: str) -> str:
+    """Return the id of an event caused by ``cause_id``, the same every time it is derived.
+
+    A handler that runs twice on the same input (at-least-once delivery) then publishes outputs
+    with the same ids, so downstream idempotency guards drop the repeat.
+    """
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause_id}/{purpose}"))
+
+
+def encode(
+    message: Message,
+    *,
+    source: str,
+    event_id: str | None = None,
+    time: datetime | None = None,
+    subject: str | None = None,
+    causation_id: str | None = None,
+    inject_trace: bool = True,
+) -> tuple[bytes, dict[str, bytes]]:
+    """Serialize ``message`` and build its CloudEvents binary-mode headers.
+
+    With ``inject_trace`` the current OpenTelemetry context is written as ``traceparent``; a
+    tracing middleware that publishes the record may replace it with its own producer span.
+    """
+    when = (time or datetime.now(UTC)).astimezone(UTC)
+    headers: dict[str, bytes] = {
+        H_SPECVERSION: SPECVERSION.encode(),
+        H_ID: (event_id or new_event_id()).encode(),
+        H_TYPE: message.DESCRIPTOR.full_name.encode(),
+        H_SOURCE: source.encode(),
+        H_TIME: when.isoformat(timespec="microseconds").replace("+00:00", "Z").encode(),
+        H_CONTENT_TYPE: CONTENT_TYPE.encode(),
+    }
+    if subject is not None:
+        headers[H_SUBJECT] = subject.encode()
+    if causation_id is not None:
+        headers[H_CAUSATION] = causation_id.encode()
+    if inject_trace:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        for name in (H_TRACEPARENT, H_TRACESTATE):
+            if carrier.get(name):
+                headers[name] = carrier[name].encode()
+    return message.SerializeToString(), headers
+
+
+def normalize_headers(headers: Headers) -> dict[str, bytes]:
+    """Return headers as a dict; Kafka allows repeated names, and the last value wins."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: value for name, value in items if value is not None}
+
+
+def decode_meta(headers: Headers) -> EventMeta:
+    """Validate the CloudEvents headers and return the event's metadata."""
+    found = normalize_headers(headers)
+    text = {name: _header_text(name, value) for name, value in found.items()}
+    missing = [name for name in REQUIRED_HEADERS if not text.get(name)]
+    if missing:
+        raise MissingHeaderError(f"event lacks required header(s): {', '.join(missing)}")
+    if text[H_SPECVERSION] != SPECVERSION:
+        raise InvalidHeaderError(
+            f"{H_SPECVERSION} is {text[H_SPECVERSION]!r}; radstream speaks CloudEvents "
+            f"{SPECVERSION}"
+        )
+    media_type = text[H_CONTENT_TYPE].split(";", 1)[0].strip().lower()
+    if media_type not in _PROTOBUF_MEDIA_TYPES:
+        raise UnsupportedContentTypeError(
+            f"content-type is {media_type!r}; radstream events are {CONTENT_TYPE}"
+        )
+    traceparent = text.get(H_TRACEPARENT)
+    if traceparent is not None and not _TRACEPARENT.match(traceparent):
+        raise InvalidHeaderError(
+            "traceparent is not a W3C trace context (version-trace-span-flags)"
+        )
+    return EventMeta(
+        id=text[H_ID],
+        type=text[H_TYPE],
+        source=text[H_SOURCE],
+        time=_parse_time(text[H_TIME]),
+        subject=text.get(H_SUBJECT),
+        causation_id=text.get(H_CAUSATION),
+        traceparent=traceparent,
+        tracestate=text.get(H_TRACESTATE),
+    )
+
+
+def decode(
+    value: bytes | None,
+    headers: Headers,
+    expected: type[M],
+    *,
+    key: bytes | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Event[M]:
+    """Decode a Kafka record into an :class:`Event` of the ``expected`` message type."""
+    pairs = tuple(normalize_headers(headers).items())
+    meta = decode_meta(pairs)
+    expected_type = expected.DESCRIPTOR.full_name
+    if meta.type != expected_type:
+        raise UnexpectedEventTypeError(f"ce_type is {meta.type!r}; expected {expected_type!r}")
+    if value is None:
+        raise MalformedBodyError(f"{expected_type} event has no body (a tombstone record?)")
+    try:
+        message = expected.FromString(value)
+    except DecodeError as exc:
+        raise MalformedBodyError(
+            f"body of {len(value)} bytes does not parse as {expected_type} "
+            "(truncated or not protobuf)"
+        ) from exc
+    return Event(
+        meta=meta,
+        message=message,
+        key=key,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        headers=pairs,
+    )
+
+
+def _header_text(name: str, value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidHeaderError(f"header {name} is not UTF-8") from exc
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidHeaderError(f"{H_TIME} is not an RFC 3339 timestamp") from exc
+    if parsed.tzinfo is None:
+        raise InvalidHeaderError(f"{H_TIME} has no time zone; RFC 3339 requires one")
+    return parsed

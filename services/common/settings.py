@@ -1,0 +1,122 @@
+"""Shared settings, read from ``RADSTREAM_*`` environment variables (pydantic-settings).
+
+Each concern has its own class with its own prefix, so an operator can read the variable names
+straight off the class: ``KafkaSettings.bootstrap`` is ``RADSTREAM_KAFKA_BOOTSTRAP``. A service's
+settings class (``<svc>/config.py``) composes these. Settings are validated at startup and passed
+in; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from radstream.common.errors import MisconfiguredError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster (``RADSTREAM_KAFKA_*``).
+
+    Without ``bootstrap`` the local tools (``radstream up``, tests) start the embedded broker.
+    Production sets ``SASL_SSL`` with SCRAM, or ``SSL`` with client certificates (mTLS).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RADSTREAM_KAFKA_", extra="ignore")
+
+    bootstrap: str | None = None
+    client_id: str = "radstream"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    # Tansu (the embedded broker) has no InitProducerId, so idempotent producers stay a setting.
+    enable_idempotence: bool = False
+    default_partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise MisconfiguredError(
+                "RADSTREAM_KAFKA_SECURITY_PROTOCOL uses SASL: set RADSTREAM_KAFKA_SASL_USERNAME "
+                "and RADSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise MisconfiguredError(
+                "mTLS needs both RADSTREAM_KAFKA_SSL_CERTFILE and RADSTREAM_KAFKA_SSL_KEYFILE"
+            )
+        return self
+
+    def require_bootstrap(self) -> str:
+        """Return the bootstrap servers, or explain how to set them."""
+        if not self.bootstrap:
+            raise MisconfiguredError(
+                "RADSTREAM_KAFKA_BOOTSTRAP is not set: point it at the Kafka cluster "
+                "(host:port[,host:port]) or start a local broker with `radstream up`"
+            )
+        return self.bootstrap
+
+
+class DeliverySettings(BaseSettings):
+    """Retry, dead-letter and idempotency behaviour of consumers (``RADSTREAM_DELIVERY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RADSTREAM_DELIVERY_", extra="ignore")
+
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_initial_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    # sqlite:///path (embedded default) or postgresql://user@host/db (production).
+    idempotency_dsn: str = "sqlite:///.radstream/idempotency.sqlite3"
+
+
+class BlobSettings(BaseSettings):
+    """Claim-check stores (``RADSTREAM_BLOB_*``): the PHI zone and the release zone are separate.
+
+    URIs are ``file:///abs/path`` or ``s3://bucket/prefix``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RADSTREAM_BLOB_", extra="ignore")
+
+    phi_uri: str = "file://.radstream/blobs/phi"
+    release_uri: str = "file://.radstream/blobs/release"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # On-premises S3-compatible stores (MinIO, Ceph, StorageGRID) usually need "path".
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+    @model_validator(mode="after")
+    def _zones_are_apart(self) -> BlobSettings:
+        if self.phi_uri.rstrip("/") == self.release_uri.rstrip("/"):
+            raise MisconfiguredError(
+                "RADSTREAM_BLOB_PHI_URI and RADSTREAM_BLOB_RELEASE_URI must differ: "
+                "the release zone never shares storage with PHI"
+            )
+        return self
+
+
+class ObservabilitySettings(BaseSettings):
+    """Logging, tracing and the health/metrics endpoint (``RADSTREAM_OBS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RADSTREAM_OBS_", extra="ignore")
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    service_name: str = "radstream"

@@ -1,0 +1,59 @@
+"""Fixtures shared by the whole suite: the real embedded broker and fresh topics on it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from radstream.common.embedded_broker import EmbeddedBroker
+from radstream.common.kafka_client import ensure_topics
+from radstream.common.settings import KafkaSettings
+from radstream.common.topics import Topic
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One Tansu broker for the session, on a free loopback port."""
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: EmbeddedBroker) -> KafkaSettings:
+    return KafkaSettings(bootstrap=kafka_broker.bootstrap)
+
+
+NewTopic = Callable[..., Awaitable[Topic]]
+
+
+@pytest.fixture
+def new_topic(kafka_settings: KafkaSettings) -> NewTopic:
+    """Create a uniquely named copy of a registered topic (and its DLQ), isolated per test."""
+
+    async def create(template: Topic, *, partitions: int | None = None) -> Topic:
+        topic = Topic(
+            name=f"radstream.test{_letters()}.{template.name.split('.')[2]}.v1",
+            message=template.message,
+            key_field=template.key_field,
+            partitions=partitions or template.partitions,
+            zone=template.zone,
+            description=template.description,
+        )
+        await ensure_topics(kafka_settings, [topic])
+        return topic
+
+    return create
+
+
+@pytest.fixture
+def idempotency_dsn(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'idempotency.sqlite3'}"
+
+
+def _letters() -> str:
+    """Ten random lowercase letters: topic domains are ``[a-z]+``."""
+    return "".join(chr(ord("a") + int(digit, 16)) for digit in uuid.uuid4().hex[:10])

@@ -1,0 +1,242 @@
+"""The bus against the real embedded Kafka-protocol broker (Tansu): no in-memory test broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from radstream.common import topics
+from radstream.common.bus import Bus, create_bus
+from radstream.common.envelope import REQUIRED_HEADERS, Event
+from radstream.common.idempotency import Claim
+from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.topics import Topic
+from radstream.contracts.v1.imaging_pb2 import StudyReceived
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRIES = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.1}
+
+
+def study(uid: str) -> StudyReceived:
+    return StudyReceived(study_instance_uid=uid, accession_number="ACC-SYNTH", revision=0)
+
+
+@asynccontextmanager
+async def running(bus: Bus) -> AsyncIterator[Bus]:
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.stop()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def read_all(settings: KafkaSettings, topic: str, count: int, timeout: float = 20.0):
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for items in batch.values():
+                records.extend(items)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def make_bus(settings: KafkaSettings, dsn: str, service: str, **kwargs) -> Bus:
+    delivery = DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES)
+    return create_bus(settings, delivery, service=service, registry=CollectorRegistry(), **kwargs)
+
+
+async def test_event_round_trips_with_headers_intact_and_trace_continued(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    inbound = await new_topic(topics.STUDY_RECEIVED_V1)
+    outbound = await new_topic(topics.STUDY_RECEIVED_V1)
+    exporter = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    producer = make_bus(kafka_settings, idempotency_dsn, "ingest", tracer_provider=tracing)
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid", tracer_provider=tracing)
+    received: list[Event[StudyReceived]] = []
+
+    @consumer.subscribe(inbound, group="deid")
+    async def forward(event: Event[StudyReceived], claim: Claim) -> None:
+        received.append(event)
+        await consumer.publish(outbound, event.message, caused_by=event)
+
+    async with running(producer), running(consumer):
+        with tracing.get_tracer("test").start_as_current_span("ingest study") as root:
+            first_id = await producer.publish(inbound, study("1.2.3.4"), subject="study")
+        forwarded = await read_all(kafka_settings, outbound.name, 1)
+
+    [event] = received
+    assert event.id == first_id
+    assert event.message == study("1.2.3.4")
+    assert event.key == b"1.2.3.4"
+    assert event.meta.source == "/radstream/ingest"
+    assert event.meta.subject == "study"
+    sent_headers = dict(event.headers)
+    assert set(REQUIRED_HEADERS) | {"traceparent"} <= set(sent_headers)
+
+    [record] = forwarded
+    headers = dict(record.headers)
+    assert set(REQUIRED_HEADERS) <= set(headers)
+    assert headers["ce_type"] == b"radstream.v1.StudyReceived"
+    assert headers["ce_source"] == b"/radstream/deid"
+    assert headers["ce_causationid"] == first_id.encode()
+    assert record.key == b"1.2.3.4"
+    assert StudyReceived.FromString(record.value) == study("1.2.3.4")
+
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    assert sent_headers["traceparent"].decode().split("-")[1] == trace_id
+    assert headers["traceparent"].decode().split("-")[1] == trace_id
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    process = spans[f"{inbound.name} process"]
+    forward_publish = spans[f"{outbound.name} publish"]
+    assert process.kind.name == "CONSUMER"
+    assert process.context.trace_id == root.get_span_context().trace_id
+    assert forward_publish.context.trace_id == root.get_span_context().trace_id
+
+
+async def test_two_consumers_in_one_group_split_partitions_and_see_each_event_once(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic: Topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=4)
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    buses = {name: make_bus(kafka_settings, idempotency_dsn, f"worker-{name}") for name in seen}
+    for name, bus in buses.items():
+
+        def handler_for(who: str):
+            async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+                seen[who].append(event.message.study_instance_uid)
+
+            return handle
+
+        bus.subscribe(topic, group="split")(handler_for(name))
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(buses["a"]), running(buses["b"]), running(publisher):
+        await eventually(
+            lambda: (
+                all(bus.assigned_partitions() for bus in buses.values())
+                and len(buses["a"].assigned_partitions() | buses["b"].assigned_partitions()) == 4
+            )
+        )
+        uids = [f"2.25.{n}" for n in range(60)]
+        for uid in uids:
+            await publisher.publish(topic, study(uid))
+        await eventually(lambda: len(seen["a"]) + len(seen["b"]) >= len(uids))
+        await asyncio.sleep(0.5)  # would a straggler duplicate arrive?
+
+    assert sorted(seen["a"] + seen["b"]) == sorted(uids)
+    assert seen["a"] and seen["b"], "one consumer got every partition"
+    assert not set(seen["a"]) & set(seen["b"])
+    parts = {name: {p for _, p in bus.assigned_partitions()} for name, bus in buses.items()}
+    assert not parts["a"] & parts["b"]
+
+
+async def test_failing_handler_sends_event_to_dlq_after_retries_and_stream_keeps_flowing(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    registry = CollectorRegistry()
+    consumer = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=idempotency_dsn, **FAST_RETRIES),
+        service="deid",
+        registry=registry,
+    )
+    processed: list[str] = []
+    attempts: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        uid = event.message.study_instance_uid
+        attempts.append(uid)
+        if uid == "poison":
+            raise RuntimeError("pixel data shorter than Rows*Columns")
+        processed.append(uid)
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(consumer), running(publisher):
+        for uid in ("before", "poison", "after"):
+            await publisher.publish(topic, study(uid))
+        await eventually(lambda: processed == ["before", "after"])
+        [letter] = await read_all(kafka_settings, topic.dlq, 1)
+
+    assert attempts.count("poison") == 3
+    headers = dict(letter.headers)
+    assert headers["x-radstream-error-type"] == b"builtins.RuntimeError"
+    assert headers["x-radstream-error-message"] == b"pixel data shorter than Rows*Columns"
+    assert headers["x-radstream-attempts"] == b"3"
+    assert headers["x-radstream-consumer-group"] == b"deid"
+    assert headers["x-radstream-original-topic"] == topic.name.encode()
+    assert headers["ce_type"] == b"radstream.v1.StudyReceived"
+    assert StudyReceived.FromString(letter.value).study_instance_uid == "poison"
+    labels = {"topic": topic.name, "group": "deid"}
+    assert (
+        registry.get_sample_value(
+            "radstream_events_consumed_total", {**labels, "outcome": "dead_lettered"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "radstream_events_consumed_total", {**labels, "outcome": "processed"}
+        )
+        == 2
+    )
+    assert (
+        registry.get_sample_value(
+            "radstream_event_retries_total", {**labels, "error_type": "RuntimeError"}
+        )
+        == 2
+    )
+
+
+async def test_undecodable_record_is_dead_lettered_with_its_original_bytes(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid")
+    processed: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        processed.append(event.message.study_instance_uid)
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(consumer), running(publisher):
+        await publisher.broker.publish(
+            b"\x0a\xff garbage", topic.name, key=b"k", headers={"content-type": "text/plain"}
+        )
+        await publisher.publish(topic, study("fine"))
+        await eventually(lambda: processed == ["fine"])
+        [letter] = await read_all(kafka_settings, topic.dlq, 1)
+
+    assert letter.value == b"\x0a\xff garbage"
+    assert dict(letter.headers)["x-radstream-error-kind"] == b"poison"
+    assert b"ce_" in dict(letter.headers)["x-radstream-error-message"]

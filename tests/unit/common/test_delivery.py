@@ -1,0 +1,204 @@
+"""Delivery of one record: retries with backoff, dead letters, idempotency (no broker needed)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+
+from radstream.common.delivery import (
+    DeadLetter,
+    Outcome,
+    RawRecord,
+    RetryPolicy,
+    deliver,
+)
+from radstream.common.envelope import encode
+from radstream.common.errors import TransientError
+from radstream.common.idempotency import Claim, SqliteIdempotencyGuard
+
+
+class CollectedDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def send(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+
+class BrokenDeadLetters:
+    async def send(self, letter: DeadLetter) -> None:
+        raise TransientError("dlq topic unavailable")
+
+
+class RecordedSleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def record(text: str = "ok", *, event_id: str = "e-1", offset: int = 0) -> RawRecord:
+    value, headers = encode(StringValue(value=text), source="/test", event_id=event_id)
+    return RawRecord(
+        topic="radstream.test.event.v1",
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=value,
+        headers=tuple(headers.items()),
+    )
+
+
+@pytest.fixture
+async def guard(tmp_path: Path) -> AsyncIterator[SqliteIdempotencyGuard]:
+    store = SqliteIdempotencyGuard(tmp_path / "idempotency.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+POLICY = RetryPolicy(max_attempts=3, initial_s=0.1, max_s=0.3, multiplier=2)
+
+
+async def run(
+    rec: RawRecord, handler, guard, sink=None, sleep=None
+) -> tuple[Outcome, CollectedDeadLetters, RecordedSleeps]:
+    sink = sink if sink is not None else CollectedDeadLetters()
+    sleep = sleep if sleep is not None else RecordedSleeps()
+    outcome = await deliver(
+        rec,
+        message_type=StringValue,
+        handler=handler,
+        group="g",
+        guard=guard,
+        dead_letters=sink,
+        policy=POLICY,
+        sleep=sleep,
+    )
+    return outcome, sink, sleep
+
+
+async def test_successful_handler_sees_the_decoded_event(guard) -> None:
+    seen: list[str] = []
+
+    async def handler(event, claim: Claim) -> None:
+        seen.append(event.message.value)
+
+    outcome, sink, _ = await run(record("liver"), handler, guard)
+    assert outcome is Outcome.PROCESSED
+    assert seen == ["liver"]
+    assert sink.letters == []
+
+
+async def test_same_event_delivered_twice_runs_the_handler_once(guard) -> None:
+    calls: list[str] = []
+
+    async def handler(event, claim: Claim) -> None:
+        calls.append(event.id)
+
+    first, _, _ = await run(record(event_id="dup"), handler, guard)
+    second, _, _ = await run(record(event_id="dup", offset=5), handler, guard)
+    assert (first, second) == (Outcome.PROCESSED, Outcome.DUPLICATE)
+    assert calls == ["dup"]
+
+
+async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(guard) -> None:
+    attempts: list[int] = []
+
+    async def handler(event, claim: Claim) -> None:
+        attempts.append(1)
+        raise ValueError("segmentation mask empty")
+
+    outcome, sink, sleeps = await run(record(), handler, guard)
+    assert outcome is Outcome.DEAD_LETTERED
+    assert len(attempts) == 3
+    assert sleeps.delays == [0.1, 0.2]
+    [letter] = sink.letters
+    headers = dict(letter.headers())
+    assert headers["x-radstream-error-type"] == b"builtins.ValueError"
+    assert headers["x-radstream-error-message"] == b"segmentation mask empty"
+    assert headers["x-radstream-attempts"] == b"3"
+    assert headers["x-radstream-original-offset"] == b"0"
+    assert letter.record.value == record().value
+    assert headers["ce_id"] == b"e-1"
+
+
+async def test_handler_that_recovers_on_retry_is_processed(guard) -> None:
+    attempts: list[int] = []
+
+    async def handler(event, claim: Claim) -> None:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConnectionError("model server restarting")
+
+    outcome, sink, _ = await run(record(), handler, guard)
+    assert outcome is Outcome.PROCESSED
+    assert len(attempts) == 2
+    assert sink.letters == []
+
+
+async def test_undecodable_record_goes_straight_to_the_dlq(guard) -> None:
+    called: list[int] = []
+
+    async def handler(event, claim: Claim) -> None:
+        called.append(1)
+
+    rec = record()
+    broken = RawRecord(**{**rec.__dict__, "value": b"\xff\xff\xff"})
+    outcome, sink, sleeps = await run(broken, handler, guard)
+    assert outcome is Outcome.DEAD_LETTERED
+    assert called == []
+    assert sleeps.delays == []
+    assert dict(sink.letters[0].headers())["x-radstream-error-kind"] == b"poison"
+
+
+async def test_transient_error_outlasting_retries_is_redelivered_not_dead_lettered(guard) -> None:
+    async def handler(event, claim: Claim) -> None:
+        raise TransientError("triton unavailable")
+
+    with pytest.raises(TransientError):
+        await run(record(), handler, guard)
+    assert not await guard.is_done("g/radstream.test.event.v1", "e-1")
+
+
+async def test_unwritable_dlq_propagates_so_the_offset_is_not_committed(guard) -> None:
+    async def handler(event, claim: Claim) -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(TransientError):
+        await run(record(), handler, guard, sink=BrokenDeadLetters())
+
+
+async def test_staged_effects_commit_with_the_done_mark_and_only_once(guard) -> None:
+    guard._db.execute("CREATE TABLE findings (event_id TEXT)")
+
+    async def handler(event, claim: Claim) -> None:
+        claim.stage("INSERT INTO findings VALUES (?)", (event.id,))
+
+    await run(record(event_id="a"), handler, guard)
+    await run(record(event_id="a"), handler, guard)
+    rows = guard._db.execute("SELECT event_id FROM findings").fetchall()
+    assert rows == [("a",)]
+
+
+async def test_effects_of_a_failed_attempt_are_not_committed(guard) -> None:
+    guard._db.execute("CREATE TABLE findings (event_id TEXT)")
+    attempts: list[int] = []
+
+    async def handler(event, claim: Claim) -> None:
+        attempts.append(1)
+        claim.stage("INSERT INTO findings VALUES (?)", (event.id,))
+        if len(attempts) == 1:
+            raise ValueError("first attempt fails after staging")
+
+    await run(record(event_id="b"), handler, guard)
+    assert guard._db.execute("SELECT count(*) FROM findings").fetchone() == (1,)
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(max_attempts=10, initial_s=0.5, max_s=3.0, multiplier=2)
+    assert [policy.delay_after(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
