@@ -188,17 +188,25 @@ class Bus:
         self._dead_letters = _KafkaDeadLetters(client_options)
         self._observer = _Observers((delivery_metrics(config.registry), *config.observers))
 
-    async def start(self) -> None:
-        """Open the idempotency store and the dead-letter producer, then start consuming."""
+    async def open(self) -> None:
+        """Open the idempotency store and the dead-letter producer (the broker starts apart)."""
         await self.config.guard.open()
         await self._dead_letters.start()
+
+    async def close(self) -> None:
+        """Close what :meth:`open` opened."""
+        await self._dead_letters.stop()
+        await self.config.guard.close()
+
+    async def start(self) -> None:
+        """Open resources, then connect the broker and start consuming."""
+        await self.open()
         await self.broker.start()
 
     async def stop(self) -> None:
-        """Stop consuming, then close what :meth:`start` opened."""
+        """Stop consuming, then close resources."""
         await self.broker.stop()
-        await self._dead_letters.stop()
-        await self.config.guard.close()
+        await self.close()
 
     def assigned_partitions(self) -> set[tuple[str, int]]:
         """The ``(topic, partition)`` pairs this bus's consumers hold right now."""

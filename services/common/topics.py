@@ -23,6 +23,7 @@ from typing import Literal, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+
 from radstream.contracts.v1 import (
     clinical_pb2,
     deid_pb2,

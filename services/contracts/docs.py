@@ -22,6 +22,7 @@ from google.protobuf.descriptor import (
     ServiceDescriptor,
 )
 from google.protobuf.message import Message
+
 from radstream.common.topics import ALL_TOPICS, DLQ_SUFFIX, Topic
 from radstream.contracts import generate
 

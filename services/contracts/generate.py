@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
+
 from radstream.common.errors import MisconfiguredError, MissingExtraError, RadstreamError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

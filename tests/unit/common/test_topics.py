@@ -7,6 +7,7 @@ import re
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+
 from radstream.common import topics
 from radstream.common.topics import (
     ALL_TOPICS,

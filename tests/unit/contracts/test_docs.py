@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import descriptor_pb2
+
 from radstream.common.topics import ALL_TOPICS, Topic
 from radstream.contracts import docs, generate
 

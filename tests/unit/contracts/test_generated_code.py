@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+
 from radstream.common.topics import ALL_TOPICS, Topic
 from radstream.contracts import all_message_types, generate, message_type
 from radstream.contracts.v1 import common_pb2, ocr_pb2
@@ -171,7 +172,7 @@ def test_all_message_types_are_sorted_by_full_name() -> None:
 
 
 def test_text_recognition_service_answers_over_grpc() -> None:
-    from radstream.contracts.v1 import ocr_pb2_grpc  # noqa: PLC0415  (imports grpc)
+    from radstream.contracts.v1 import ocr_pb2_grpc
 
     class EchoSize(ocr_pb2_grpc.TextRecognitionServicer):
         def Recognize(

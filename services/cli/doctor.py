@@ -1,0 +1,117 @@
+"""``radstream doctor``: check every dependency a service needs and say what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
+
+from radstream.common.blobstore import open_blob_stores
+from radstream.common.errors import RadstreamError
+from radstream.common.idempotency import open_guard
+from radstream.common.kafka_client import aiokafka_options
+from radstream.common.settings import BlobSettings, DeliverySettings, KafkaSettings
+from radstream.common.topics import ALL_TOPICS
+
+
+class Status(StrEnum):
+    """Result of one check."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+    INFO = "info"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One line of the doctor's report."""
+
+    check: str
+    status: Status
+    detail: str
+
+
+async def check_broker() -> Finding:
+    """Connect with the configured security, list topics, name registry topics that are missing."""
+    settings = KafkaSettings()
+    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **aiokafka_options(settings))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    missing = [topic.name for topic in ALL_TOPICS if topic.name not in existing]
+    if missing:
+        return Finding(
+            check="kafka",
+            status=Status.WARN,
+            detail=f"{settings.bootstrap}: {len(missing)} topic(s) missing; "
+            "run `radstream topics --create`",
+        )
+    return Finding(
+        check="kafka", status=Status.OK, detail=f"{settings.bootstrap}: all topics exist"
+    )
+
+
+async def check_idempotency_store() -> Finding:
+    """Open the idempotency store and read from it."""
+    settings = DeliverySettings()
+    guard = open_guard(settings.idempotency_dsn)
+    try:
+        await guard.open()
+        await guard.check()
+    finally:
+        await guard.close()
+    scheme = settings.idempotency_dsn.split(":", 1)[0]
+    return Finding(check="idempotency store", status=Status.OK, detail=f"{scheme} reachable")
+
+
+async def check_blob_stores() -> Finding:
+    """Write and read a probe object in the PHI and the release store."""
+    stores = open_blob_stores(BlobSettings())
+    await stores.phi.check()
+    await stores.release.check()
+    return Finding(
+        check="blob stores",
+        status=Status.OK,
+        detail=f"phi={stores.phi.root_uri} release={stores.release.root_uri}",
+    )
+
+
+async def check_model_backends() -> Finding:
+    """Report the model backends; none are configured until the model-serving services land."""
+    return Finding(
+        check="model backends",
+        status=Status.INFO,
+        detail="none configured yet (Triton and in-process backends come with ocr/restructure)",
+    )
+
+
+CHECKS: tuple[tuple[str, Callable[[], Awaitable[Finding]]], ...] = (
+    ("kafka", check_broker),
+    ("idempotency store", check_idempotency_store),
+    ("blob stores", check_blob_stores),
+    ("model backends", check_model_backends),
+)
+
+
+async def run_checks() -> list[Finding]:
+    """Run every check; a failing check becomes a FAIL finding with its error, never a crash."""
+    findings: list[Finding] = []
+    for name, check in CHECKS:
+        try:
+            findings.append(await check())
+        except (RadstreamError, ValidationError, OSError) as exc:
+            findings.append(Finding(check=name, status=Status.FAIL, detail=_explain(exc)))
+        except Exception as exc:
+            findings.append(Finding(check=name, status=Status.FAIL, detail=_explain(exc)))
+    return findings
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,91 @@
+"""A local radstream stack: the embedded broker (unless one is configured) plus every service.
+
+Used by ``radstream up`` and ``radstream demo``. Services run as child processes
+(``radstream run NAME``), each with its own health port, as they would as Deployments.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from radstream.common.embedded_broker import EmbeddedBroker, free_loopback_port
+from radstream.common.service import SERVICES, ServiceSpec
+
+STATE_DIR = Path(".radstream")
+
+
+@dataclass(kw_only=True)
+class RunningService:
+    """A service child process and the port of its probes."""
+
+    spec: ServiceSpec
+    health_port: int
+    process: subprocess.Popen[bytes]
+
+
+@dataclass(kw_only=True)
+class LocalStack:
+    """Start the broker and services; stop all of them, in reverse order, on exit."""
+
+    bootstrap: str | None = None
+    services: tuple[ServiceSpec, ...] = SERVICES
+    state_dir: Path = STATE_DIR
+    running: list[RunningService] = field(default_factory=list)
+    _exit: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Connection settings other processes need to join this stack."""
+        assert self.bootstrap is not None
+        return {"RADSTREAM_KAFKA_BOOTSTRAP": self.bootstrap}
+
+    def __enter__(self) -> LocalStack:
+        try:
+            if self.bootstrap is None:
+                broker = EmbeddedBroker(log_path=self.state_dir / "logs" / "tansu.log")
+                self._exit.enter_context(broker)
+                self.bootstrap = broker.bootstrap
+            for spec in self.services:
+                self.running.append(self._spawn(spec))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _spawn(self, spec: ServiceSpec) -> RunningService:
+        port = free_loopback_port()
+        env = {**os.environ, **self.env, "RADSTREAM_OBS_HEALTH_PORT": str(port)}
+        log = (self.state_dir / "logs" / f"{spec.name}.log").open("ab")
+        self._exit.callback(log.close)
+        process = subprocess.Popen(  # noqa: S603 -- our own CLI, fixed argv
+            [sys.executable, "-m", "radstream.cli.main", "run", spec.name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._exit.callback(_stop_process, process)
+        return RunningService(spec=spec, health_port=port, process=process)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit.close()
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

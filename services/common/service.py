@@ -1,0 +1,76 @@
+"""How a radstream service runs: registry, FastStream app lifecycle, probes.
+
+Every service's ``app.py`` exposes ``create_app() -> FastStream`` built with :func:`service_app`,
+so it runs the same way under ``radstream run NAME``, ``radstream up`` and
+``faststream run radstream.<svc>.app:create_app --factory``. Services register in
+:data:`SERVICES` as they land; ``radstream up`` and ``make demo`` start all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faststream import FastStream
+
+from radstream.common.bus import Bus
+from radstream.common.errors import MisconfiguredError
+from radstream.common.health import HealthServer
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """A runnable service: its name and where its app factory lives."""
+
+    name: str
+    app_factory: str  # "module:function" returning a FastStream app
+    description: str
+
+    def load_factory(self) -> Callable[[], FastStream]:
+        """Import and return the app factory."""
+        module_name, _, function = self.app_factory.partition(":")
+        factory: Callable[[], FastStream] = getattr(importlib.import_module(module_name), function)
+        return factory
+
+
+# Services add themselves here as their issues land (ingest, deid, ocr, restructure, ...).
+SERVICES: tuple[ServiceSpec, ...] = ()
+
+
+def service_named(name: str) -> ServiceSpec:
+    """Return the registered service called ``name``."""
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    known = ", ".join(spec.name for spec in SERVICES) or "none yet"
+    raise MisconfiguredError(f"no service named {name!r}; registered services: {known}")
+
+
+def service_app(bus: Bus, health: HealthServer) -> FastStream:
+    """Wrap ``bus`` in a FastStream app that also serves probes and closes what it opened.
+
+    Readiness reports the idempotency store; FastStream's own lifecycle connects the broker
+    and handles SIGINT/SIGTERM with a graceful stop (in-flight handlers finish, offsets of
+    finished records are committed).
+    """
+    app = FastStream(bus.broker)
+    health.add_check("idempotency-store", bus.config.guard.check)
+
+    @app.on_startup
+    async def open_resources() -> None:
+        await bus.open()
+
+    @app.after_startup
+    async def serve_probes() -> None:
+        await health.start()
+
+    @app.on_shutdown
+    async def stop_probes() -> None:
+        await health.stop()
+
+    @app.after_shutdown
+    async def close_resources() -> None:
+        await bus.close()
+
+    return app

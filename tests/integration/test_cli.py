@@ -1,0 +1,208 @@
+"""The `radstream` command against the real embedded broker, as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from radstream.common import topics
+from radstream.common.bus import create_bus
+from radstream.common.embedded_broker import metadata_broker_count
+from radstream.common.settings import DeliverySettings
+from radstream.contracts.v1.imaging_pb2 import StudyReceived
+
+pytestmark = pytest.mark.integration
+
+RADSTREAM = [sys.executable, "-m", "radstream.cli.main"]
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RADSTREAM, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def operator_env(kafka_settings, tmp_path: Path) -> dict[str, str]:
+    return {
+        "RADSTREAM_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN": f"sqlite:///{tmp_path / 'idem.sqlite3'}",
+        "RADSTREAM_BLOB_PHI_URI": f"file://{tmp_path / 'phi'}",
+        "RADSTREAM_BLOB_RELEASE_URI": f"file://{tmp_path / 'release'}",
+        "COLUMNS": "200",
+    }
+
+
+async def publish_studies(kafka_settings, topic, uids, tmp_path: Path) -> list[str]:
+    bus = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'pub.sqlite3'}"),
+        service="ingest",
+    )
+    await bus.start()
+    try:
+        return [
+            await bus.publish(
+                topic, StudyReceived(study_instance_uid=uid, patient_id="SYNTH-77", revision=1)
+            )
+            for uid in uids
+        ]
+    finally:
+        await bus.stop()
+
+
+async def test_tail_json_shows_cloudevents_headers_and_masks_identifiers(
+    kafka_settings, new_topic, operator_env, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1)
+    ids = await publish_studies(kafka_settings, topic, ["2.25.1", "2.25.2"], tmp_path)
+
+    result = cli("tail", topic.name, "--from-beginning", "--max", "2", "--json", env=operator_env)
+
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(event["ce"]["id"] for event in events) == sorted(ids)
+    for event in events:
+        assert event["ce"]["type"] == "radstream.v1.StudyReceived"
+        assert event["ce"]["source"] == "/radstream/ingest"
+        assert event["headers"]["content-type"] == "application/protobuf"
+        assert event["data"]["patient_id"] == "***"
+        assert event["data"]["revision"] == 1
+        assert event["key"] == "***"
+    assert "SYNTH-77" not in result.stdout
+
+
+async def test_tail_show_phi_reveals_identifiers_on_request(
+    kafka_settings, new_topic, operator_env, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1)
+    await publish_studies(kafka_settings, topic, ["2.25.9"], tmp_path)
+
+    result = cli(
+        "tail", topic.name, "--from-beginning", "--max", "1", "--show-phi", env=operator_env
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "key=2.25.9" in result.stdout
+    assert "patient_id=SYNTH-77" in result.stdout
+
+
+async def test_tail_reports_a_malformed_record_and_goes_on(
+    kafka_settings, new_topic, operator_env, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    bus = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'raw.sqlite3'}"),
+        service="ingest",
+    )
+    await bus.start()
+    try:
+        await bus.broker.publish(
+            b"not protobuf", topic.name, headers={"content-type": "text/plain"}
+        )
+    finally:
+        await bus.stop()
+    await publish_studies(kafka_settings, topic, ["2.25.3"], tmp_path)
+
+    result = cli("tail", topic.name, "--from-beginning", "--max", "2", env=operator_env)
+
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert "ERROR: MissingHeaderError" in first
+    assert "radstream.v1.StudyReceived" in second
+
+
+def test_topics_create_makes_every_registry_topic_and_its_dlq(operator_env) -> None:
+    result = cli("topics", "--create", env=operator_env)
+
+    assert result.returncode == 0, result.stderr
+    for topic in topics.ALL_TOPICS:
+        assert topic.name in result.stdout
+        assert topic.dlq in result.stdout
+
+
+def test_doctor_passes_when_everything_is_reachable(operator_env) -> None:
+    cli("topics", "--create", env=operator_env)
+    result = cli("doctor", env=operator_env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+
+
+def test_doctor_names_an_unreachable_broker(operator_env) -> None:
+    env = {**operator_env, "RADSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    result = cli("doctor", env=env, timeout=120)
+
+    assert result.returncode == 1
+    kafka_line = next(line for line in result.stdout.splitlines() if "kafka" in line)
+    assert "FAIL" in kafka_line
+
+
+def test_doctor_names_a_misconfigured_blob_store(operator_env) -> None:
+    env = {**operator_env, "RADSTREAM_BLOB_RELEASE_URI": operator_env["RADSTREAM_BLOB_PHI_URI"]}
+    result = cli("doctor", env=env)
+
+    assert result.returncode == 1
+    blob_line = next(line for line in result.stdout.splitlines() if "blob" in line)
+    assert "FAIL" in blob_line
+
+
+def test_up_prints_connection_settings_and_stops_its_broker_on_ctrl_c(tmp_path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "RADSTREAM_KAFKA_BOOTSTRAP"}
+    process = subprocess.Popen(
+        [*RADSTREAM, "up"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        bootstrap = None
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while bootstrap is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if "RADSTREAM_KAFKA_BOOTSTRAP=" in line:
+                bootstrap = line.strip().split("=", 1)[1]
+        assert bootstrap, "up never printed RADSTREAM_KAFKA_BOOTSTRAP"
+        host, port = bootstrap.split(":")
+        assert metadata_broker_count(host, int(port)) == 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        with pytest.raises(ConnectionRefusedError):
+            metadata_broker_count(host, int(port))
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_demo_pushes_sample_data_through_and_prints_each_event(tmp_path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "RADSTREAM_KAFKA_BOOTSTRAP"}
+    result = subprocess.run(
+        [*RADSTREAM, "demo", "--quiet-s", "1.5"],
+        env={**env, "COLUMNS": "250"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("radstream.")]
+    assert [line.split()[0] for line in lines] == [
+        "radstream.study.received.v1",
+        "radstream.report.received.v1",
+        "radstream.clinical.observation.v1",
+        "radstream.clinical.observation.v1",
+    ]
+    assert "SYNTH-0001" not in result.stdout
+    assert (tmp_path / ".radstream" / "demo" / "blobs" / "phi").is_dir()
