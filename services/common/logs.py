@@ -17,8 +17,10 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Collection
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Final, TextIO
 
 from opentelemetry import trace
@@ -275,6 +277,23 @@ def configure_logging(settings: ObservabilitySettings, *, stream: TextIO | None 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # An uncaught exception would otherwise print its raw traceback (with any PHI in local
+    # values' reprs or messages) straight to stderr, bypassing the filter.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    logging.getLogger("radstream.uncaught").critical(
+        "uncaught exception", exc_info=(exc_type, exc, tb)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
 
 
 def _level_of(name: str) -> int:

@@ -393,3 +393,31 @@ def test_no_eight_digit_date_survives(born: date) -> None:
 
     assert compact not in log.text()
     assert all("[date]" in line["msg"] for line in log.lines())
+
+
+def test_uncaught_exception_is_logged_through_the_phi_filter() -> None:
+    import sys
+    import threading
+
+    stream = io.StringIO()
+    saved, saved_thread_hook = sys.excepthook, threading.excepthook
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    try:
+        configure_logging(ObservabilitySettings(log_json=True), stream=stream)
+        try:
+            raise ValueError("patient DOE^JANE MRN 12345678 not found")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+    finally:
+        sys.excepthook, threading.excepthook = saved, saved_thread_hook
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+    output = stream.getvalue()
+    assert "uncaught exception" in output
+    assert "ValueError" in output
+    assert "DOE^JANE" not in output
+    assert "12345678" not in output
