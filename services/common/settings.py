@@ -42,7 +42,6 @@ class KafkaSettings(BaseSettings):
     ssl_check_hostname: bool = True
     # Tansu (the embedded broker) has no InitProducerId, so idempotent producers stay a setting.
     enable_idempotence: bool = False
-    default_partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
