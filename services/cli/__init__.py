@@ -1,1 +1,1 @@
-"""Command-line interface: `radstream up | run | topics | tail | doctor`."""
+"""Command-line interface: `radstream up | run | topics | tail | doctor | demo`."""

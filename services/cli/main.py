@@ -44,6 +44,7 @@ def up(
     services: Annotated[bool, typer.Option(help="Start the registered services too.")] = True,
 ) -> None:
     """Start a broker (unless RADSTREAM_KAFKA_BOOTSTRAP is set) and every service; Ctrl-C stops."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the same way as Ctrl-C
     bootstrap = KafkaSettings().bootstrap
     stack = LocalStack(bootstrap=bootstrap, services=SERVICES if services else ())
     try:
@@ -60,18 +61,12 @@ def up(
             if not stack.running:
                 console.print("  (no services are registered yet: the broker and topics run)")
             console.print(f"Logs in {STATE_DIR / 'logs'}. Ctrl-C stops everything.")
-            _wait_for_stop_signal()
+            signal.pause()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM at any point: the stack has been stopped on the way out
     except RadstreamError as exc:
         raise _fail(exc) from exc
     console.print("stopped.")
-
-
-def _wait_for_stop_signal() -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        signal.pause()
-    except KeyboardInterrupt:
-        return
 
 
 @app.command()

@@ -32,9 +32,15 @@ PHI_FIELDS = frozenset(
         "impression",
         "calling_ae_title",
         "sender_id",
+        "subject_ids",
+        "report_id",
+        "observation_id",
     }
 )
 MASK = "***"
+# Headers that may carry identifiers: the CloudEvents subject, and a dead letter's error text
+# (scrubbed, but scrubbing is a backstop).
+_PHI_HEADERS = frozenset({"ce_subject", "x-radstream-error-message"})
 _SUMMARY_FIELDS = 5
 
 
@@ -86,7 +92,10 @@ class RenderedEvent:
 def render_record(record: ConsumerRecord[bytes, bytes], *, show_phi: bool) -> RenderedEvent:
     """Decode a record with the contract its ``ce_type`` names; never raise on bad input."""
     headers = tuple(record.headers or ())
-    shown_headers = {name: value.decode("utf-8", "replace") for name, value in headers}
+    shown_headers = {
+        name: (MASK if name in _PHI_HEADERS and not show_phi else value.decode("utf-8", "replace"))
+        for name, value in headers
+    }
     key = record.key.decode("utf-8", "replace") if record.key else ""
     if key and not show_phi and not _in_release_zone(record.topic):
         key = MASK  # PHI-zone keys are study UIDs and patient ids

@@ -323,7 +323,11 @@ def create_bus(
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
         ),
-        log_level=logging.DEBUG,  # per-message lines are debug noise; outcomes are metrics
+        acks=kafka.acks,
+        # FastStream's access log goes through the root handler and its PhiFilter (it quotes
+        # exception messages); per-message lines are debug noise, outcomes are metrics.
+        logger=logging.getLogger("radstream.faststream"),
+        log_level=logging.DEBUG,
     )
     config = BusConfig(
         source=f"/radstream/{service}",

@@ -10,10 +10,11 @@ For each record :func:`deliver`:
 5. when attempts run out, publishes the original bytes and headers plus the error to
    ``<topic>.dlq`` and reports the record as handled, so the partition keeps flowing.
 
-A :class:`~radstream.common.errors.TransientError` that outlasts its retries is *not* dead-lettered:
-a dependency is down, not the event at fault. It propagates, the caller does not commit the
-offset, and the record is delivered again. If the dead-letter publish itself fails the same
-happens: nothing is dropped silently.
+A :class:`~radstream.common.errors.TransientError` or
+:class:`~radstream.common.errors.MisconfiguredError` that outlasts its retries is *not*
+dead-lettered: a dependency is down or the service is misconfigured, not the event at fault.
+It propagates, the caller does not commit the offset, and the record is delivered again. If the
+dead-letter publish itself fails the same happens: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from radstream.common.envelope import Event, decode
-from radstream.common.errors import PoisonEventError, TransientError
+from radstream.common.errors import MisconfiguredError, PoisonEventError, TransientError
 from radstream.common.idempotency import Claim, IdempotencyGuard, claim_for
+from radstream.common.logs import scrub_phi
 
 M = TypeVar("M", bound=Message)
 
@@ -127,8 +129,12 @@ class DeliveryObserver(Protocol):
 
 
 def error_text(error: BaseException) -> str:
-    """The error's message, bounded; radstream's own errors never carry PHI in their messages."""
-    text = str(error) or type(error).__name__
+    """The error's message, PHI-scrubbed and bounded.
+
+    radstream's own errors name fields, not values; a library's exception may quote a value, so
+    the dead-letter header gets the same scrubbing as the logs.
+    """
+    text = scrub_phi(str(error)) or type(error).__name__
     return text[:_MAX_ERROR_TEXT]
 
 
@@ -172,8 +178,8 @@ async def deliver(
                     observer.on_retry(record, group, attempt, exc)
                 await sleep(policy.delay_after(attempt))
                 continue
-            if isinstance(exc, TransientError):
-                raise  # a dependency is down: redeliver later instead of dead-lettering
+            if isinstance(exc, TransientError | MisconfiguredError):
+                raise  # the event is not at fault: redeliver later instead of dead-lettering
             await dead_letters.send(
                 DeadLetter(record=record, group=group, error=exc, attempts=attempt)
             )

@@ -45,6 +45,7 @@ REDACTED: Final = "[redacted]"
 SAFE_EXTRA_KEYS: Final[frozenset[str]] = frozenset(
     {
         "attempt",
+        "attempts",
         "backoff_s",
         "ce_source",
         "ce_type",

@@ -9,13 +9,13 @@ so it runs the same way under ``radstream run NAME``, ``radstream up`` and
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from faststream import FastStream
 
 from radstream.common.bus import Bus
-from radstream.common.errors import MisconfiguredError
+from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.health import HealthServer
 
 
@@ -47,6 +47,14 @@ def service_named(name: str) -> ServiceSpec:
     raise MisconfiguredError(f"no service named {name!r}; registered services: {known}")
 
 
+def _broker_answers(bus: Bus) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        if not await bus.broker.ping(timeout=2.0):
+            raise TransientError("Kafka does not answer")
+
+    return check
+
+
 def service_app(bus: Bus, health: HealthServer) -> FastStream:
     """Wrap ``bus`` in a FastStream app that also serves probes and closes what it opened.
 
@@ -56,6 +64,7 @@ def service_app(bus: Bus, health: HealthServer) -> FastStream:
     """
     app = FastStream(bus.broker)
     health.add_check("idempotency-store", bus.config.guard.check)
+    health.add_check("kafka", _broker_answers(bus))
 
     @app.on_startup
     async def open_resources() -> None:

@@ -40,6 +40,9 @@ class KafkaSettings(BaseSettings):
     ssl_keyfile: Path | None = None
     ssl_key_password: SecretStr | None = None
     ssl_check_hostname: bool = True
+    # Wait for every in-sync replica before a publish counts as done: an event the broker
+    # acknowledged must survive a broker loss (Kafka's default, 1, does not).
+    acks: Literal["all", 1, 0] = "all"
     # Tansu (the embedded broker) has no InitProducerId, so idempotent producers stay a setting.
     enable_idempotence: bool = False
     replication_factor: int = Field(default=1, ge=1)
@@ -85,7 +88,8 @@ class DeliverySettings(BaseSettings):
 class BlobSettings(BaseSettings):
     """Claim-check stores (``RADSTREAM_BLOB_*``): the PHI zone and the release zone are separate.
 
-    URIs are ``file:///abs/path`` or ``s3://bucket/prefix``.
+    URIs are ``file:///abs/path``, ``file://relative/path`` (against the working directory) or
+    ``s3://bucket/prefix``.
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_BLOB_", extra="ignore")

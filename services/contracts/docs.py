@@ -83,8 +83,11 @@ share a key, land in one partition and are consumed in order. Delivery is at lea
 consumers are idempotent.
 
 **Dead letters.** A record that still fails after bounded retries goes to `<topic>.dlq` with its
-original key, value and headers unchanged, plus `x-radstream-error-*` headers that describe the
-failure (such as the error code and the number of attempts). Nothing is dropped silently.
+original key, value and headers unchanged, plus `x-radstream-*` headers that describe the failure:
+`x-radstream-error-type`, `-error-kind` (`poison` or `handler-failed`), `-error-message`
+(PHI-scrubbed), `-attempts`, `-original-topic`, `-original-partition`, `-original-offset`,
+`-consumer-group` and `-failed-at`. Poison records (undecodable) skip the retries. Nothing is
+dropped silently.
 
 **Zones.** `phi` topics hold protected health information and stay inside the PHI zone;
 `release` topics hold only de-identified or pseudonymous data.
