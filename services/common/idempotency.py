@@ -20,8 +20,9 @@ of a consumer share one table).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -168,7 +169,11 @@ class SqliteIdempotencyGuard:
 
 
 class PostgresIdempotencyGuard:
-    """PostgreSQL-backed guard (psycopg 3), for replicas that share one table."""
+    """PostgreSQL-backed guard (psycopg 3), for replicas that share one table.
+
+    A lost connection is a :class:`TransientError` (the record is redelivered, not
+    dead-lettered) and the next call reconnects.
+    """
 
     paramstyle: Literal["qmark", "format"] = "format"
 
@@ -179,20 +184,27 @@ class PostgresIdempotencyGuard:
 
     async def open(self) -> None:
         """Connect and create the table if needed."""
+        async with self._lock:
+            await self._connection()
+
+    async def _connection(self) -> Any:
         try:
             import psycopg  # noqa: PLC0415 -- optional extra
         except ImportError as exc:
             raise MissingExtraError("psycopg", "postgres") from exc
-        if self._conn is None:
-            try:
-                self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-            except psycopg.OperationalError as exc:
-                raise TransientError("PostgreSQL idempotency store unreachable") from exc
-            await self._conn.execute(
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, "
                 "event_id TEXT NOT NULL, completed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
                 "PRIMARY KEY (scope, event_id))"
             )
+        except psycopg.OperationalError as exc:
+            raise TransientError("PostgreSQL idempotency store unreachable") from exc
+        self._conn = conn
+        return conn
 
     async def close(self) -> None:
         """Close the connection."""
@@ -202,24 +214,39 @@ class PostgresIdempotencyGuard:
 
     async def is_done(self, scope: str, event_id: str) -> bool:
         """Whether ``scope`` already finished ``event_id``."""
-        async with self._lock:
-            cur = await self._conn.execute(
+        async with self._lock, self._translated_errors():
+            conn = await self._connection()
+            cur = await conn.execute(
                 f"SELECT 1 FROM {TABLE} WHERE scope=%s AND event_id=%s", (scope, event_id)
             )
             return await cur.fetchone() is not None
 
     async def complete(self, claim: Claim) -> bool:
         """Commit the staged effects and the done mark in one transaction."""
-        async with self._lock, self._conn.transaction():
-            cur = await self._conn.execute(
-                f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (claim.scope, claim.event_id),
-            )
-            if cur.rowcount != 1:
-                return False  # nothing was written: leaving the block commits a no-op
-            for sql, params in claim.staged:
-                await self._conn.execute(sql, params)
+        async with self._lock, self._translated_errors():
+            conn = await self._connection()
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (claim.scope, claim.event_id),
+                )
+                if cur.rowcount != 1:
+                    return False  # nothing was written: leaving the block commits a no-op
+                for sql, params in claim.staged:
+                    await conn.execute(sql, params)
         return True
+
+    @contextlib.asynccontextmanager
+    async def _translated_errors(self) -> AsyncIterator[None]:
+        import psycopg  # noqa: PLC0415 -- optional extra
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None  # reconnect on the next call
+            raise TransientError("PostgreSQL idempotency store unavailable") from exc
 
     async def check(self) -> None:
         """Raise if PostgreSQL cannot be reached."""

@@ -1,0 +1,90 @@
+"""The PostgreSQL idempotency guard against the machine's real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+
+from radstream.common.errors import TransientError
+from radstream.common.idempotency import PostgresIdempotencyGuard, claim_for, open_guard
+
+pytestmark = pytest.mark.integration
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh database, dropped afterwards; skips when PostgreSQL is not running."""
+    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def guard(database: str) -> AsyncIterator[PostgresIdempotencyGuard]:
+    store = open_guard(database)
+    assert isinstance(store, PostgresIdempotencyGuard)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_completed_event_is_done_for_its_scope_only(guard) -> None:
+    claim = claim_for(guard, "deid/radstream.study.received.v1", "e-1")
+    assert not await guard.is_done(claim.scope, "e-1")
+    assert await guard.complete(claim)
+    assert await guard.is_done(claim.scope, "e-1")
+    assert not await guard.is_done("restructure/radstream.study.received.v1", "e-1")
+
+
+async def test_second_completion_loses_and_its_staged_effects_are_dropped(guard, database) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE findings (event_id TEXT)")
+    for _ in range(2):
+        claim = claim_for(guard, "g/t", "e-2")
+        claim.stage("INSERT INTO findings VALUES (%s)", ("e-2",))
+        await guard.complete(claim)
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM findings").fetchone() == (1,)
+
+
+async def test_two_replicas_sharing_the_table_complete_an_event_once(database) -> None:
+    first, second = open_guard(database), open_guard(database)
+    await first.open()
+    await second.open()
+    try:
+        assert await first.complete(claim_for(first, "g/t", "e-3"))
+        assert not await second.complete(claim_for(second, "g/t", "e-3"))
+        assert await second.is_done("g/t", "e-3")
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_lost_connection_is_transient_and_the_guard_reconnects(guard, database) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database.rsplit("/", 1)[1],),
+        )
+    with pytest.raises(TransientError):
+        await guard.is_done("g/t", "e-4")
+    assert not await guard.is_done("g/t", "e-4")  # reconnected
+
+
+async def test_unreachable_server_is_a_transient_error() -> None:
+    store = open_guard("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(TransientError):
+        await store.open()
