@@ -13,7 +13,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help install debian-packages proto proto-check lint fmt type check test test-unit test-integration bench demo docs lock clean
+.PHONY: help install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration bench demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -78,6 +78,9 @@ bench: install ## benchmarks: radstream plumbing next to bare aiokafka
 
 demo: install ## start a broker and every service, push sample data through, print what came out
 	$(BIN)/radstream demo
+
+annex-e: $(STAMP) ## regenerate services/deid/_annex_e.py from the shared PS3.15 Table E.1-1 JSON
+	$(BIN)/python -m radstream.deid._generate_annex_e
 
 docs: $(STAMP) ## regenerate docs/events.md from the contracts and topic registry
 	$(BIN)/python -m radstream.contracts.docs > docs/events.md

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
-from typing import Annotated
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from faststream import FastStream
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from radstream.cli.doctor import Status, run_checks
@@ -28,7 +34,11 @@ from radstream.common.settings import (
     KafkaSettings,
     ObservabilitySettings,
 )
-from radstream.common.topics import ALL_TOPICS, DLQ_SUFFIX
+from radstream.common.topics import ALL_TOPICS, DEID_COMPLETED_V1, DLQ_SUFFIX
+
+if TYPE_CHECKING:
+    from radstream.deid.batch import BatchSummary
+    from radstream.deid.config import DeidSettings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 console = Console()
@@ -75,9 +85,14 @@ def run(name: Annotated[str, typer.Argument(help="Service name, e.g. deid.")]) -
     configure_logging(ObservabilitySettings(service_name=name))
     try:
         factory = service_named(name).load_factory()
-        asyncio.run(factory().run())
+        asyncio.run(_build_and_run(factory))
     except RadstreamError as exc:
         raise _fail(exc) from exc
+
+
+async def _build_and_run(factory: Callable[[], FastStream]) -> None:
+    # Inside the loop: the bus's Kafka clients bind to the running event loop when built.
+    await factory().run()
 
 
 @app.command()
@@ -161,6 +176,9 @@ def doctor() -> None:
 @app.command()
 def demo(
     quiet_s: Annotated[float, typer.Option(help="Stop after this long with no new events.")] = 3.0,
+    timeout_s: Annotated[
+        float, typer.Option(help="Give up waiting for the services' output after this long.")
+    ] = 120.0,
 ) -> None:
     """Start everything, push synthetic sample data through, print what came out, stop."""
     state = STATE_DIR / "demo"
@@ -169,19 +187,25 @@ def demo(
     os.environ.setdefault(
         "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN", f"sqlite:///{state / 'idempotency.sqlite3'}"
     )
+    if "RADSTREAM_DEID_KEY" not in os.environ and "RADSTREAM_DEID_KEY_FILE" not in os.environ:
+        # A throwaway key: demo pseudonyms are not reproducible, which is right for demo data.
+        os.environ["RADSTREAM_DEID_KEY"] = secrets.token_hex(32)
     try:
         with LocalStack(bootstrap=KafkaSettings().bootstrap) as stack:
             console.print(f"broker: RADSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap}")
             names = [service.spec.name for service in stack.running]
             console.print(f"services: {', '.join(names) or 'none registered yet'}")
-            asyncio.run(_demo(KafkaSettings(bootstrap=stack.bootstrap), quiet_s))
+            settings = KafkaSettings(bootstrap=stack.bootstrap)
+            asyncio.run(_demo(settings, stack, quiet_s=quiet_s, timeout_s=timeout_s))
     except KeyboardInterrupt:
         console.print("interrupted; stopped everything.")
     except RadstreamError as exc:
         raise _fail(exc) from exc
 
 
-async def _demo(settings: KafkaSettings, quiet_s: float) -> None:
+async def _demo(
+    settings: KafkaSettings, stack: LocalStack, *, quiet_s: float, timeout_s: float
+) -> None:
     await ensure_topics(settings, ALL_TOPICS)
     bus = create_bus(settings, DeliverySettings(), service="demo")
     stores = open_blob_stores(BlobSettings())
@@ -193,14 +217,154 @@ async def _demo(settings: KafkaSettings, quiet_s: float) -> None:
         console.print(f"published {len(events)} synthetic events; what came out:")
     finally:
         await bus.stop()
+    # Each running service answers on its own output topic; wait for every one of them (or
+    # the timeout), then for a quiet spell, so late outputs still make it onto the screen.
+    awaited = {spec_output for spec_output in _demo_outputs(stack)}
     names = [topic.name for topic in ALL_TOPICS] + [topic.dlq for topic in ALL_TOPICS]
     count = 0
+    deadline = time.monotonic() + timeout_s
     async for record in records(
-        settings, names, from_beginning=True, max_events=None, idle_timeout_s=quiet_s
+        settings, names, from_beginning=True, max_events=None, idle_timeout_s=None
     ):
         console.print(render_record(record, show_phi=False).line(), highlight=False, soft_wrap=True)
         count += 1
+        awaited.discard(record.topic)
+        if not awaited or time.monotonic() > deadline:
+            break
+    async for record in records(
+        settings, names, from_beginning=False, max_events=None, idle_timeout_s=quiet_s
+    ):
+        console.print(render_record(record, show_phi=False).line(), highlight=False, soft_wrap=True)
+        count += 1
+    if awaited:
+        console.print(
+            f"[yellow]no output on {', '.join(sorted(awaited))} within {timeout_s:.0f}s;"
+            f" see {STATE_DIR / 'logs'}[/]"
+        )
     console.print(f"{count} event(s) on {len(names)} topics. Stopping.")
+
+
+def _demo_outputs(stack: LocalStack) -> list[str]:
+    """The topics on which the running services publish the demo's results."""
+    outputs = {"deid": DEID_COMPLETED_V1.name}
+    return [outputs[svc.spec.name] for svc in stack.running if svc.spec.name in outputs]
+
+
+@app.command()
+def deid(
+    in_dir: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, help="Directory of DICOM files to read."),
+    ],
+    out_dir: Annotated[
+        Path, typer.Argument(help="New or empty directory for released/, held/ and reports.")
+    ],
+    options: Annotated[
+        str | None,
+        typer.Option(
+            help="Profile options, comma-separated (e.g. retain-uids,clean-descriptors); "
+            "default RADSTREAM_DEID_OPTIONS."
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the pseudonymisation key; default RADSTREAM_DEID_KEY."),
+    ] = None,
+    ephemeral_key: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral-key",
+            help="Use a random one-off key: pseudonyms and UIDs will not match any other run.",
+        ),
+    ] = False,
+) -> None:
+    """De-identify every file under IN_DIR into OUT_DIR (released/, held/, reports).
+
+    Only OUT_DIR/released/ may leave the PHI zone; held/ and the reports are PHI-zone data.
+    Exits 0 once every file has an outcome, held and rejected ones included.
+    """
+    # Imported here: pydicom and spaCy are the deid extra, and slow to load for other commands.
+    from radstream.deid.batch import deidentify_directory, find_inputs  # noqa: PLC0415
+    from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY  # noqa: PLC0415
+    from radstream.deid.clean import build_text_cleaner  # noqa: PLC0415
+    from radstream.deid.config import parse_options  # noqa: PLC0415
+    from radstream.deid.profile import DeidKeys  # noqa: PLC0415
+
+    try:
+        settings = _deid_settings(key_file)
+        if options is not None:
+            settings = settings.model_copy(update={"options": parse_options(options)})
+        if ephemeral_key:
+            if settings.has_key:
+                raise typer.BadParameter(
+                    "--ephemeral-key conflicts with the configured key; drop one of them"
+                )
+            console.print(
+                "[yellow]warning:[/yellow] using an ephemeral key: pseudonyms, UIDs and date "
+                "shifts will not be reproducible and will not match any other run"
+            )
+            keys = DeidKeys.from_secret(secrets.token_bytes(32))
+        elif not settings.has_key:
+            console.print(
+                "[red]error:[/red] no pseudonymisation key: pass --key-file, set "
+                "RADSTREAM_DEID_KEY or RADSTREAM_DEID_KEY_FILE, or pass --ephemeral-key for "
+                "a one-off run whose pseudonyms are not reproducible"
+            )
+            raise typer.Exit(code=2)
+        else:
+            keys = settings.keys()
+        console.print("loading the PHI recognizer ...")
+        clean_text = build_text_cleaner()
+        profile = settings.profile()
+        total = len(find_inputs(in_dir))
+        with Progress(
+            TextColumn("de-identifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("deid", total=total)
+            summary = deidentify_directory(
+                in_dir,
+                out_dir,
+                profile,
+                keys,
+                clean_text,
+                DEFAULT_PIXEL_POLICY,
+                limits=settings.reader_limits(),
+                on_entry=lambda _entry: progress.advance(task),
+            )
+    except RadstreamError as exc:
+        raise _fail(exc) from exc
+    console.print(_deid_summary(summary))
+    console.print(f"released files: {out_dir / 'released'}; reports: {out_dir}")
+
+
+def _deid_settings(key_file: Path | None) -> DeidSettings:
+    from radstream.deid.config import DeidSettings  # noqa: PLC0415 -- the deid extra
+
+    if key_file is not None:
+        return DeidSettings(key_file=key_file, key=None)
+    return DeidSettings()
+
+
+def _deid_summary(summary: BatchSummary) -> Table:
+    from radstream.deid.pipeline import InstanceStatus  # noqa: PLC0415 -- the deid extra
+
+    table = Table("outcome", "files", "why")
+    colour = {
+        InstanceStatus.RELEASED: "green",
+        InstanceStatus.HELD: "yellow",
+        InstanceStatus.REJECTED: "red",
+    }
+    for status, count in summary.counts.items():
+        why = "; ".join(
+            f"{reason} ({times})" for reason, times in summary.reasons(status).most_common(5)
+        )
+        table.add_row(f"[{colour[status]}]{status.value}[/]", str(count), why)
+    table.add_row("total", str(len(summary.entries)), "")
+    return table
 
 
 def main() -> None:

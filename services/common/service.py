@@ -35,7 +35,16 @@ class ServiceSpec:
 
 
 # Services add themselves here as their issues land (ingest, deid, ocr, restructure, ...).
-SERVICES: tuple[ServiceSpec, ...] = ()
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="deid",
+        app_factory="radstream.deid.app:create_app",
+        description=(
+            "De-identifies received studies (PS3.15 Annex E profile, verified, fail closed): "
+            "releases clean instances, holds the doubtful ones for review."
+        ),
+    ),
+)
 
 
 def service_named(name: str) -> ServiceSpec:

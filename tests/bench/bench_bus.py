@@ -1,37 +1,44 @@
 """Benchmark: radstream's bus plumbing next to bare aiokafka, on the embedded broker.
 
 Run with ``make bench`` (``python -m tests.bench.bench_bus``); ``--quick`` for a smaller run,
-``--json PATH`` to choose where the results go (default ``.build/bench/bus.json``).
+``--json PATH`` for the results file (default ``.build/bench/bus.json``), ``--profile`` to
+profile even within the target (it runs by itself above it), ``--ablations`` to also run
+radstream with single parts swapped out. A benchmark, not a test: nothing asserts on time.
 
-Both sides run the same chain in one process, on one embedded Tansu broker::
+Every variant runs the same chain, in one process and event loop, on one embedded Tansu broker::
 
     producer --(topic A)--> worker: consume, republish --(topic B)--> sink
 
-* **bare aiokafka**: an ``AIOKafkaProducer`` sends to A; a consumer in a group on A takes one
-  record at a time (``getone``), parses it, ``send_and_wait``\\ s it to B and commits the offset
-  after the send was acknowledged; no envelope headers, tracing, metrics or idempotency.
-* **radstream**: ``Bus.publish`` to A; an ``@bus.subscribe`` handler republishes the event to B
-  with ``caused_by``; the bus as ``create_bus`` builds it: CloudEvents envelope, OpenTelemetry
-  and Prometheus middlewares, SQLite idempotency guard (``is_done`` before the handler,
-  ``complete`` after it), delivery metrics, offset committed after the handler returned.
-  Variant ``radstream`` configures an SDK ``TracerProvider`` with a ``BatchSpanProcessor``
-  (spans are recorded and batched, then discarded instead of exported over the network);
-  ``radstream-notrace`` passes no tracer provider (OpenTelemetry's no-op API).
+* **bare**: an ``AIOKafkaProducer`` sends to A; a consumer in a group on A takes one record at
+  a time (``getone``), parses it, ``send_and_wait``\\ s it to B, and commits the offset after
+  that send was acknowledged. No envelope headers, tracing, metrics or idempotency.
+* **radstream**: ``Bus.publish`` to A; an ``@bus.subscribe`` handler republishes the event to
+  B with ``caused_by``. The buses are what ``create_bus`` builds: CloudEvents envelope,
+  OpenTelemetry and Prometheus middlewares, the SQLite idempotency guard (``is_done`` before
+  the handler, ``complete`` after it), delivery metrics, the offset committed after the handler
+  returned. ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor``
+  (spans recorded and batched like in production, then dropped instead of exported);
+  ``radstream-notrace`` gives it none (OpenTelemetry's no-op API).
 
-The sink is the same plain consumer on B for every variant. Payload: one serialized
-``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s; producers use the same ``acks``
-(read back from the live radstream producer and printed). Rounds alternate the variants (the
-order rotates each round) so machine noise hits all of them, and the report takes the median
-of the per-round figures.
+The sink is the same plain, partition-assigned consumer on B for every variant. Both sides send
+the same payload (a serialized ``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s)
+with the same producer settings (``acks`` and idempotence from the same ``KafkaSettings``,
+read back from the live producers and printed). Every consumer gets the same two options
+(``BenchConfig.consumer_options``; the bus receives them through its broker's
+``subscriber``), chosen for Tansu's sake and explained there. Each round uses fresh topics and
+groups; the variants alternate and their order rotates each round, so machine noise hits all
+of them; the report takes the median of the per-round figures.
 
-Measured with ``time.perf_counter_ns`` in-process, keyed by the event's sequence number:
+Timestamps are ``time.perf_counter_ns``, shared in-process, keyed by the event's sequence
+number (the end of its study UID, the record key):
 
 * hop 1: just before publishing to A -> handler entry;
 * hop 2: just before the handler publishes to B -> sink receipt;
-* end to end: publishing to A -> sink receipt;
+* end to end: just before publishing to A -> sink receipt.
 
-latency with paced publishing (so queueing does not dominate), throughput (events/s) with a
-burst published all at once, timed until the sink holds every event.
+Latency comes from paced publishing (so queueing does not dominate); throughput (events/s)
+from a burst published by a few concurrent publishers, timed until the sink holds every event,
+with the process CPU time (all threads) per event beside it.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import io
 import json
 import logging
@@ -47,17 +55,19 @@ import math
 import os
 import platform
 import pstats
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from faststream.kafka import KafkaBroker
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -67,7 +77,13 @@ from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.envelope import Event
-from radstream.common.idempotency import Claim
+from radstream.common.errors import TransientError
+from radstream.common.idempotency import (
+    Claim,
+    IdempotencyGuard,
+    SqliteIdempotencyGuard,
+    open_guard,
+)
 from radstream.common.kafka_client import aiokafka_options, ensure_topics
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
@@ -79,12 +95,21 @@ TARGET = 0.20  # radstream may cost at most 20% over bare aiokafka
 BARE = "bare"
 RADSTREAM = "radstream"
 RADSTREAM_NOTRACE = "radstream-notrace"
+INLINE_SQLITE = "rs-inline-sqlite"
+MEMORY_GUARD = "rs-memory-guard"
+NO_MIDDLEWARES = "rs-no-middlewares"
 VARIANTS = (BARE, RADSTREAM, RADSTREAM_NOTRACE)
+ABLATIONS = (INLINE_SQLITE, MEMORY_GUARD, NO_MIDDLEWARES)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
-    RADSTREAM: "Bus.publish -> @bus.subscribe handler (guard, middlewares, SDK tracer) "
+    RADSTREAM: "Bus.publish -> @bus.subscribe handler (SQLite guard, middlewares, SDK tracer) "
     "-> Bus.publish(caused_by) -> sink",
     RADSTREAM_NOTRACE: "as radstream, tracer_provider=None (no-op OpenTelemetry API)",
+    INLINE_SQLITE: "ablation: as radstream, the guard's SQLite calls on the event loop "
+    "(no executor thread)",
+    MEMORY_GUARD: "ablation: as radstream, an in-memory guard (no SQLite, no thread)",
+    NO_MIDDLEWARES: "ablation: as radstream, KafkaBroker without the OTel and Prometheus "
+    "middlewares",
 }
 MS = 1e6  # nanoseconds per millisecond
 
@@ -98,13 +123,25 @@ class BenchConfig:
     latency_events: int = 200
     rate_per_s: float = 100.0
     burst_events: int = 2000
+    burst_publishers: int = 16
     instances: int = 4
     partitions: int = topics.STUDY_RECEIVED_V1.partitions
-    # Tansu answers a long-poll Fetch only when fetch_max_wait_ms runs out, even when records
-    # arrived meanwhile; at the clients' default (500 ms) every hop would wait ~100-250 ms for
-    # the broker, on both sides alike. Every consumer of the benchmark uses this value instead.
+    # Tansu does not answer a waiting Fetch when records arrive: at the clients' default
+    # fetch_max_wait_ms (500) produce -> consume takes ~140 ms at p50 (up to ~250 ms), at 10 ms
+    # ~2 ms. That wait would swamp every hop, on both sides alike; real Kafka answers at once.
     fetch_max_wait_ms: int = 10
+    # Tansu holds a JoinGroup for half the session timeout: 5 s at the default 10 s, 3 s here.
+    # Only the start of each round gets shorter; heartbeats stay at aiokafka's 3 s.
+    session_timeout_ms: int = 6000
+    profile_burst_events: int = 1000
     drain_timeout_s: float = 60.0
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Options every group consumer of the benchmark gets, bare and radstream alike."""
+        return {
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "session_timeout_ms": self.session_timeout_ms,
+        }
 
 
 FULL = BenchConfig()
@@ -173,20 +210,36 @@ class Probe:
         self.forwarded: dict[int, int] = {}
         self.sunk: dict[int, int] = {}
         self.done = asyncio.Event()
+        # Only in profiling rounds: the worker's step marks, and when each record reached
+        # aiokafka on its way in (``handed_in``) and out (``handed_out``) and left the consumer.
+        self.timeline: Timeline | None = None
+        self.handed_in: dict[int, int] = {}
+        self.fetched: dict[int, int] = {}
+        self.handed_out: dict[int, int] = {}
 
     def reset(self, expected: range) -> None:
         """Start a phase that waits for the sequence numbers in ``expected``."""
         self.expected = expected
         self.sent, self.entered, self.forwarded, self.sunk = {}, {}, {}, {}
+        self.handed_in, self.fetched, self.handed_out = {}, {}, {}
         self.done = asyncio.Event()
+        if not expected:
+            self.done.set()
 
     def enter(self, seq: int) -> None:
         """The worker's handler saw ``seq`` (first delivery only)."""
         self.entered.setdefault(seq, time.perf_counter_ns())
+        if self.timeline is not None:
+            self.timeline.mark("handler in")
 
     def forward(self, seq: int) -> None:
         """The worker is about to publish ``seq`` to the output topic."""
         self.forwarded.setdefault(seq, time.perf_counter_ns())
+
+    def forwarded_done(self) -> None:
+        """The worker's output publish was acknowledged."""
+        if self.timeline is not None:
+            self.timeline.mark("publish acked")
 
     def sink(self, seq: int) -> None:
         """The sink received ``seq``."""
@@ -244,18 +297,24 @@ class BareChain:
         group: str,
         probe: Probe,
         *,
-        fetch_max_wait_ms: int,
+        consumer_options: dict[str, Any],
     ) -> None:
         options = aiokafka_options(settings)
         self.source, self.target, self.probe = source, target, probe
-        self.producer = AIOKafkaProducer(acks=1, enable_idempotence=False, **options)
-        self.worker_producer = AIOKafkaProducer(acks=1, enable_idempotence=False, **options)
+        # The acks and idempotence radstream's create_bus takes from the same settings.
+        producer_options = {
+            "acks": settings.acks,
+            "enable_idempotence": settings.enable_idempotence,
+            **options,
+        }
+        self.producer = AIOKafkaProducer(**producer_options)
+        self.worker_producer = AIOKafkaProducer(**producer_options)
         self.consumer = AIOKafkaConsumer(
             source.name,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=fetch_max_wait_ms,
+            **consumer_options,
             **options,
         )
         self._task: asyncio.Task[None] | None = None
@@ -284,6 +343,7 @@ class BareChain:
             message = StudyReceived.FromString(record.value)
             probe.forward(seq)
             await producer.send_and_wait(target, message.SerializeToString(), key=record.key)
+            probe.forwarded_done()
             await consumer.commit()
 
     async def stop(self) -> None:
@@ -313,6 +373,90 @@ class BareChain:
         return self._facts
 
 
+@dataclass(frozen=True, kw_only=True)
+class RadstreamOptions:
+    """How a radstream variant builds its buses; the defaults are production's."""
+
+    tracing: bool = True
+    guard: Literal["sqlite", "inline-sqlite", "memory"] = "sqlite"
+    middlewares: bool = True
+
+
+VARIANT_OPTIONS = {
+    RADSTREAM: RadstreamOptions(),
+    RADSTREAM_NOTRACE: RadstreamOptions(tracing=False),
+    INLINE_SQLITE: RadstreamOptions(guard="inline-sqlite"),
+    MEMORY_GUARD: RadstreamOptions(guard="memory"),
+    NO_MIDDLEWARES: RadstreamOptions(middlewares=False),
+}
+
+
+class InlineSqliteGuard(SqliteIdempotencyGuard):
+    """The SQLite guard with its calls made on the event loop: no executor hop (ablation)."""
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            raise TransientError(f"idempotency store unavailable: {type(exc).__name__}") from exc
+
+
+class MemoryGuard:
+    """An idempotency guard in a set: what the guard costs without a store (ablation)."""
+
+    paramstyle: Literal["qmark", "format"] = "qmark"
+
+    def __init__(self) -> None:
+        self._done: set[tuple[str, str]] = set()
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def check(self) -> None:
+        """Always reachable."""
+
+    async def is_done(self, scope: str, event_id: str) -> bool:
+        """Whether the pair was completed."""
+        return (scope, event_id) in self._done
+
+    async def complete(self, claim: Claim) -> bool:
+        """Mark the pair done; False when it already was."""
+        key = (claim.scope, claim.event_id)
+        if key in self._done:
+            return False
+        self._done.add(key)
+        return True
+
+
+def make_guard(kind: str, db: Path) -> IdempotencyGuard:
+    """The idempotency guard a variant uses."""
+    if kind == "memory":
+        return MemoryGuard()
+    if kind == "inline-sqlite":
+        return InlineSqliteGuard(db)
+    return open_guard(f"sqlite:///{db}")  # the real default: SqliteIdempotencyGuard
+
+
+@contextlib.contextmanager
+def _broker_without_middlewares() -> Iterator[None]:
+    """Make ``create_bus`` build its ``KafkaBroker`` with no middlewares, all else as is."""
+    import radstream.common.bus as bus_module
+
+    original = bus_module.KafkaBroker
+
+    def broker(*args: Any, **kwargs: Any) -> KafkaBroker:
+        return original(*args, **{**kwargs, "middlewares": ()})
+
+    bus_module.KafkaBroker = broker  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        bus_module.KafkaBroker = original  # type: ignore[misc]
+
+
 class RadstreamChain:
     """radstream: ``Bus.publish`` to A; a subscribed handler republishes to B (``caused_by``)."""
 
@@ -325,13 +469,14 @@ class RadstreamChain:
         probe: Probe,
         workdir: Path,
         *,
-        tracing: bool,
-        fetch_max_wait_ms: int,
+        options: RadstreamOptions,
+        consumer_options: dict[str, Any],
     ) -> None:
         self.source, self.target, self.probe = source, target, probe
+        self.options = options
         self.exporter: DiscardingExporter | None = None
         self.tracer_provider: TracerProvider | None = None
-        if tracing:
+        if options.tracing:
             self.exporter = DiscardingExporter()
             self.tracer_provider = TracerProvider()
             self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
@@ -339,7 +484,7 @@ class RadstreamChain:
         self.publisher = self._bus(settings, workdir / "ingest.sqlite3", "bench-ingest")
         self.worker = self._bus(settings, workdir / "deid.sqlite3", "bench-deid")
         worker = self.worker
-        with_fetch_wait(worker, fetch_max_wait_ms)
+        with_consumer_options(worker, consumer_options)
 
         @worker.subscribe(source, group=group)
         async def forward(event: Event[StudyReceived], claim: Claim) -> None:
@@ -347,16 +492,20 @@ class RadstreamChain:
             probe.enter(seq)
             probe.forward(seq)
             await worker.publish(target, event.message, caused_by=event)
+            probe.forwarded_done()
 
     def _bus(self, settings: KafkaSettings, db: Path, service: str) -> Bus:
-        delivery = DeliverySettings(idempotency_dsn=f"sqlite:///{db}")
-        return create_bus(
-            settings,
-            delivery,
-            service=service,
-            tracer_provider=self.tracer_provider,
-            registry=CollectorRegistry(),
-        )
+        with contextlib.ExitStack() as stack:
+            if not self.options.middlewares:
+                stack.enter_context(_broker_without_middlewares())
+            return create_bus(
+                settings,
+                DeliverySettings(idempotency_dsn=f"sqlite:///{db}"),
+                service=service,
+                tracer_provider=self.tracer_provider,
+                registry=CollectorRegistry(),
+                guard=make_guard(self.options.guard, db),
+            )
 
     async def start(self) -> None:
         """Start both buses (guards, dead-letter producers, FastStream brokers)."""
@@ -390,16 +539,15 @@ class RadstreamChain:
         return facts
 
 
-def with_fetch_wait(bus: Bus, fetch_max_wait_ms: int) -> None:
-    """Make ``bus.subscribe`` pass ``fetch_max_wait_ms`` to FastStream (it passes no such option).
+def with_consumer_options(bus: Bus, options: dict[str, Any]) -> None:
+    """Make ``bus.subscribe`` pass consumer ``options`` to FastStream (it passes none of these).
 
-    The only change to the bus the benchmark makes; see ``BenchConfig.fetch_max_wait_ms``.
+    The only change to production's bus the benchmark makes; see ``BenchConfig``.
     """
     original = bus.broker.subscriber
 
     def subscriber(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("fetch_max_wait_ms", fetch_max_wait_ms)
-        return original(*args, **kwargs)
+        return original(*args, **{**options, **kwargs})
 
     bus.broker.subscriber = subscriber  # type: ignore[method-assign]
 
@@ -419,6 +567,7 @@ class Sink:
     def __init__(
         self, settings: KafkaSettings, target: Topic, probe: Probe, *, fetch_max_wait_ms: int
     ) -> None:
+        # Assigned, not in a group: no join to wait for, no commits.
         self.target, self.probe = target, probe
         self.consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
@@ -462,6 +611,7 @@ class RoundResult:
     round: int
     latency: dict[str, dict[str, float]]
     events_per_s: float
+    cpu_us_per_event: float
     publish_burst_s: float
     setup_s: float
     facts: dict[str, Any] = field(default_factory=dict)
@@ -476,12 +626,27 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summarize(samples_ns: list[int]) -> dict[str, float]:
     """p50, p99 and mean of nanosecond samples, in milliseconds."""
-    ms = [s / MS for s in samples_ns]
+    ms = [s / MS for s in samples_ns] or [math.nan]
     return {
         "p50": percentile(ms, 50),
         "p99": percentile(ms, 99),
         "mean": statistics.fmean(ms),
         "n": len(ms),
+    }
+
+
+def split_hops(probe: Probe, seqs: list[int]) -> dict[str, dict[str, float]]:
+    """Hops split where the record enters aiokafka and leaves the consumer (profiling only)."""
+
+    def gap(start: dict[int, int], end: dict[int, int]) -> dict[str, float]:
+        return summarize([end[s] - start[s] for s in seqs])
+
+    return {
+        "hop1 client before aiokafka": gap(probe.sent, probe.handed_in),
+        "hop1 aiokafka->broker->consumer": gap(probe.handed_in, probe.fetched),
+        "hop1 consumer->handler": gap(probe.fetched, probe.entered),
+        "hop2 client before aiokafka": gap(probe.forwarded, probe.handed_out),
+        "hop2 aiokafka->broker->sink": gap(probe.handed_out, probe.sunk),
     }
 
 
@@ -530,6 +695,20 @@ async def paced(chain: Chain, probe: Probe, messages: Sequence[StudyReceived], r
         await chain.publish(message)
 
 
+async def burst_publish(chain: Chain, messages: Sequence[StudyReceived], lanes: int) -> None:
+    """Publish ``messages`` as fast as ``lanes`` concurrent publishers, each awaiting its acks.
+
+    Not one ``gather`` of every message: thousands of sends waiting on aiokafka's full batch
+    all wake at each drain, and publishing 2000 that way takes seconds (4000: six).
+    """
+
+    async def lane(start: int) -> None:
+        for message in messages[start::lanes]:
+            await chain.publish(message)
+
+    await asyncio.gather(*(lane(start) for start in range(lanes)))
+
+
 def make_chain(
     variant: str,
     settings: KafkaSettings,
@@ -537,13 +716,13 @@ def make_chain(
     target: Topic,
     probe: Probe,
     workdir: Path,
-    fetch_max_wait_ms: int,
+    config: BenchConfig,
 ) -> Chain:
     """Build the chain of ``variant``."""
     group = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
     if variant == BARE:
         return BareChain(
-            settings, source, target, group, probe, fetch_max_wait_ms=fetch_max_wait_ms
+            settings, source, target, group, probe, consumer_options=config.consumer_options()
         )
     return RadstreamChain(
         settings,
@@ -552,8 +731,8 @@ def make_chain(
         group,
         probe,
         workdir,
-        tracing=variant == RADSTREAM,
-        fetch_max_wait_ms=fetch_max_wait_ms,
+        options=VARIANT_OPTIONS[variant],
+        consumer_options=config.consumer_options(),
     )
 
 
@@ -578,16 +757,14 @@ async def run_round(
     workdir: Path,
     *,
     profiler: cProfile.Profile | None = None,
-    on_ready: Callable[[Chain], Awaitable[None]] | None = None,
+    timeline: Timeline | None = None,
 ) -> RoundResult:
     """Warm up, then measure paced latency and burst throughput of one variant."""
     started = time.perf_counter()
     source, target = bench_topic("in"), bench_topic("out")
     await ensure_topics(settings, [source, target], with_dlq=variant != BARE)
     probe = Probe()
-    chain = make_chain(
-        variant, settings, source, target, probe, workdir, config.fetch_max_wait_ms
-    )
+    chain = make_chain(variant, settings, source, target, probe, workdir, config)
     sink = Sink(settings, target, probe, fetch_max_wait_ms=config.fetch_max_wait_ms)
     total = config.warmup_events + config.latency_events + config.burst_events
     messages = [study(seq, config.instances) for seq in range(total)]
@@ -598,8 +775,8 @@ async def run_round(
     await chain.start()
     try:
         await wait_for(chain.ready, 30.0, f"{variant}: partition assignment")
-        if on_ready is not None:
-            await on_ready(chain)
+        if timeline is not None:
+            instrument(chain, probe, timeline)
         probe.reset(range(0, len(warm)))
         await paced(chain, probe, warm, config.rate_per_s * 4)
         await drained(probe, config.drain_timeout_s, f"{variant} warm-up")
@@ -615,16 +792,27 @@ async def run_round(
             "hop2": summarize([probe.sunk[s] - probe.forwarded[s] for s in seqs]),
             "e2e": summarize([probe.sunk[s] - probe.sent[s] for s in seqs]),
         }
+        if timeline is not None:
+            latency |= split_hops(probe, seqs)
+            probe.timeline = timeline
+            timeline.active = True
 
         first += len(paced_messages)
         probe.reset(range(first, first + len(burst)))
+        cpu0 = time.process_time_ns()
         with maybe_profile(profiler):
             t0 = time.perf_counter_ns()
-            await asyncio.gather(*(chain.publish(m) for m in burst))
+            await burst_publish(chain, burst, config.burst_publishers)
             published = time.perf_counter_ns()
             await drained(probe, config.drain_timeout_s, f"{variant} burst")
+        cpu_ns = time.process_time_ns() - cpu0
+        if timeline is not None:
+            timeline.active = False
         elapsed_s = (max(probe.sunk.values()) - t0) / 1e9
     finally:
+        probe.timeline = None
+        if timeline is not None:
+            uninstrument()
         await chain.stop()
         await sink.stop()
     return RoundResult(
@@ -632,6 +820,7 @@ async def run_round(
         round=number,
         latency=latency,
         events_per_s=len(burst) / elapsed_s,
+        cpu_us_per_event=cpu_ns / len(burst) / 1e3,
         publish_burst_s=(published - t0) / 1e9,
         setup_s=setup_s,
         facts=chain.facts(),
@@ -652,6 +841,7 @@ def median_of(results: list[RoundResult]) -> dict[str, Any]:
             for hop in ("hop1", "hop2", "e2e")
         },
         "events_per_s": statistics.median(r.events_per_s for r in results),
+        "cpu_us_per_event": statistics.median(r.cpu_us_per_event for r in results),
         "publish_burst_s": statistics.median(r.publish_burst_s for r in results),
     }
     return merged
@@ -659,7 +849,10 @@ def median_of(results: list[RoundResult]) -> dict[str, Any]:
 
 def ratios(of: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
     """``of / base`` for throughput and every latency percentile."""
-    out = {"events_per_s": of["events_per_s"] / base["events_per_s"]}
+    out = {
+        "events_per_s": of["events_per_s"] / base["events_per_s"],
+        "cpu_us_per_event": of["cpu_us_per_event"] / base["cpu_us_per_event"],
+    }
     for hop, stats in of["latency"].items():
         for stat in ("p50", "p99"):
             out[f"{hop}_{stat}"] = stats[stat] / base["latency"][hop][stat]
@@ -680,69 +873,481 @@ def verdict(ratio: dict[str, float]) -> tuple[str, bool]:
 
 
 def table(medians: dict[str, dict[str, Any]]) -> str:
-    """The compact results table."""
+    """The compact results table: medians of rounds, then ratios to bare."""
     head = (
-        f"{'variant':<19}{'hop1 p50':>9}{'p99':>8}{'hop2 p50':>10}{'p99':>8}"
-        f"{'e2e p50':>9}{'p99':>8}{'events/s':>10}"
+        f"{'variant':<19}{'hop1 p50':>9}{'p99':>7}{'hop2 p50':>10}{'p99':>7}"
+        f"{'e2e p50':>9}{'p99':>7}{'events/s':>10}{'CPU us/ev':>11}"
     )
     lines = [head, "-" * len(head)]
     for variant, m in medians.items():
         lat = m["latency"]
         lines.append(
-            f"{variant:<19}{lat['hop1']['p50']:>9.2f}{lat['hop1']['p99']:>8.2f}"
-            f"{lat['hop2']['p50']:>10.2f}{lat['hop2']['p99']:>8.2f}"
-            f"{lat['e2e']['p50']:>9.2f}{lat['e2e']['p99']:>8.2f}{m['events_per_s']:>10.0f}"
+            f"{variant:<19}{lat['hop1']['p50']:>9.2f}{lat['hop1']['p99']:>7.2f}"
+            f"{lat['hop2']['p50']:>10.2f}{lat['hop2']['p99']:>7.2f}"
+            f"{lat['e2e']['p50']:>9.2f}{lat['e2e']['p99']:>7.2f}{m['events_per_s']:>10.0f}"
+            f"{m['cpu_us_per_event']:>11.0f}"
         )
-    for variant in (RADSTREAM, RADSTREAM_NOTRACE):
-        r = ratios(medians[variant], medians[BARE])
-        label = f"{variant}/bare"
+    lines.append("ratio to bare")
+    for variant, m in medians.items():
+        if variant == BARE:
+            continue
+        r = ratios(m, medians[BARE])
+        cells = [
+            (r["hop1_p50"], 9),
+            (r["hop1_p99"], 7),
+            (r["hop2_p50"], 10),
+            (r["hop2_p99"], 7),
+            (r["e2e_p50"], 9),
+            (r["e2e_p99"], 7),
+            (r["events_per_s"], 10),
+            (r["cpu_us_per_event"], 11),
+        ]
         lines.append(
-            f"{label:<19}{'x' + format(r['hop1_p50'], '.2f'):>9}"
-            f"{'x' + format(r['hop1_p99'], '.2f'):>8}"
-            f"{'x' + format(r['hop2_p50'], '.2f'):>10}{'x' + format(r['hop2_p99'], '.2f'):>8}"
-            f"{'x' + format(r['e2e_p50'], '.2f'):>9}{'x' + format(r['e2e_p99'], '.2f'):>8}"
-            f"{'x' + format(r['events_per_s'], '.2f'):>10}"
+            f"  {variant:<17}" + "".join(f"{'x' + format(v, '.2f'):>{w}}" for v, w in cells)
         )
     return "\n".join(lines)
 
 
-def describe(config: BenchConfig, facts: dict[str, dict[str, Any]], payload_bytes: int) -> str:
+def describe(
+    config: BenchConfig,
+    variants: Sequence[str],
+    facts: dict[str, dict[str, Any]],
+    payload_bytes: int,
+) -> str:
     """What each side does, and the conditions of the run."""
-    acks = {variant: f.get("acks") for variant, f in facts.items()}
+    acks = sorted({str(f.get("acks")) for f in facts.values()})
+    waits = sorted({str(f.get("fetch_max_wait_ms")) for f in facts.values()})
     lines = [
-        f"radstream bus benchmark: Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, embedded Tansu broker on loopback, one process, one event loop",
+        f"radstream bus benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        "embedded Tansu broker on loopback, everything else in one process and event loop",
         f"payload: radstream.v1.StudyReceived with {config.instances} InstanceRefs, "
-        f"{payload_bytes} B; topics of {config.partitions} partitions; producer acks {acks}",
-        "each worker takes one record at a time and commits its offset after the output "
+        f"{payload_bytes} B; topics of {config.partitions} partitions; producers acks="
+        f"{'/'.join(acks)}, linger 0 (read back from the live producers of every variant)",
+        "each worker takes one record at a time and commits its offset after its output "
         "publish is acknowledged; the sink is the same plain consumer for every variant",
+        f"every consumer: fetch_max_wait_ms={'/'.join(waits)} (Tansu does not answer a waiting "
+        f"Fetch early), session_timeout_ms={config.session_timeout_ms} (Tansu joins in half)",
         f"latency: {config.latency_events} events paced at {config.rate_per_s:.0f}/s; "
-        f"throughput: burst of {config.burst_events}, until the sink has all; "
-        f"{config.rounds} round(s) per variant, order rotated per round, median of rounds",
+        f"throughput: burst of {config.burst_events} from {config.burst_publishers} concurrent "
+        "publishers, until the sink has all; CPU = process CPU time (all threads) per event",
+        f"{config.rounds} round(s) per variant, fresh topics and groups each, order rotated "
+        "per round; figures are medians of rounds",
         "hop1 = publish to A -> handler entry; hop2 = handler's publish to B -> sink; "
-        "e2e = publish to A -> sink (milliseconds)",
+        "e2e = publish to A -> sink; milliseconds",
     ]
-    lines += [f"  {variant:<18} {text}" for variant, text in DESCRIPTIONS.items()]
+    lines += [f"  {variant:<18} {DESCRIPTIONS[variant]}" for variant in variants]
     return "\n".join(lines)
 
 
 # -- profiling ---------------------------------------------------------------------------------
 
 
-def profile_text(profiler: cProfile.Profile, limit: int = 25) -> str:
-    """The top functions by own time, radstream's plumbing and its libraries only."""
+class Timeline:
+    """Splits the worker's wall time per record into the steps between consecutive marks.
+
+    The worker handles one record at a time, so the marks it passes form a sequence and the
+    time between two consecutive marks belongs to the step they bound. Off-loop work (the
+    idempotency guard's SQLite calls on their thread) is timed separately in ``work_ns``.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.last: tuple[str, int] | None = None
+        self.step_ns: dict[str, int] = {}
+        self.step_count: dict[str, int] = {}
+        self.work_ns: dict[str, int] = {}
+        self.work_count: dict[str, int] = {}
+        self.hops: dict[str, int] = {}
+        self.records = 0
+
+    def mark(self, label: str) -> None:
+        """The worker passed ``label``."""
+        if not self.active:
+            self.last = None
+            return
+        now = time.perf_counter_ns()
+        if label == "fetched":
+            self.records += 1
+        if self.last is not None:
+            step = f"{self.last[0]} -> {label}"
+            self.step_ns[step] = self.step_ns.get(step, 0) + now - self.last[1]
+            self.step_count[step] = self.step_count.get(step, 0) + 1
+        self.last = (label, now)
+
+    def work(self, label: str, ns: int) -> None:
+        """Add ``ns`` of off-loop work to ``label``."""
+        if not self.active:
+            return
+        self.work_ns[label] = self.work_ns.get(label, 0) + ns
+        self.work_count[label] = self.work_count.get(label, 0) + 1
+
+    def hop(self, label: str) -> None:
+        """The event loop handed a call to a worker thread."""
+        if self.active:
+            self.hops[label] = self.hops.get(label, 0) + 1
+
+    def hops_per_record(self) -> dict[str, float]:
+        """Thread hand-offs per record, by what was handed off."""
+        records = max(1, self.records)
+        return {label: count / records for label, count in self.hops.items()}
+
+    def per_record_us(self) -> dict[str, float]:
+        """Mean microseconds per record of each step (and of each off-loop work item)."""
+        records = max(1, self.records)
+        out = {step: ns / records / 1e3 for step, ns in self.step_ns.items()}
+        out |= {f"[thread] {k}": ns / records / 1e3 for k, ns in self.work_ns.items()}
+        return out
+
+
+_undo: list[Callable[[], None]] = []
+
+
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    """Set ``owner.name`` for this round only (instance or module attribute)."""
+    had = name in vars(owner)
+    original = vars(owner).get(name)
+    setattr(owner, name, replacement)
+    _undo.append(lambda: setattr(owner, name, original) if had else delattr(owner, name))
+
+
+def _wrap_async(
+    owner: Any, name: str, timeline: Timeline, before: str | None, after: str | None
+) -> None:
+    """Mark ``before`` and ``after`` around every await of ``owner.name``."""
+    inner = getattr(owner, name)
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            timeline.mark(before)
+        result = await inner(*args, **kwargs)
+        if after:
+            timeline.mark(after)
+        return result
+
+    _patch(owner, name, wrapped)
+
+
+def _wrap_work(owner: Any, name: str, timeline: Timeline, label: str) -> None:
+    """Time every call of the synchronous ``owner.name`` (which runs on another thread)."""
+    inner = getattr(owner, name)
+
+    @functools.wraps(inner)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            timeline.work(label, time.perf_counter_ns() - started)
+
+    _patch(owner, name, wrapped)
+
+
+def _stamp_send(producer: AIOKafkaProducer, probe: Probe, attribute: str) -> None:
+    """Stamp ``probe.<attribute>`` when each record (seq in its key) enters ``producer.send``."""
+    inner = producer.send
+
+    async def send(*args: Any, **kwargs: Any) -> Any:
+        key = kwargs["key"] if "key" in kwargs else args[2]
+        getattr(probe, attribute).setdefault(seq_of_key(key), time.perf_counter_ns())
+        return await inner(*args, **kwargs)
+
+    _patch(producer, "send", send)
+
+
+def _stamp_getone(consumer: AIOKafkaConsumer, probe: Probe) -> None:
+    """Record when each record leaves ``consumer.getone``."""
+    inner = consumer.getone
+
+    async def getone(*args: Any) -> Any:
+        record = await inner(*args)
+        probe.fetched.setdefault(seq_of_key(record.key), time.perf_counter_ns())
+        return record
+
+    _patch(consumer, "getone", getone)
+
+
+def _count_hops(timeline: Timeline) -> None:
+    """Count FastDepends' ``run_in_threadpool`` (anyio worker thread) and executor hand-offs."""
+    import fast_depends.utils
+
+    inner = fast_depends.utils.run_in_threadpool
+
+    async def run_in_threadpool(func: Any, *args: Any, **kwargs: Any) -> Any:
+        target = getattr(func, "func", func)
+        timeline.hop(f"anyio thread (FastDepends): {getattr(target, '__qualname__', target)}")
+        return await inner(func, *args, **kwargs)
+
+    _patch(fast_depends.utils, "run_in_threadpool", run_in_threadpool)
+    loop = asyncio.get_running_loop()
+    executor = loop.run_in_executor
+
+    def run_in_executor(pool: Any, func: Any, *args: Any) -> Any:
+        target = getattr(func, "__func__", func)
+        timeline.hop(f"loop.run_in_executor: {getattr(target, '__qualname__', target)}")
+        return executor(pool, func, *args)
+
+    _patch(loop, "run_in_executor", run_in_executor)
+
+
+def instrument(chain: Chain, probe: Probe, timeline: Timeline) -> None:
+    """Put marks on the worker's path (consumer, guard, delivery, producers)."""
+    import radstream.common.bus as bus_module
+
+    _count_hops(timeline)
+    if isinstance(chain, BareChain):
+        consumer, producer_in, producer_out = (
+            chain.consumer,
+            chain.producer,
+            chain.worker_producer,
+        )
+    else:
+        assert isinstance(chain, RadstreamChain)
+        worker = chain.worker
+        [subscriber] = worker.broker.subscribers
+        consumer = subscriber.consumer
+        producer_in = chain.publisher.broker.config.broker_config.producer._producer.producer
+        producer_out = worker.broker.config.broker_config.producer._producer.producer
+        guard = worker.config.guard
+        _wrap_async(guard, "is_done", timeline, "is_done in", "is_done out")
+        _wrap_async(guard, "complete", timeline, "complete in", "complete out")
+        _wrap_work(guard, "_is_done", timeline, "sqlite is_done")
+        _wrap_work(guard, "_complete", timeline, "sqlite complete")
+        _wrap_async(bus_module, "deliver", timeline, "deliver in", "deliver out")
+    _stamp_getone(consumer, probe)
+    _wrap_async(consumer, "getone", timeline, None, "fetched")
+    _wrap_async(consumer, "commit", timeline, "commit in", "commit out")
+    _stamp_send(producer_in, probe, "handed_in")
+    _stamp_send(producer_out, probe, "handed_out")
+    _wrap_async(producer_out, "send", timeline, "aiokafka send in", None)
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`."""
+    while _undo:
+        _undo.pop()()
+
+
+# (row label, bare step, radstream step): steps are "mark -> next mark" of the Timeline.
+STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
+    ("consumer.getone (next record)", "commit out -> fetched", "commit out -> fetched"),
+    (
+        "getone -> handler: FastStream consume path",
+        "fetched -> handler in",
+        "fetched -> deliver in",
+    ),
+    ("  envelope decode", None, "deliver in -> is_done in"),
+    ("  guard.is_done (await, SQLite thread)", None, "is_done in -> is_done out"),
+    ("  claim, call the handler", None, "is_done out -> handler in"),
+    (
+        "output publish up to aiokafka send()",
+        "handler in -> aiokafka send in",
+        "handler in -> aiokafka send in",
+    ),
+    (
+        "aiokafka send + broker ack",
+        "aiokafka send in -> publish acked",
+        "aiokafka send in -> publish acked",
+    ),
+    ("handler return", "publish acked -> commit in", "publish acked -> complete in"),
+    ("  guard.complete (await, SQLite thread)", None, "complete in -> complete out"),
+    ("  delivery metrics (observer)", None, "complete out -> deliver out"),
+    ("  FastStream after handler: middleware exits", None, "deliver out -> commit in"),
+    (
+        "consumer.commit (OffsetCommit round trip)",
+        "commit in -> commit out",
+        "commit in -> commit out",
+    ),
+)
+
+
+def breakdown_table(bare: dict[str, float], rad: dict[str, float]) -> str:
+    """Per-record microseconds of each worker step, radstream next to bare."""
+
+    def cell(values: dict[str, float], step: str | None, width: int) -> str:
+        return format(values[step], f"{width}.0f") if step in values else " " * width
+
+    lines = [f"{'worker, mean us per record during the burst':<50}{'bare':>8}{'radstream':>11}"]
+    seen: set[str] = set()
+    for label, bare_step, rad_step in STEP_ROWS:
+        lines.append(f"  {label:<48}{cell(bare, bare_step, 8)}{cell(rad, rad_step, 11)}")
+        seen |= {bare_step or "", rad_step or ""}
+    for step in dict.fromkeys([*bare, *rad]):
+        if step not in seen and not step.startswith("[thread]"):
+            lines.append(f"  other: {step:<41}{cell(bare, step, 8)}{cell(rad, step, 11)}")
+    total_bare = sum(v for k, v in bare.items() if not k.startswith("[thread]"))
+    total_rad = sum(v for k, v in rad.items() if not k.startswith("[thread]"))
+    lines.append(f"  {'total (wall time per record)':<48}{total_bare:>8.0f}{total_rad:>11.0f}")
+    for step, value in rad.items():
+        if step.startswith("[thread]"):
+            lines.append(f"  {step + ' (work inside the thread)':<48}{'':>8}{value:>11.0f}")
+    return "\n".join(lines)
+
+
+def hops_table(hops: dict[str, dict[str, float]]) -> str:
+    """Hand-offs from the event loop to a worker thread, per record."""
+    lines = [f"{'thread hand-offs per record during the burst':<58}{'bare':>6}{'radstream':>11}"]
+    for label in dict.fromkeys([*hops[BARE], *hops[RADSTREAM]]):
+        bare, rad = hops[BARE].get(label, 0.0), hops[RADSTREAM].get(label, 0.0)
+        lines.append(f"  {label[:56]:<56}{bare:>6.2f}{rad:>11.2f}")
+    if len(lines) == 1:
+        lines.append("  (none)")
+    return "\n".join(lines)
+
+
+HOP_ROWS = (
+    "hop1 client before aiokafka",
+    "hop1 aiokafka->broker->consumer",
+    "hop1 consumer->handler",
+    "hop2 client before aiokafka",
+    "hop2 aiokafka->broker->sink",
+)
+
+
+def hop_table(bare: dict[str, Any], rad: dict[str, Any]) -> str:
+    """Paced-latency hops split at aiokafka and the consumer, p50 in milliseconds."""
+    lines = [f"{'paced latency, split (p50 ms)':<50}{'bare':>8}{'radstream':>11}"]
+    for row in HOP_ROWS:
+        lines.append(f"  {row:<48}{bare[row]['p50']:>8.2f}{rad[row]['p50']:>11.2f}")
+    return "\n".join(lines)
+
+
+PACKAGES = (
+    ("radstream", "/services/"),
+    ("faststream", "/faststream/"),
+    ("fast_depends", "/fast_depends/"),
+    ("opentelemetry", "/opentelemetry/"),
+    ("prometheus_client", "/prometheus_client/"),
+    ("aiokafka", "/aiokafka/"),
+    ("protobuf", "/google/protobuf/"),
+    ("anyio", "/anyio/"),
+    ("pydantic", "/pydantic"),
+    ("asyncio", "/asyncio/"),
+    ("logging", "/logging/"),
+    ("uuid/datetime", "/uuid.py"),
+    ("benchmark", "/tests/bench/"),
+)
+
+
+def package_of(filename: str, function: str) -> str:
+    """Which package a profiled function belongs to."""
+    if filename == "~":
+        if "epoll" in function or "select" in function:
+            return "(idle: epoll)"
+        if "socket" in function:
+            return "(socket I/O)"
+        return "(builtins)"
+    for name, marker in PACKAGES:
+        if marker in filename:
+            return name
+    return "(other stdlib)"
+
+
+def profile_by_package(profiler: cProfile.Profile, events: int) -> dict[str, float]:
+    """Own CPU time per event (microseconds) by package, from a cProfile of the burst."""
+    stats = pstats.Stats(profiler)
+    totals: dict[str, float] = {}
+    for (filename, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
+        package = package_of(filename, function)
+        totals[package] = totals.get(package, 0.0) + row[2]
+    return {k: v / events * 1e6 for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def top_functions(profiler: cProfile.Profile, limit: int = 20) -> str:
+    """The top functions by own time, idle waits left out."""
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(limit)
-    return out.getvalue()
+    stats.sort_stats("tottime").print_stats(r"^(?!.*(epoll|select)).*$", limit)
+    text = out.getvalue()
+    return text[text.find("   ncalls") :]
+
+
+def package_table(bare: dict[str, float], rad: dict[str, float]) -> str:
+    """CPU microseconds per event on the event-loop thread, by package."""
+    lines = [f"{'on-loop CPU per event by package (us, cProfile)':<48}{'bare':>8}{'radstream':>11}"]
+    for package in dict.fromkeys([*rad, *bare]):
+        lines.append(f"  {package:<46}{bare.get(package, 0.0):>8.0f}{rad.get(package, 0.0):>11.0f}")
+    busy = {k: v for k, v in rad.items() if not k.startswith("(idle")}
+    busy_bare = {k: v for k, v in bare.items() if not k.startswith("(idle")}
+    lines.append(f"  {'total busy':<46}{sum(busy_bare.values()):>8.0f}{sum(busy.values()):>11.0f}")
+    return "\n".join(lines)
+
+
+async def profile_rounds(
+    settings: KafkaSettings, config: BenchConfig, workdir: Path
+) -> dict[str, Any]:
+    """Where radstream's time goes: a timeline of the worker and a cProfile, next to bare."""
+    burst = min(config.burst_events, config.profile_burst_events)
+    config = BenchConfig(**{**asdict(config), "burst_events": burst})
+    no_latency = BenchConfig(**{**asdict(config), "latency_events": 0})
+    steps: dict[str, dict[str, float]] = {}
+    hops_per_record: dict[str, dict[str, float]] = {}
+    hops: dict[str, dict[str, Any]] = {}
+    packages: dict[str, dict[str, float]] = {}
+    functions = ""
+    for variant in (BARE, RADSTREAM):
+        # Two instrumented rounds; the less disturbed one (more events/s) is reported.
+        best: tuple[float, Timeline, RoundResult] | None = None
+        for attempt in range(2):
+            timeline = Timeline()
+            result = await run_round(
+                variant,
+                -1,
+                settings,
+                config,
+                workdir / f"timeline-{variant}-{attempt}",
+                timeline=timeline,
+            )
+            if best is None or result.events_per_s > best[0]:
+                best = (result.events_per_s, timeline, result)
+        assert best is not None
+        _, timeline, result = best
+        steps[variant] = timeline.per_record_us()
+        hops_per_record[variant] = timeline.hops_per_record()
+        hops[variant] = result.latency
+        profiler = cProfile.Profile()
+        await run_round(
+            variant, -1, settings, no_latency, workdir / f"cprofile-{variant}", profiler=profiler
+        )
+        packages[variant] = profile_by_package(profiler, burst)
+        if variant == RADSTREAM:
+            functions = top_functions(profiler)
+    return {
+        "burst_events": burst,
+        "steps_us": steps,
+        "thread_hops_per_record": hops_per_record,
+        "hops_ms": hops,
+        "cpu_us_by_package": packages,
+        "top_functions": functions,
+    }
+
+
+def profile_text(report: dict[str, Any]) -> str:
+    """The profiling section of the printed report."""
+    events = report["burst_events"]
+    steps, hops, cpu = report["steps_us"], report["hops_ms"], report["cpu_us_by_package"]
+    return "\n\n".join(
+        [
+            f"where the time goes: extra rounds, bursts of {events}; timeline = the less disturbed "
+            "of 2 instrumented rounds (marks cost a few us each); cProfile inflates "
+            "Python-heavy code: compare columns, not absolutes",
+            hop_table(hops[BARE], hops[RADSTREAM]),
+            breakdown_table(steps[BARE], steps[RADSTREAM]),
+            hops_table(report["thread_hops_per_record"]),
+            package_table(cpu[BARE], cpu[RADSTREAM]),
+            "radstream burst, top functions by own time (cProfile, event-loop thread):\n"
+            + report["top_functions"],
+        ]
+    )
 
 
 # -- main --------------------------------------------------------------------------------------
 
 
-async def run(config: BenchConfig, *, profile: bool) -> dict[str, Any]:
-    """Run every round of every variant and return the results."""
-    results: dict[str, list[RoundResult]] = {variant: [] for variant in VARIANTS}
+async def run(
+    config: BenchConfig, variants: Sequence[str], *, profile: bool | None
+) -> dict[str, Any]:
+    """Run every round of every variant, then profile if asked (``None``: if over target)."""
+    results: dict[str, list[RoundResult]] = {variant: [] for variant in variants}
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp,
@@ -750,38 +1355,34 @@ async def run(config: BenchConfig, *, profile: bool) -> dict[str, Any]:
     ):
         settings = KafkaSettings(bootstrap=broker.bootstrap)
         for number in range(config.rounds):
-            shift = number % len(VARIANTS)
-            order = VARIANTS[shift:] + VARIANTS[:shift]
-            for variant in order:
+            shift = number % len(variants)
+            for variant in [*variants[shift:], *variants[:shift]]:
                 workdir = Path(tmp) / f"{variant}-{number}"
                 result = await run_round(variant, number, settings, config, workdir)
                 results[variant].append(result)
                 print(
                     f"  round {number + 1}/{config.rounds} {variant:<18} "
-                    f"e2e p50 {result.latency['e2e']['p50']:6.2f} ms  "
-                    f"{result.events_per_s:7.0f} events/s  (setup {result.setup_s:.1f}s)",
+                    f"e2e p50 {result.latency['e2e']['p50']:6.2f} ms "
+                    f"{result.events_per_s:6.0f} events/s "
+                    f"{result.cpu_us_per_event:5.0f} CPU us/event",
                     flush=True,
                 )
         medians = {variant: median_of(rounds) for variant, rounds in results.items()}
-        profile_report: dict[str, Any] | None = None
         line, ok = verdict(ratios(medians[RADSTREAM], medians[BARE]))
-        if profile or not ok:
-            profiler = cProfile.Profile()
-            workdir = Path(tmp) / "profile"
-            await run_round(RADSTREAM, -1, settings, config, workdir, profiler=profiler)
-            profile_report = {"cprofile_burst": profile_text(profiler)}
-    payload = len(study(0, config.instances).SerializeToString())
+        profile_report: dict[str, Any] | None = None
+        if profile or (profile is None and not ok):
+            print("  profiling: instrumented and cProfile rounds (not part of the figures)")
+            profile_report = await profile_rounds(settings, config, Path(tmp) / "profile")
     return {
         "config": asdict(config),
-        "payload_bytes": payload,
-        "rounds": {v: [asdict(r) for r in rs] for v, rs in results.items()},
+        "variants": {v: DESCRIPTIONS[v] for v in variants},
+        "payload_bytes": len(study(0, config.instances).SerializeToString()),
         "median": medians,
-        "ratio_vs_bare": {
-            v: ratios(medians[v], medians[BARE]) for v in (RADSTREAM, RADSTREAM_NOTRACE)
-        },
-        "facts": {v: rs[-1].facts for v, rs in results.items()},
+        "ratio_vs_bare": {v: ratios(medians[v], medians[BARE]) for v in variants if v != BARE},
         "summary": line,
         "within_target": ok,
+        "rounds": {v: [asdict(r) for r in rs] for v, rs in results.items()},
+        "facts": {v: rs[-1].facts for v, rs in results.items()},
         "profile": profile_report,
         "wall_s": time.perf_counter() - started,
         "python": platform.python_version(),
@@ -791,7 +1392,11 @@ async def run(config: BenchConfig, *, profile: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m tests.bench.bench_bus``."""
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_bus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.bench_bus",
+        description="\n\n".join((__doc__ or "").split("\n\n")[:4]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller run, for development")
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})"
@@ -800,22 +1405,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="profile radstream even within the target"
     )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip profiling even when over the target"
+    )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="also run radstream without the SQLite thread hop, without SQLite, and without "
+        "the OTel/Prometheus middlewares (longer)",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     if args.rounds:
         config = BenchConfig(**{**asdict(config), "rounds": args.rounds})
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("faststream").setLevel(logging.WARNING)  # start/stop chatter only
-    report = asyncio.run(run(config, profile=args.profile))
+    logging.basicConfig(level=logging.WARNING)  # FastStream's start/stop lines are INFO
+    variants = [*VARIANTS, *(ABLATIONS if args.ablations else ())]
+    profile = True if args.profile else False if args.no_profile else None
+    report = asyncio.run(run(config, variants, profile=profile))
     print()
-    print(describe(config, report["facts"], report["payload_bytes"]))
+    print(describe(config, variants, report["facts"], report["payload_bytes"]))
     print()
     print(table(report["median"]))
     print()
     print(report["summary"])
     if report["profile"]:
         print()
-        print(report["profile"]["cprofile_burst"])
+        print(profile_text(report["profile"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"results: {args.json}  (wall {report['wall_s']:.0f}s)")

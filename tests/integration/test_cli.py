@@ -188,7 +188,7 @@ def test_up_prints_connection_settings_and_stops_its_broker_on_ctrl_c(tmp_path) 
 def test_demo_pushes_sample_data_through_and_prints_each_event(tmp_path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "RADSTREAM_KAFKA_BOOTSTRAP"}
     result = subprocess.run(
-        [*RADSTREAM, "demo", "--quiet-s", "1.5"],
+        [*RADSTREAM, "demo", "--quiet-s", "1.5", "--timeout-s", "90"],
         env={**env, "COLUMNS": "250"},
         cwd=tmp_path,
         capture_output=True,
@@ -198,11 +198,14 @@ def test_demo_pushes_sample_data_through_and_prints_each_event(tmp_path) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("radstream.")]
-    assert [line.split()[0] for line in lines] == [
+    topics_seen = [line.split()[0] for line in lines]
+    assert topics_seen[:4] == [
         "radstream.study.received.v1",
         "radstream.report.received.v1",
         "radstream.clinical.observation.v1",
         "radstream.clinical.observation.v1",
     ]
+    # the deid service released the CT instances and held the ultrasound for review
+    assert sorted(topics_seen[4:]) == ["radstream.deid.completed.v1", "radstream.review.task.v1"]
     assert "SYNTH-0001" not in result.stdout
     assert (tmp_path / ".radstream" / "demo" / "blobs" / "phi").is_dir()

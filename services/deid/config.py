@@ -1,0 +1,128 @@
+"""Settings of the deid service (``RADSTREAM_DEID_*``), validated at startup.
+
+The pseudonymisation key is the one secret: it makes UIDs, patient pseudonyms and date shifts
+reproducible across studies of a project, so losing it breaks longitudinal linkage and leaking
+it lets anyone holding a guessed original confirm a pseudonym. It comes from
+``RADSTREAM_DEID_KEY`` or from the file named by ``RADSTREAM_DEID_KEY_FILE`` (a mounted
+Kubernetes Secret), never from a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from radstream.common.settings import (
+    BlobSettings,
+    DeliverySettings,
+    KafkaSettings,
+    ObservabilitySettings,
+)
+from radstream.deid.errors import DeidConfigurationError
+from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
+from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits
+
+__all__ = ["MIN_KEY_BYTES", "DeidSettings", "parse_options"]
+
+MIN_KEY_BYTES = 32
+
+
+def parse_options(value: object) -> frozenset[ProfileOption]:
+    """Parse profile options from a comma list (``retain-uids,clean-descriptors``) or names."""
+    if isinstance(value, str):
+        names = [name.strip() for name in value.split(",")]
+    elif isinstance(value, list | tuple | set | frozenset):
+        names = [str(name).strip() for name in value]
+    else:
+        raise DeidConfigurationError("profile options must be a comma-separated list of names")
+    known = {option.value: option for option in ProfileOption}
+    unknown = sorted(name for name in names if name and name not in known)
+    if unknown:
+        raise DeidConfigurationError(
+            f"unknown profile option(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(sorted(known))}"
+        )
+    return frozenset(known[name] for name in names if name)
+
+
+class DeidSettings(BaseSettings):
+    """Everything the deid service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RADSTREAM_DEID_", extra="ignore")
+
+    key: SecretStr | None = None
+    key_file: Path | None = None
+    options: Annotated[frozenset[ProfileOption], NoDecode] = frozenset()
+    profile_name: str = "basic"
+    max_file_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_file_bytes, gt=0)
+    max_element_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_element_bytes, gt=0)
+    max_private_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_private_bytes, gt=0)
+    group_id: str = "deid"
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    blob: BlobSettings = Field(default_factory=BlobSettings)
+    observability: ObservabilitySettings = Field(
+        default_factory=lambda: ObservabilitySettings(service_name="deid")
+    )
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_from_names(cls, value: object) -> frozenset[ProfileOption]:
+        return parse_options(value)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> DeidSettings:
+        if self.key is not None and self.key_file is not None:
+            raise DeidConfigurationError(
+                "set RADSTREAM_DEID_KEY or RADSTREAM_DEID_KEY_FILE, not both"
+            )
+        return self
+
+    @property
+    def has_key(self) -> bool:
+        """Whether a key source is configured (it is read and checked by :meth:`keys`)."""
+        return self.key is not None or self.key_file is not None
+
+    def secret(self) -> bytes:
+        """The pseudonymisation secret, from the variable or the key file."""
+        if self.key_file is not None:
+            try:
+                secret = self.key_file.read_bytes().strip()
+            except OSError as exc:
+                raise DeidConfigurationError(
+                    f"cannot read the key file {self.key_file} ({exc.strerror}); check "
+                    "RADSTREAM_DEID_KEY_FILE and the Secret mount"
+                ) from exc
+        elif self.key is not None:
+            secret = self.key.get_secret_value().strip().encode("utf-8")
+        else:
+            raise DeidConfigurationError(
+                "no pseudonymisation key: set RADSTREAM_DEID_KEY or RADSTREAM_DEID_KEY_FILE "
+                f"(at least {MIN_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
+            )
+        if len(secret) < MIN_KEY_BYTES:
+            raise DeidConfigurationError(
+                f"the pseudonymisation key has {len(secret)} bytes; use at least "
+                f"{MIN_KEY_BYTES} (e.g. `openssl rand -hex 32`)"
+            )
+        return secret
+
+    def keys(self) -> DeidKeys:
+        """The UID, patient and date keys derived from the secret."""
+        return DeidKeys.from_secret(self.secret())
+
+    def profile(self) -> DeidProfile:
+        """The de-identification profile with the configured options."""
+        return DeidProfile(name=self.profile_name, options=self.options)
+
+    def reader_limits(self) -> ReaderLimits:
+        """Size limits for incoming instances."""
+        return ReaderLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_element_bytes=self.max_element_bytes,
+            max_private_bytes=self.max_private_bytes,
+        )

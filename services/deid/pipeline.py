@@ -1,0 +1,405 @@
+"""De-identify one instance, fail closed: released, held for review, or rejected.
+
+:func:`deidentify_instance` runs the steps in order::
+
+    read (strict) -> assess pixels -> collect PHI values -> apply profile -> write
+        -> re-read the written bytes -> search them for every PHI value of the original
+
+* Any exception in any step, expected or not, makes the instance REJECTED: no bytes leave.
+* A pixel policy that asks to hold, or any residual PHI value found in the re-read output,
+  makes it HELD: the de-identified copy is kept as a *candidate* for the reviewer, never as
+  output.
+* Only when every step succeeded and nothing asked to hold is it RELEASED, with output bytes.
+
+The outcome carries its audit record (no values) and, once the profile ran, the
+re-identification record (PHI zone only). Nothing here logs or raises with a value.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import traceback
+import warnings
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset
+
+from radstream.common.errors import RadstreamError
+from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
+from radstream.deid.burned_in import PixelAssessment, PixelPolicy
+from radstream.deid.errors import DeidError, OutputNotReadableError
+from radstream.deid.phi import PhiValues, collect_phi_values
+from radstream.deid.profile import (
+    AppliedAction,
+    DeidKeys,
+    DeidProfile,
+    ProfileOption,
+    ProfileResult,
+    TextCleaner,
+    apply_profile,
+)
+from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
+from radstream.deid.verify import ResidualPhi, find_residual_phi
+
+__all__ = [
+    "DeidentifiedIds",
+    "InstanceError",
+    "InstanceOutcome",
+    "InstanceStatus",
+    "deidentify_instance",
+    "rejected_unread",
+    "residual_reason",
+]
+
+
+class InstanceStatus(StrEnum):
+    """What became of an instance."""
+
+    RELEASED = "released"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceError:
+    """Why an instance was rejected; the message names tags and sizes, never values."""
+
+    type: str  # qualified class name of the exception
+    reason: str  # short machine-readable phrase, e.g. "truncated" or "internal"
+    message: str
+    step: str  # the pipeline step that failed, e.g. "read" or "apply_profile"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeidentifiedIds:
+    """Identifiers of the de-identified copy (pseudonymous unless UIDs are retained)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceOutcome:
+    """The result of de-identifying one instance.
+
+    ``output`` is set only when RELEASED; ``candidate`` (the de-identified copy a reviewer
+    looks at, which may still hold PHI) only when HELD; ``error`` only when REJECTED.
+    """
+
+    status: InstanceStatus
+    output: bytes | None
+    candidate: bytes | None
+    reasons: tuple[str, ...]
+    error: InstanceError | None
+    audit: AuditRecord
+    reid: ReidentificationRecord | None
+    ids: DeidentifiedIds | None
+    pixel_assessment: PixelAssessment | None = None
+    residual_phi: tuple[ResidualPhi, ...] = ()
+
+    def __post_init__(self) -> None:
+        released = self.status is InstanceStatus.RELEASED
+        if (self.output is not None) != released:
+            raise ValueError("an outcome carries output bytes if and only if it is RELEASED")
+        if self.candidate is not None and self.status is not InstanceStatus.HELD:
+            raise ValueError("only a HELD outcome carries a candidate for review")
+        if (self.error is not None) != (self.status is InstanceStatus.REJECTED):
+            raise ValueError("an outcome carries an error if and only if it is REJECTED")
+
+
+def residual_reason(residual: ResidualPhi) -> str:
+    """The hold reason for one residual PHI hit: where, which kind of value, how it matched."""
+    return f"residual PHI in {residual.path} ({residual.kind}, {residual.match})"
+
+
+@dataclass(kw_only=True)
+class _Progress:
+    """What the steps produced so far, for the outcome and the audit of a failed run."""
+
+    step: str = "read"
+    original: Dataset | None = None
+    result: ProfileResult | None = None
+    written: bytes | None = None
+
+
+def deidentify_instance(
+    data: bytes,
+    *,
+    profile: DeidProfile,
+    keys: DeidKeys,
+    clean_text: TextCleaner,
+    pixel_policy: PixelPolicy,
+    limits: ReaderLimits = DEFAULT_READER_LIMITS,
+) -> InstanceOutcome:
+    """De-identify the DICOM Part 10 ``data``; never raises for anything about the input."""
+    started = datetime.now(UTC)
+    progress = _Progress()
+    try:
+        # pydicom warns with values quoted from the file; none of that may reach a log.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assessment, residuals = _run(
+                data, progress, profile, keys, clean_text, pixel_policy, limits
+            )
+    except Exception as exc:  # fail closed: whatever went wrong, nothing is released
+        return _rejected(data, exc, progress, profile, pixel_policy, started)
+    reasons = (*assessment.reasons, *(residual_reason(hit) for hit in residuals))
+    status = InstanceStatus.HELD if assessment.hold or residuals else InstanceStatus.RELEASED
+    outcome = _finished(data, status, reasons, progress, profile, pixel_policy, started)
+    return replace(outcome, pixel_assessment=assessment, residual_phi=tuple(residuals))
+
+
+def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_instance
+    data: bytes,
+    progress: _Progress,
+    profile: DeidProfile,
+    keys: DeidKeys,
+    clean_text: TextCleaner,
+    pixel_policy: PixelPolicy,
+    limits: ReaderLimits,
+) -> tuple[PixelAssessment, list[ResidualPhi]]:
+    """Run every step, recording progress; raise on the first failure."""
+    original = read_instance(data, limits=limits)
+    progress.original = original
+    progress.step = "assess_pixels"
+    assessment = pixel_policy.assess(original)
+    progress.step = "collect_phi"
+    phi = _collect_phi(original, profile)
+    progress.step = "apply_profile"
+    result = apply_profile(original, profile, keys, clean_text=clean_text, phi=phi)
+    progress.result = result
+    progress.step = "write"
+    written = _encode(result.dataset)
+    progress.step = "verify"
+    try:
+        reread = read_instance(written, limits=limits)
+    except DeidError as exc:
+        raise OutputNotReadableError(
+            f"the de-identified output does not read back ({type(exc).__name__}: {exc})"
+        ) from exc
+    residuals = find_residual_phi(
+        reread,
+        phi,
+        allowed=(result.patient_pseudonym,),
+        # Kept original UIDs often embed dates or serials on purpose; don't hold them for it.
+        retained_uids=ProfileOption.RETAIN_UIDS in profile.options,
+    )
+    progress.written = written
+    return assessment, residuals
+
+
+def rejected_unread(
+    digest: Digest,
+    error: RadstreamError,
+    *,
+    profile: DeidProfile,
+    pixel_policy: PixelPolicy,
+) -> InstanceOutcome:
+    """The outcome for input refused before its bytes were read (too large, or unfetchable)."""
+    started = datetime.now(UTC)
+    instance_error = _instance_error(error, "read")
+    audit = AuditRecord(
+        input=digest,
+        output=None,
+        outcome=InstanceStatus.REJECTED.value,
+        reasons=(instance_error.message,),
+        error_type=instance_error.type,
+        error_message=instance_error.message,
+        failed_step=instance_error.step,
+        actions=(),
+        profile=profile,
+        pixel_policy=type(pixel_policy).__name__,
+        started_at=started,
+        finished_at=started,
+    )
+    return InstanceOutcome(
+        status=InstanceStatus.REJECTED,
+        output=None,
+        candidate=None,
+        reasons=(instance_error.message,),
+        error=instance_error,
+        audit=audit,
+        reid=None,
+        ids=None,
+    )
+
+
+def _collect_phi(original: Dataset, profile: DeidProfile) -> PhiValues:
+    """Collect the PHI values the verifier must not find, minus what the options keep."""
+    options = profile.options
+    return collect_phi_values(
+        original,
+        include_dates=ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES not in options,
+        include_institution=ProfileOption.RETAIN_INSTITUTION_IDENTITY not in options,
+        include_device=ProfileOption.RETAIN_DEVICE_IDENTITY not in options,
+    )
+
+
+def _encode(dataset: Dataset) -> bytes:
+    """Write a conformant Part 10 file (preamble, meta header) in the input's transfer syntax."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _finished(  # noqa: PLR0917 -- the parts of an outcome, all required
+    data: bytes,
+    status: InstanceStatus,
+    reasons: tuple[str, ...],
+    progress: _Progress,
+    profile: DeidProfile,
+    pixel_policy: PixelPolicy,
+    started: datetime,
+) -> InstanceOutcome:
+    written, result, original = progress.written, progress.result, progress.original
+    if written is None or result is None or original is None:
+        raise RuntimeError("a finished run has written output")  # unreachable: _run sets them
+    released = status is InstanceStatus.RELEASED
+    audit = _audit(
+        data,
+        status,
+        reasons,
+        progress,
+        profile,
+        pixel_policy,
+        started,
+        output=Digest.of(written) if released else None,
+        actions=result.actions,
+    )
+    return InstanceOutcome(
+        status=status,
+        output=written if released else None,
+        candidate=None if released else written,
+        reasons=reasons,
+        error=None,
+        audit=audit,
+        reid=_reid(data, original, result),
+        ids=_ids(result.dataset),
+    )
+
+
+def _rejected(  # noqa: PLR0917 -- the parts of an outcome, all required
+    data: bytes,
+    exc: Exception,
+    progress: _Progress,
+    profile: DeidProfile,
+    pixel_policy: PixelPolicy,
+    started: datetime,
+) -> InstanceOutcome:
+    error = _instance_error(exc, progress.step)
+    result = progress.result
+    audit = _audit(
+        data,
+        InstanceStatus.REJECTED,
+        (error.message,),
+        progress,
+        profile,
+        pixel_policy,
+        started,
+        output=None,
+        actions=result.actions if result is not None else (),
+        error=error,
+    )
+    return InstanceOutcome(
+        status=InstanceStatus.REJECTED,
+        output=None,
+        candidate=None,
+        reasons=(error.message,),
+        error=error,
+        audit=audit,
+        reid=None,
+        ids=None,
+    )
+
+
+def _instance_error(exc: Exception, step: str) -> InstanceError:
+    """Describe ``exc`` without quoting it unless it is radstream's own (which never holds PHI)."""
+    kind = type(exc)
+    qualified = f"{kind.__module__}.{kind.__qualname__}"
+    if isinstance(exc, RadstreamError):
+        reason = exc.reason if isinstance(exc, DeidError) else _snake_case(kind.__name__)
+        return InstanceError(type=qualified, reason=reason, message=str(exc), step=step)
+    # Foreign exceptions (pydicom, presidio, bugs) may quote a value: say where, not what.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    return InstanceError(
+        type=qualified,
+        reason="internal",
+        message=f"unexpected {kind.__name__} in step {step}{where}; nothing was released",
+        step=step,
+    )
+
+
+def _snake_case(class_name: str) -> str:
+    """``BlobIntegrityError`` -> ``blob_integrity``."""
+    words = re.findall(r"[A-Z][a-z0-9]*", class_name.removesuffix("Error"))
+    return "_".join(word.lower() for word in words) or "error"
+
+
+def _audit(  # noqa: PLR0917 -- the parts of an audit record, all required
+    data: bytes,
+    status: InstanceStatus,
+    reasons: tuple[str, ...],
+    progress: _Progress,
+    profile: DeidProfile,
+    pixel_policy: PixelPolicy,
+    started: datetime,
+    *,
+    output: Digest | None,
+    actions: tuple[AppliedAction, ...],
+    error: InstanceError | None = None,
+) -> AuditRecord:
+    original = progress.original
+    return AuditRecord(
+        input=Digest.of(data),
+        output=output,
+        outcome=status.value,
+        reasons=reasons,
+        error_type=error.type if error is not None else None,
+        error_message=error.message if error is not None else None,
+        failed_step=error.step if error is not None else None,
+        actions=actions,
+        profile=profile,
+        pixel_policy=type(pixel_policy).__name__,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        sop_class_uid=_text(original, "SOPClassUID") if original is not None else None,
+        modality=_text(original, "Modality") if original is not None else None,
+    )
+
+
+def _reid(data: bytes, original: Dataset, result: ProfileResult) -> ReidentificationRecord:
+    return ReidentificationRecord(
+        input_sha256=Digest.of(data).sha256,
+        original_patient_id=_text(original, "PatientID"),
+        patient_pseudonym=result.patient_pseudonym,
+        date_offset_days=result.date_offset_days,
+        uid_map=dict(result.uid_map),
+    )
+
+
+def _ids(dataset: Dataset) -> DeidentifiedIds:
+    meta = getattr(dataset, "file_meta", None)
+    transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return DeidentifiedIds(
+        study_instance_uid=_text(dataset, "StudyInstanceUID"),
+        series_instance_uid=_text(dataset, "SeriesInstanceUID"),
+        sop_instance_uid=_text(dataset, "SOPInstanceUID"),
+        sop_class_uid=_text(dataset, "SOPClassUID"),
+        transfer_syntax_uid=transfer_syntax,
+        modality=_text(dataset, "Modality"),
+    )
+
+
+def _text(dataset: Dataset, keyword: str) -> str:
+    value = dataset.get(keyword)
+    return "" if value is None else str(value)

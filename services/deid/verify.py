@@ -1,0 +1,362 @@
+"""The verification pass: re-read a de-identified header and hunt for the original PHI values.
+
+Fail closed: a hit means the instance is not released. So the search is built to miss nothing
+a reader could recognise, and accepts false positives as the price:
+
+* **where**: every element of every sequence item at any depth, the file meta, private
+  elements, each value of a multi-valued element, person names, and binary values (UN, OB, raw
+  bytes), which are decoded as text when they look textual and otherwise searched as their
+  printable runs (the way ``strings`` reads them). Skipped: pixel and other sample data; the
+  de-identification markers (PatientIdentityRemoved, DeidentificationMethod and its code
+  sequence, LongitudinalTemporalInformationModified); and text that comes from the standard
+  rather than the patient -- coding scheme designators, and the code value and meaning of codes
+  from published schemes (:data:`STANDARD_SCHEMES`).
+* **exact**: every rendering of each value (:mod:`radstream.deid.variants`), ignoring case,
+  accents, punctuation, spacing and leading zeros. Renderings of five or more characters match
+  even inside a longer word, except at an edge that is an initial or a word under four
+  letters; shorter ones only as whole words. Numbers never match inside a longer number, so an
+  ID is not found inside a UID by chance.
+* **fuzzy**: values of four or more characters that contain a letter also match a run of words
+  of the text within ``ceil(length / 8)`` edits (insertions, deletions, substitutions and
+  swaps of neighbours): one typo up to eight characters, two up to sixteen. Digit-only values
+  (IDs, dates) are not matched by edit distance -- a shifted date or the next ID number is one
+  edit away -- but by reading letters a scanner or a typist confuses with digits (O/0, I/l/1,
+  S/5, B/8, Z/2, G/6) as those digits. Binary runs and CS elements of standard attributes
+  (defined terms: "PNAME" is one edit from "NAME") get the exact search only.
+
+Too short or too generic to mean anything, and so skipped: values under three characters,
+numbers under four digits, and IDs or institution names made only of clinical words (as the
+cleaner keeps them) or of the equipment maker's words ("TOSHIBA", "TERASON_US").
+Results name the element path and the kind of value, never the value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+
+from radstream.deid.clean import REPLACEMENT_TOKENS, is_clinical_vocabulary, is_clinical_word
+from radstream.deid.phi import HeaderValue, PhiCategory, PhiValue, PhiValues, header_values
+from radstream.deid.variants import fold, normalise, tokens, value_pattern, variants
+
+__all__ = ["ResidualPhi", "find_residual_phi"]
+
+MatchKind = Literal["exact", "fuzzy"]
+
+MIN_VALUE_LENGTH = 3
+MIN_NUMBER_DIGITS = 4
+FUZZY_MIN_LENGTH = 4
+CHARACTERS_PER_EDIT = 8
+
+_MARKER_KEYWORDS = frozenset(
+    {
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "DeidentificationMethodCodeSequence",
+        "LongitudinalTemporalInformationModified",
+    }
+)
+# Coding schemes whose code values and meanings are published terminology, not patient data.
+STANDARD_SCHEMES = frozenset(
+    {
+        "DCM",
+        "SCT",
+        "SRT",
+        "SNM3",
+        "LN",
+        "UCUM",
+        "FMA",
+        "RADLEX",
+        "NCIt",
+        "UMLS",
+        "ACR",
+        "MSH",
+        "I10",
+        "I9C",
+        "ICD10",
+        "HL7",
+        "RXNORM",
+        "NDC",
+        "UBERON",
+        "ITIS_TSN",
+        "PUBCHEM_CID",
+        "IBSI",
+        "ISO3166_1",
+        "ISO639_1",
+        "ISO639_2",
+        "NEU",
+        "CPT4",
+        "C4",
+        "C5",
+        "NCDR",
+    }
+)
+_CODE_TAGS = frozenset({0x00080100, 0x00080104, 0x00080119, 0x00080120})  # value, meaning
+_SCHEME_TAGS = frozenset({0x00080102, 0x00080103})  # designator, version
+_REPLACEMENT = re.compile("|".join(re.escape(token) for token in sorted(REPLACEMENT_TOKENS)))
+_OCR_DIGITS = str.maketrans("oOiIlLsSbBzZgG", "00111155882266")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResidualPhi:
+    """A PHI value of the original header found again in the output."""
+
+    path: str  # "(0008,1115)[0]/(0008,1155)", the element holding it
+    kind: str  # the keyword of the attribute the value came from
+    match: MatchKind
+
+
+@dataclass(frozen=True)
+class _FuzzyTarget:
+    kind: str
+    text: str  # normalised rendering
+    words: int  # how many words the rendering has
+    letters: frozenset[str]
+    edits: int
+
+
+@dataclass(frozen=True)
+class _Search:
+    exact: tuple[tuple[str, re.Pattern[str]], ...]
+    any_exact: re.Pattern[str] | None  # all exact patterns at once: most texts hold none
+    fuzzy: tuple[_FuzzyTarget, ...]
+    numbers: tuple[tuple[str, str], ...]  # (kind, digits without leading zeros)
+    window_sizes: frozenset[int]
+
+
+def find_residual_phi(
+    output: Dataset, phi: PhiValues, *, allowed: Iterable[str] = (), retained_uids: bool = False
+) -> list[ResidualPhi]:
+    """Every place in ``output`` where a value of ``phi`` (or a variant of it) is found again.
+
+    Parameters
+    ----------
+    output
+        The de-identified dataset (file meta included when it has one).
+    phi
+        The values collected from the original header.
+    allowed
+        Whole element values the de-identifier wrote on purpose (the patient pseudonym), never
+        reported even if a value happens to look like them.
+    retained_uids
+        The profile kept the original UIDs (Retain UIDs option): UI elements are not searched.
+        Many vendors build UIDs from the date and the device serial number, so an original UID
+        "contains" both; that is the option's known cost, not a failure of de-identification.
+    """
+    search = _search_for(_without_equipment_names(phi, output))
+    allowed_texts = {text.strip() for text in allowed}
+    found: dict[tuple[str, str], MatchKind] = {}
+    windows: dict[str, set[str]] = defaultdict(set)  # normalised window -> paths
+    for item in _searched_values(output, retained_uids=retained_uids):
+        for text in item.texts:
+            if text.strip() in allowed_texts:
+                continue
+            searchable = fold(_REPLACEMENT.sub(" ", text))
+            for kind in _exact_kinds(searchable, search):
+                found[(item.path, kind)] = "exact"
+            # Binary runs are noise, and defined terms ("PNAME", "TEXT") sit one edit away
+            # from too many names: both get the exact search only.
+            if not (item.binary or _standard_coded_string(item)):
+                for window in _windows(searchable, search.window_sizes):
+                    windows[window].add(item.path)
+    for (path, kind), match in _fuzzy_hits(windows, search).items():
+        found.setdefault((path, kind), match)
+    return [
+        ResidualPhi(path=path, kind=kind, match=match)
+        for (path, kind), match in sorted(found.items())
+    ]
+
+
+def _without_equipment_names(phi: PhiValues, output: Dataset) -> PhiValues:
+    """``phi`` less the IDs and institutions spelled with the equipment maker's words.
+
+    A station called "TERASON_US" or an institution called "TOSHIBA" names the equipment, which
+    the profile keeps in Manufacturer and ManufacturerModelName; it identifies no one.
+    """
+    maker_words = {
+        word.casefold()
+        for keyword in ("Manufacturer", "ManufacturerModelName")
+        for word in tokens(_text_of(output, keyword))
+    }
+    if not maker_words:
+        return phi
+
+    def names_equipment(value: PhiValue) -> bool:
+        words = [word.casefold() for word in tokens(value.text)]
+        return value.category is not PhiCategory.NAME and all(
+            word in maker_words or is_clinical_word(word, numbers=False) for word in words
+        )
+
+    kept = tuple(value for value in phi.values if not names_equipment(value))
+    return phi if len(kept) == len(phi.values) else PhiValues(values=kept)
+
+
+def _text_of(ds: Dataset, keyword: str) -> str:
+    try:
+        return str(ds.get(keyword, "") or "")
+    except Exception:  # an unreadable Manufacturer only means no names are excused
+        return ""
+
+
+def _searched_values(output: Dataset, *, retained_uids: bool) -> list[HeaderValue]:
+    """The values of ``output`` that could carry PHI (see the module docstring for the rest)."""
+    every = list(header_values(output, include_meta=True))
+    standard_codes = {
+        _item_path(item.path)
+        for item in every
+        if item.tag == 0x00080102 and item.texts[0].strip() in STANDARD_SCHEMES
+    }
+    return [
+        item
+        for item in every
+        if not (item.keyword in _MARKER_KEYWORDS or _MARKER_KEYWORDS.intersection(item.parents))
+        and not (retained_uids and item.vr == "UI")
+        and item.tag not in _SCHEME_TAGS
+        and not (item.tag in _CODE_TAGS and _item_path(item.path) in standard_codes)
+    ]
+
+
+def _standard_coded_string(item: HeaderValue) -> bool:
+    """A CS element of a standard attribute that the dictionary says is CS (not a wrong VR)."""
+    if item.vr != "CS" or not item.keyword:
+        return False
+    try:
+        return bool(dictionary_VR(item.tag) == "CS")
+    except KeyError:
+        return False
+
+
+def _item_path(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _exact_kinds(text: str, search: _Search) -> set[str]:
+    if search.any_exact is None or not search.any_exact.search(text):
+        return set()
+    return {kind for kind, pattern in search.exact if pattern.search(text)}
+
+
+def _windows(text: str, sizes: frozenset[int]) -> set[str]:
+    words = [word.casefold() for word in tokens(text)]
+    return {
+        "".join(words[start : start + size])
+        for size in sizes
+        for start in range(max(len(words) - size + 1, 0))
+    }
+
+
+def _fuzzy_hits(windows: dict[str, set[str]], search: _Search) -> dict[tuple[str, str], MatchKind]:
+    hits: dict[tuple[str, str], MatchKind] = {}
+    for window, kind, match in (*_typo_hits(windows, search), *_ocr_hits(windows, search)):
+        for path in windows[window]:
+            hits.setdefault((path, kind), match)
+    return hits
+
+
+def _typo_hits(windows: Iterable[str], search: _Search) -> Iterator[tuple[str, str, MatchKind]]:
+    by_length: dict[int, list[tuple[str, frozenset[str]]]] = defaultdict(list)
+    for window in windows:
+        by_length[len(window)].append((window, frozenset(window)))
+    for target in search.fuzzy:
+        length = len(target.text)
+        for size in range(length - target.edits, length + target.edits + 1):
+            for window, letters in by_length.get(size, ()):
+                # Each edit changes the set of characters by at most two: a cheap first test.
+                if len(letters ^ target.letters) > 2 * target.edits:
+                    continue
+                distance = _edit_distance(window, target.text, target.edits)
+                if distance <= target.edits:
+                    yield window, target.kind, "exact" if distance == 0 else "fuzzy"
+
+
+def _ocr_hits(windows: Iterable[str], search: _Search) -> Iterator[tuple[str, str, MatchKind]]:
+    for window in windows:
+        as_digits = window.translate(_OCR_DIGITS)
+        if as_digits == window or not as_digits.isdigit():
+            continue  # plain numbers are the exact search's; words are not numbers
+        for kind, digits in search.numbers:
+            if as_digits.lstrip("0") == digits:
+                yield window, kind, "fuzzy"
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance, giving up (returning ``limit + 1``) past ``limit``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, 1):
+            cost = char_a != char_b
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+@lru_cache(maxsize=256)
+def _search_for(phi: PhiValues) -> _Search:
+    exact: dict[tuple[str, str], re.Pattern[str]] = {}
+    fuzzy: dict[tuple[str, str], _FuzzyTarget] = {}
+    numbers: set[tuple[str, str]] = set()
+    for value in phi.values:
+        if not _searchable(value):
+            continue
+        normalised = normalise(value.text)
+        pattern = value_pattern(value, letter_boundaries=False)
+        if pattern is not None:
+            exact.setdefault((value.kind, pattern.pattern), pattern)
+        if normalised.isdigit():
+            numbers.add((value.kind, normalised.lstrip("0")))
+            continue
+        for variant in variants(value):
+            target = _fuzzy_target(value.kind, variant)
+            if target is not None:
+                fuzzy.setdefault((target.kind, target.text), target)
+    exact_patterns = tuple((kind, pattern) for (kind, _), pattern in exact.items())
+    any_exact = (
+        re.compile("|".join(f"(?:{p.pattern})" for _, p in exact_patterns), re.IGNORECASE)
+        if exact_patterns
+        else None
+    )
+    sizes = {size for t in fuzzy.values() for size in (t.words - 1, t.words, t.words + 1)}
+    return _Search(
+        exact=exact_patterns,
+        any_exact=any_exact,
+        fuzzy=tuple(fuzzy.values()),
+        numbers=tuple(sorted(numbers)),
+        window_sizes=frozenset(size for size in sizes if size > 0) | {1},
+    )
+
+
+def _searchable(value: PhiValue) -> bool:
+    normalised = normalise(value.text)
+    if len(normalised) < MIN_VALUE_LENGTH:
+        return False
+    if normalised.isdigit() and len(normalised.lstrip("0") or "0") < MIN_NUMBER_DIGITS:
+        return False
+    return value.category is PhiCategory.NAME or not is_clinical_vocabulary(value.text)
+
+
+def _fuzzy_target(kind: str, variant: str) -> _FuzzyTarget | None:
+    words = [word.casefold() for word in tokens(variant)]
+    text = "".join(words)
+    if len(text) < FUZZY_MIN_LENGTH or not any(char.isalpha() for char in text):
+        return None
+    return _FuzzyTarget(
+        kind=kind,
+        text=text,
+        words=len(words),
+        letters=frozenset(text),
+        edits=math.ceil(len(text) / CHARACTERS_PER_EDIT),
+    )

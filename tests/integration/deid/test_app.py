@@ -1,0 +1,225 @@
+"""The deid service edge against the real embedded broker and filesystem blob stores."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+from pydicom import dcmread
+
+from radstream.common import topics
+from radstream.common.blobstore import BlobRef, BlobStores, FilesystemBlobStore
+from radstream.common.bus import Bus, create_bus
+from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
+from radstream.deid.app import DeidTopics, DeidWorker, register_deid
+from radstream.deid.metrics import deid_metrics
+from radstream.deid.profile import DeidKeys, DeidProfile
+from tests.unit.deid.study_builder import (
+    CT_IMAGE_STORAGE,
+    PATIENT_ID,
+    PHI_TEXTS,
+    SERIES_UID,
+    STUDY_UID,
+    TEST_KEYS_SECRET,
+    US_IMAGE_STORAGE,
+    instance_bytes,
+    shared_text_cleaner,
+)
+
+pytestmark = pytest.mark.integration
+
+Completed = deid_pb2.DeidCompleted
+
+
+@asynccontextmanager
+async def running(bus: Bus) -> AsyncIterator[Bus]:
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.stop()
+
+
+async def read_records(settings: KafkaSettings, topic: str, count: int, timeout: float = 60.0):
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def stores_in(root: Path) -> BlobStores:
+    phi = FilesystemBlobStore(root / "phi", "phi")
+    release = FilesystemBlobStore(root / "release", "release", refused_roots=[phi.root_uri])
+    return BlobStores(phi=phi, release=release)
+
+
+def rot(path: Path) -> None:
+    """Damage a stored blob, as a failing disk would."""
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def instance_ref(number: int, ref: BlobRef, *, sop_class: str, modality: str):
+    return common_pb2.InstanceRef(
+        study_instance_uid=STUDY_UID,
+        series_instance_uid=SERIES_UID,
+        sop_instance_uid=f"{SERIES_UID}.{number}",
+        sop_class_uid=sop_class,
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        modality=modality,
+        blob=common_pb2.BlobRef(
+            uri=ref.uri, sha256=ref.sha256, size=ref.size, media_type=ref.media_type
+        ),
+    )
+
+
+async def test_a_study_is_released_held_and_rejected_per_instance_with_a_review_task(
+    kafka_settings: KafkaSettings, new_topic, idempotency_dsn: str, tmp_path: Path
+) -> None:
+    chosen = DeidTopics(
+        study_received=await new_topic(topics.STUDY_RECEIVED_V1),
+        completed=await new_topic(topics.DEID_COMPLETED_V1),
+        review=await new_topic(topics.REVIEW_TASK_V1),
+    )
+    stores = stores_in(tmp_path)
+    registry = CollectorRegistry()
+    worker = DeidWorker(
+        profile=DeidProfile(),
+        keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
+        clean_text=shared_text_cleaner(),
+        stores=stores,
+        metrics=deid_metrics(registry),
+    )
+    delivery = DeliverySettings(idempotency_dsn=idempotency_dsn, backoff_initial_s=0.05)
+    deid_bus = create_bus(kafka_settings, delivery, service="deid", registry=registry)
+    register_deid(deid_bus, worker, topic_set=chosen)
+    ingest_bus = create_bus(
+        kafka_settings, delivery, service="ingest", registry=CollectorRegistry()
+    )
+
+    ct_refs = [
+        instance_ref(
+            number,
+            await stores.phi.put(instance_bytes(number=number), media_type="application/dicom"),
+            sop_class=CT_IMAGE_STORAGE,
+            modality="CT",
+        )
+        for number in (1, 2)
+    ]
+    us_bytes = instance_bytes(number=3, modality="US", sop_class=US_IMAGE_STORAGE)
+    us_ref = instance_ref(
+        3, await stores.phi.put(us_bytes), sop_class=US_IMAGE_STORAGE, modality="US"
+    )
+    damaged = await stores.phi.put(instance_bytes(number=4))
+    rot(Path(damaged.uri.removeprefix("file://")))
+    damaged_ref = instance_ref(4, damaged, sop_class=CT_IMAGE_STORAGE, modality="CT")
+    study = imaging_pb2.StudyReceived(
+        study_instance_uid=STUDY_UID,
+        accession_number="SYNTH-ACC-90417",
+        patient_id=PATIENT_ID,
+        instances=[*ct_refs, us_ref, damaged_ref],
+        revision=0,
+    )
+
+    async with running(ingest_bus), running(deid_bus):
+        event_id = await ingest_bus.publish(chosen.study_received, study)
+        [completed_record] = await read_records(kafka_settings, chosen.completed.name, 1)
+        [review_record] = await read_records(kafka_settings, chosen.review.name, 1)
+
+    completed = Completed.FromString(completed_record.value)
+    headers = dict(completed_record.headers)
+    assert headers["ce_causationid"] == event_id.encode()
+    assert completed.study_instance_uid == STUDY_UID
+    assert completed.profile == "basic"
+    assert completed.software_version
+    outcomes = [result.outcome for result in completed.results]
+    assert outcomes == [
+        Completed.OUTCOME_RELEASED,
+        Completed.OUTCOME_RELEASED,
+        Completed.OUTCOME_HELD,
+        Completed.OUTCOME_REJECTED,
+    ]
+    released_results = completed.results[:2]
+    held, rejected = completed.results[2], completed.results[3]
+
+    # Released instances point into the release store, carry no original UID or PHI.
+    for result in released_results:
+        ref = result.released
+        assert ref.blob.uri.startswith(stores.release.root_uri)
+        assert ref.study_instance_uid == completed.pseudonymous_study_instance_uid
+        assert ref.study_instance_uid != STUDY_UID
+        assert ref.sop_instance_uid != result.original.sop_instance_uid
+        data = await stores.release.get(
+            BlobRef(uri=ref.blob.uri, sha256=ref.blob.sha256, size=ref.blob.size)
+        )
+        for value in (*PHI_TEXTS, STUDY_UID, SERIES_UID):
+            assert value.encode() not in data
+        reread = dcmread(io.BytesIO(data))
+        assert reread.SOPInstanceUID == ref.sop_instance_uid
+        assert reread.PatientIdentityRemoved == "YES"
+        assert result.error_code == common_pb2.ERROR_CODE_UNSPECIFIED
+
+    # The held ultrasound is not in the release store; its reasons say why.
+    assert not held.HasField("released")
+    assert held.reasons == ["possible burned-in text: BurnedInAnnotation is absent on modality US"]
+    assert held.error_code == common_pb2.ERROR_CODE_DEID_LOW_CONFIDENCE
+    released_files = [path for path in (tmp_path / "release").rglob("*") if path.is_file()]
+    assert len(released_files) == 2
+    us_hash = hashlib.sha256(us_bytes).hexdigest()
+    assert all(us_hash not in path.name for path in released_files)
+
+    # The damaged blob is a rejected instance, not a crashed handler.
+    assert rejected.error_code == common_pb2.ERROR_CODE_BLOB_CHECKSUM_MISMATCH
+    assert not rejected.HasField("released")
+
+    # A review task names the study and the reasons, and carries the candidate (PHI store).
+    task = review_pb2.ReviewTask.FromString(review_record.value)
+    assert dict(review_record.headers)["ce_causationid"] == event_id.encode()
+    assert completed.review_task_id == task.task_id
+    assert task.kind == review_pb2.REVIEW_KIND_DEID
+    assert list(task.subject_ids) == [STUDY_UID]
+    assert list(task.reasons) == list(held.reasons)
+    [candidate] = task.payload
+    assert candidate.uri.startswith(stores.phi.root_uri)
+
+    # The audit record lives in the PHI store and holds no value from the instances.
+    audit_ref = completed.audit_record
+    assert audit_ref.uri.startswith(stores.phi.root_uri)
+    audit_bytes = await stores.phi.get(
+        BlobRef(uri=audit_ref.uri, sha256=audit_ref.sha256, size=audit_ref.size)
+    )
+    audit = json.loads(audit_bytes)
+    assert [record["outcome"] for record in audit["instances"]] == [
+        "released",
+        "released",
+        "held",
+        "rejected",
+    ]
+    assert all(value not in audit_bytes.decode() for value in PHI_TEXTS)
+    reid_ref = audit["reidentification_record"]
+    assert reid_ref["uri"].startswith(stores.phi.root_uri)
+
+    assert registry.get_sample_value("radstream_deid_instances_total", {"outcome": "released"}) == 2
+    assert registry.get_sample_value("radstream_deid_instances_total", {"outcome": "held"}) == 1
+    assert registry.get_sample_value("radstream_deid_instances_total", {"outcome": "rejected"}) == 1
+    assert (
+        registry.get_sample_value("radstream_deid_instance_seconds_count", {"outcome": "released"})
+        == 2
+    )

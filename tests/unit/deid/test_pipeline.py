@@ -1,0 +1,299 @@
+"""One instance through the whole pipeline: released, held or rejected, and never leaked."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from radstream.deid.audit import Digest
+from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelAssessment, PixelPolicy
+from radstream.deid.clean import PresidioTextCleaner
+from radstream.deid.phi import PhiValues
+from radstream.deid.pipeline import (
+    InstanceOutcome,
+    InstanceStatus,
+    deidentify_instance,
+)
+from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, TextCleaner
+from radstream.deid.reader import ReaderLimits
+from tests.unit.deid.study_builder import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    PHI_TEXTS,
+    STUDY_UID,
+    TEST_KEYS_SECRET,
+    US_IMAGE_STORAGE,
+    instance_bytes,
+    shared_text_cleaner,
+)
+
+KEYS = DeidKeys.from_secret(TEST_KEYS_SECRET)
+BASIC = DeidProfile()
+
+
+@pytest.fixture(scope="module")
+def cleaner() -> PresidioTextCleaner:
+    return shared_text_cleaner()
+
+
+def run(
+    data: bytes,
+    cleaner: TextCleaner,
+    *,
+    profile: DeidProfile = BASIC,
+    pixel_policy: PixelPolicy = DEFAULT_PIXEL_POLICY,
+    limits: ReaderLimits | None = None,
+) -> InstanceOutcome:
+    extra = {"limits": limits} if limits is not None else {}
+    return deidentify_instance(
+        data, profile=profile, keys=KEYS, clean_text=cleaner, pixel_policy=pixel_policy, **extra
+    )
+
+
+def assert_no_output(outcome: InstanceOutcome) -> None:
+    assert outcome.output is None
+    assert outcome.audit.output is None
+
+
+def assert_phi_free(data: bytes) -> None:
+    for value in PHI_TEXTS:
+        assert value.encode() not in data
+
+
+class TestReleased:
+    def test_a_plain_ct_instance_is_released_de_identified(self, cleaner: TextCleaner) -> None:
+        outcome = run(instance_bytes(), cleaner)
+        assert outcome.status is InstanceStatus.RELEASED
+        assert outcome.reasons == ()
+        assert outcome.error is None
+        assert outcome.candidate is None
+        assert outcome.output is not None
+        assert_phi_free(outcome.output)
+        released = dcmread(io.BytesIO(outcome.output))
+        assert released.PatientIdentityRemoved == "YES"
+        assert released.StudyInstanceUID != STUDY_UID
+        assert outcome.ids is not None
+        assert outcome.ids.study_instance_uid == released.StudyInstanceUID
+        assert outcome.ids.sop_instance_uid == released.file_meta.MediaStorageSOPInstanceUID
+
+    def test_the_audit_names_every_action_and_hashes_input_and_output(
+        self, cleaner: TextCleaner
+    ) -> None:
+        data = instance_bytes()
+        outcome = run(data, cleaner)
+        audit = outcome.audit
+        assert outcome.output is not None
+        assert audit.input == Digest.of(data)
+        assert audit.output == Digest.of(outcome.output)
+        assert audit.outcome == "released"
+        by_keyword = {action.keyword: action for action in audit.actions}
+        assert by_keyword["PatientName"].tag == "(0010,0010)"
+        assert by_keyword["PatientName"].action in {"Z", "D", "X"}
+        assert by_keyword["PatientName"].rule
+
+    def test_the_audit_record_holds_no_value_from_the_instance(self, cleaner: TextCleaner) -> None:
+        options = frozenset({ProfileOption.CLEAN_DESCRIPTORS, ProfileOption.RETAIN_UIDS})
+        outcome = run(instance_bytes(), cleaner, profile=DeidProfile(options=options))
+        document = outcome.audit.to_json()
+        for value in (*PHI_TEXTS, STUDY_UID):
+            assert value not in document
+        recorded = json.loads(document)
+        assert {option["code"] for option in recorded["profile"]["options"]} == {
+            "113105",
+            "113110",
+        }
+        assert recorded["profile"]["code"] == "113100"
+        assert recorded["software"]["radstream"]
+        assert recorded["software"]["pydicom"]
+        assert recorded["started_at"] <= recorded["finished_at"]
+
+    def test_the_reidentification_record_maps_the_patient_and_the_uids(
+        self, cleaner: TextCleaner
+    ) -> None:
+        outcome = run(instance_bytes(), cleaner)
+        assert outcome.reid is not None
+        assert outcome.reid.original_patient_id == PATIENT_ID
+        assert outcome.reid.patient_pseudonym
+        assert outcome.reid.patient_pseudonym != PATIENT_ID
+        assert outcome.ids is not None
+        assert outcome.reid.uid_map[STUDY_UID] == outcome.ids.study_instance_uid
+
+    def test_the_same_key_gives_the_same_pseudonymous_uids(self, cleaner: TextCleaner) -> None:
+        first, second = run(instance_bytes(), cleaner), run(instance_bytes(), cleaner)
+        assert first.ids == second.ids
+
+
+class TestHeldForBurnedInText:
+    def test_ultrasound_without_the_flag_is_held_not_released(self, cleaner: TextCleaner) -> None:
+        outcome = run(instance_bytes(modality="US", sop_class=US_IMAGE_STORAGE), cleaner)
+        assert outcome.status is InstanceStatus.HELD
+        assert_no_output(outcome)
+        assert any("possible burned-in text" in reason for reason in outcome.reasons)
+        assert outcome.pixel_assessment is not None
+        assert outcome.pixel_assessment.hold
+
+    def test_the_held_candidate_is_de_identified_for_the_reviewer(
+        self, cleaner: TextCleaner
+    ) -> None:
+        outcome = run(instance_bytes(modality="US", sop_class=US_IMAGE_STORAGE), cleaner)
+        assert outcome.candidate is not None
+        assert_phi_free(outcome.candidate)
+        assert dcmread(io.BytesIO(outcome.candidate)).PatientIdentityRemoved == "YES"
+
+    def test_a_pixel_stage_that_clears_the_instance_releases_it(self, cleaner: TextCleaner) -> None:
+        class PixelsCheckedClean:
+            """Stands where the pixel-cleaning stage will: any PixelPolicy plugs in."""
+
+            def assess(self, ds: Dataset) -> PixelAssessment:
+                return PixelAssessment(hold=False)
+
+        data = instance_bytes(modality="US", sop_class=US_IMAGE_STORAGE)
+        outcome = run(data, cleaner, pixel_policy=PixelsCheckedClean())
+        assert outcome.status is InstanceStatus.RELEASED
+        assert outcome.audit.pixel_policy == "PixelsCheckedClean"
+
+
+class TestHeldForResidualPhi:
+    def test_a_patient_name_in_a_retained_device_attribute_is_held(
+        self, cleaner: TextCleaner
+    ) -> None:
+        def station_named_after_patient(ds: Dataset) -> None:
+            ds.StationName = "DOE JANE CT1"  # a misconfigured modality
+
+        profile = DeidProfile(options=frozenset({ProfileOption.RETAIN_DEVICE_IDENTITY}))
+        outcome = run(
+            instance_bytes(customize=station_named_after_patient), cleaner, profile=profile
+        )
+        assert outcome.status is InstanceStatus.HELD
+        assert_no_output(outcome)
+        assert "residual PHI in (0008,1010) (PatientName, exact)" in outcome.reasons
+        assert [hit.kind for hit in outcome.residual_phi] == ["PatientName"]
+
+    def test_a_patient_id_inside_a_retained_safe_private_element_is_held(
+        self, cleaner: TextCleaner
+    ) -> None:
+        def id_in_safe_private(ds: Dataset) -> None:
+            block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+            block.add_new(0x27, "SH", PATIENT_ID)  # "scan pitch ratio", misused
+
+        profile = DeidProfile(options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}))
+        outcome = run(instance_bytes(customize=id_in_safe_private), cleaner, profile=profile)
+        assert outcome.status is InstanceStatus.HELD
+        assert any(
+            reason.startswith("residual PHI in (0043,1027) (PatientID")
+            for reason in outcome.reasons
+        )
+
+    def test_the_same_instance_without_the_option_is_released(self, cleaner: TextCleaner) -> None:
+        def station_named_after_patient(ds: Dataset) -> None:
+            ds.StationName = "DOE JANE CT1"
+
+        outcome = run(instance_bytes(customize=station_named_after_patient), cleaner)
+        assert outcome.status is InstanceStatus.RELEASED
+
+    def test_hold_reasons_name_where_and_what_but_never_the_value(
+        self, cleaner: TextCleaner
+    ) -> None:
+        def station_named_after_patient(ds: Dataset) -> None:
+            ds.StationName = "DOE JANE CT1"
+
+        profile = DeidProfile(options=frozenset({ProfileOption.RETAIN_DEVICE_IDENTITY}))
+        outcome = run(
+            instance_bytes(customize=station_named_after_patient), cleaner, profile=profile
+        )
+        text = " ".join(outcome.reasons) + outcome.audit.to_json()
+        assert "DOE" not in text
+        assert "JANE" not in text
+
+
+class TestRejected:
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [
+            (b"%PDF-1.4 this is not an image" * 20, "not_dicom"),
+            (b"", "not_dicom"),
+            (instance_bytes()[:-20], "truncated"),
+        ],
+        ids=["garbage", "empty", "truncated"],
+    )
+    def test_unreadable_input_is_rejected_with_its_reason(
+        self, cleaner: TextCleaner, data: bytes, reason: str
+    ) -> None:
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.REJECTED
+        assert_no_output(outcome)
+        assert outcome.candidate is None
+        assert outcome.reid is None
+        assert outcome.error is not None
+        assert outcome.error.reason == reason
+        assert outcome.error.step == "read"
+        assert outcome.audit.input == Digest.of(data)
+        assert outcome.audit.error_type == outcome.error.type
+
+    def test_an_oversized_instance_is_rejected(self, cleaner: TextCleaner) -> None:
+        data = instance_bytes()
+        outcome = run(data, cleaner, limits=ReaderLimits(max_file_bytes=len(data) // 2))
+        assert outcome.error is not None
+        assert outcome.error.reason == "file_too_large"
+
+    def test_an_unexpected_failure_in_any_step_rejects_without_quoting_it(
+        self, cleaner: TextCleaner
+    ) -> None:
+        class BrokenPolicy:
+            def assess(self, ds: Dataset) -> PixelAssessment:
+                raise RuntimeError(f"model server choked on {ds.PatientName}")
+
+        outcome = run(instance_bytes(), cleaner, pixel_policy=BrokenPolicy())
+        assert outcome.status is InstanceStatus.REJECTED
+        assert_no_output(outcome)
+        assert outcome.error is not None
+        assert outcome.error.reason == "internal"
+        assert outcome.error.step == "assess_pixels"
+        assert outcome.error.type == "builtins.RuntimeError"
+        assert PATIENT_NAME not in outcome.error.message
+        assert "nothing was released" in outcome.error.message
+        assert PATIENT_NAME not in outcome.audit.to_json()
+
+    def test_a_failing_text_cleaner_never_lets_the_text_through(self, cleaner: TextCleaner) -> None:
+        def failing_cleaner(text: str, phi: PhiValues) -> str:
+            raise ValueError("cleaner unavailable")
+
+        options = frozenset({ProfileOption.CLEAN_DESCRIPTORS})
+        outcome = run(instance_bytes(), failing_cleaner, profile=DeidProfile(options=options))
+        assert outcome.status in {InstanceStatus.RELEASED, InstanceStatus.REJECTED}
+        if outcome.output is not None:
+            assert b"CT ABDOMEN" not in outcome.output
+
+
+class TestOutcomeInvariants:
+    def test_a_held_outcome_cannot_carry_output_bytes(self, cleaner: TextCleaner) -> None:
+        held = run(instance_bytes(modality="US", sop_class=US_IMAGE_STORAGE), cleaner)
+        with pytest.raises(ValueError, match="RELEASED"):
+            InstanceOutcome(
+                status=InstanceStatus.HELD,
+                output=b"bytes",
+                candidate=held.candidate,
+                reasons=held.reasons,
+                error=None,
+                audit=held.audit,
+                reid=held.reid,
+                ids=held.ids,
+            )
+
+    def test_a_rejected_outcome_cannot_carry_a_candidate(self, cleaner: TextCleaner) -> None:
+        rejected = run(b"garbage", cleaner)
+        with pytest.raises(ValueError, match="HELD"):
+            InstanceOutcome(
+                status=InstanceStatus.REJECTED,
+                output=None,
+                candidate=b"bytes",
+                reasons=rejected.reasons,
+                error=rejected.error,
+                audit=rejected.audit,
+                reid=None,
+                ids=None,
+            )

@@ -1,0 +1,342 @@
+"""The verification pass: any value of the original header found again in the output is reported."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from radstream.deid.phi import PhiValues, collect_phi_values
+from radstream.deid.variants import date_variants, name_variants
+from radstream.deid.verify import ResidualPhi, find_residual_phi
+
+
+def item(**attributes: object) -> Dataset:
+    ds = Dataset()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def original() -> Dataset:
+    ds = item(
+        PatientName="JOHNSTONE^MARGARET^ANN",
+        PatientID="00847120",
+        PatientBirthDate="19610312",
+        AccessionNumber="ACC55501234",
+        StudyDate="20240105",
+        InstitutionName="Springfield General Hospital",
+        ReferringPhysicianName="HIBBARD^JULIUS",
+        StudyDescription="CT CHEST W/O CONTRAST",
+        Manufacturer="ACME Imaging",
+    )
+    ds.RequestAttributesSequence = Sequence(
+        [item(RequestedProcedureID="RP-90210", AccessionNumber="ACC55501234")]
+    )
+    return ds
+
+
+PHI = collect_phi_values(original())
+PSEUDONYM = "PSN00847120X"
+
+
+def deidentified() -> Dataset:
+    """What a correct de-identification of :func:`original` looks like."""
+    ds = item(
+        PatientName="PSN00847120X",
+        PatientID=PSEUDONYM,
+        PatientBirthDate="",
+        AccessionNumber="",
+        StudyDate="20231201",  # shifted
+        StudyDescription="CT CHEST W/O CONTRAST",
+        ImageComments="Patient [NAME] tolerated the exam. Follow-up in 3 months.",
+        StudyInstanceUID="2.25.198461031200847120555",
+        Manufacturer="ACME Imaging",
+        PatientIdentityRemoved="YES",
+        DeidentificationMethod="Basic Application Confidentiality Profile",
+        Modality="CT",
+    )
+    ds.DeidentificationMethodCodeSequence = Sequence(
+        [item(CodeValue="113100", CodingSchemeDesignator="DCM", CodeMeaning="Basic Profile")]
+    )
+    ds.RequestAttributesSequence = Sequence(
+        [item(RequestedProcedureID="", ReferencedStudySequence=Sequence([item()]))]
+    )
+    ds.add_new(0x00090010, "LO", "ACME PRIVATE")
+    ds.add_new(0x00091010, "LO", "calibration ok")
+    return ds
+
+
+def residuals(ds: Dataset, phi: PhiValues = PHI) -> list[ResidualPhi]:
+    return find_residual_phi(ds, phi, allowed=(PSEUDONYM,))
+
+
+def test_a_correctly_deidentified_header_has_no_residuals() -> None:
+    assert residuals(deidentified()) == []
+
+
+def test_the_original_header_is_full_of_residuals() -> None:
+    kinds = {residual.kind for residual in residuals(original())}
+    assert kinds >= {"PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"}
+
+
+class TestWhereResidualsAreFound:
+    def test_an_exact_residual_in_a_nested_sequence(self) -> None:
+        ds = deidentified()
+        ds.RequestAttributesSequence[0].ReferencedStudySequence[0].StudyComments = "see ACC55501234"
+        assert residuals(ds) == [
+            ResidualPhi(
+                path="(0040,0275)[0]/(0008,1110)[0]/(0032,4000)",
+                kind="AccessionNumber",
+                match="exact",
+            )
+        ]
+
+    @pytest.mark.parametrize("typo", ["Jonhstone", "Johnstome", "Johnston", "Johnsstone"])
+    def test_a_one_letter_typo_of_the_surname_in_a_comment_is_a_fuzzy_residual(
+        self, typo: str
+    ) -> None:
+        ds = deidentified()
+        ds.ImageComments = f"Patient {typo} tolerated the exam."
+        assert residuals(ds) == [ResidualPhi(path="(0020,4000)", kind="PatientName", match="fuzzy")]
+
+    def test_the_birth_date_in_another_format_is_a_residual(self) -> None:
+        ds = deidentified()
+        ds.PatientComments = "DOB 3/12/1961"
+        assert residuals(ds) == [
+            ResidualPhi(path="(0010,4000)", kind="PatientBirthDate", match="exact")
+        ]
+
+    def test_a_residual_inside_a_private_element(self) -> None:
+        ds = deidentified()
+        ds.add_new(0x00091011, "LO", "ordered by Hibbard")
+        assert residuals(ds) == [
+            ResidualPhi(path="(0009,1011)", kind="ReferringPhysicianName", match="exact")
+        ]
+
+    def test_a_residual_inside_undecoded_private_bytes(self) -> None:
+        ds = deidentified()
+        ds.add_new(0x00091012, "UN", b"\x00\x01\x02\x03\x88Margaret Johnstone\x00\xff\xfe")
+        assert {(r.path, r.kind) for r in residuals(ds)} == {("(0009,1012)", "PatientName")}
+
+    def test_a_residual_inside_one_value_of_a_multi_valued_element(self) -> None:
+        ds = deidentified()
+        ds.SoftwareVersions = ["VE11C", "build 7", "00847120"]
+        assert residuals(ds) == [ResidualPhi(path="(0018,1020)", kind="PatientID", match="exact")]
+
+    def test_a_residual_person_name_element(self) -> None:
+        ds = deidentified()
+        ds.OperatorsName = ["TECH^TOM", "Johnstone^Margaret"]
+        assert {r.kind for r in residuals(ds) if r.path == "(0008,1070)"} == {"PatientName"}
+
+    def test_a_residual_in_the_file_meta(self) -> None:
+        from pydicom.dataset import FileMetaDataset
+
+        ds = deidentified()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.SourceApplicationEntityTitle = "HIBBARD_WS"
+        assert [(r.path, r.kind) for r in residuals(ds)] == [
+            ("(0002,0016)", "ReferringPhysicianName")
+        ]
+
+    def test_an_id_typed_with_letters_for_digits_is_a_fuzzy_residual(self) -> None:
+        ds = deidentified()
+        ds.ImageComments = "id O0847I2O"
+        assert residuals(ds) == [ResidualPhi(path="(0020,4000)", kind="PatientID", match="fuzzy")]
+
+
+class TestWhatIsNotAResidual:
+    def test_the_pseudonym_is_not_a_residual_even_when_it_contains_the_id(self) -> None:
+        ds = deidentified()
+        assert find_residual_phi(ds, PHI) != []  # "PSN00847120X" holds the original ID
+        assert find_residual_phi(ds, PHI, allowed=(PSEUDONYM,)) == []
+
+    def test_de_identification_markers_are_not_residuals(self) -> None:
+        phi = collect_phi_values(item(OperatorsName="CONFIDENTIALITY^BASIC"))
+        assert find_residual_phi(deidentified(), phi) == []
+
+    def test_an_id_inside_a_longer_number_is_not_a_residual(self) -> None:
+        ds = deidentified()
+        ds.SeriesInstanceUID = "2.25.99008471201"
+        assert residuals(ds) == []
+
+    def test_retained_uids_are_not_searched_when_the_profile_keeps_them(self) -> None:
+        ds = deidentified()
+        ds.SOPInstanceUID = "1.2.840.99.20240105.847120.1"
+        assert {r.path for r in residuals(ds)} == {"(0008,0018)"}
+        assert find_residual_phi(ds, PHI, allowed=(PSEUDONYM,), retained_uids=True) == []
+
+    def test_very_short_values_are_not_searched(self) -> None:
+        phi = collect_phi_values(item(PatientName="LI^WU", StudyID="12"))
+        ds = deidentified()
+        ds.ImageComments = "LI 12 mm WU"  # the parts, never the name
+        assert find_residual_phi(ds, phi) == []
+        ds.ImageComments = "wu li"
+        assert [r.kind for r in find_residual_phi(ds, phi)] == ["PatientName"]
+
+    def test_defined_terms_and_standard_code_meanings_are_not_fuzzy_matched(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEES^PNAMES"))
+        ds = deidentified()
+        ds.BodyPartExamined = "KNEE"
+        ds.ContentSequence = Sequence(
+            [
+                item(
+                    ValueType="PNAME",
+                    ConceptNameCodeSequence=Sequence(
+                        [
+                            item(
+                                CodeValue="T-D3000",
+                                CodingSchemeDesignator="SRT",
+                                CodeMeaning="Knee",
+                            )
+                        ]
+                    ),
+                )
+            ]
+        )
+        assert find_residual_phi(ds, phi) == []
+
+    def test_a_coded_string_holding_the_name_itself_is_a_residual(self) -> None:
+        ds = deidentified()
+        ds.BodyPartExamined = "JOHNSTONE"
+        assert residuals(ds) == [ResidualPhi(path="(0018,0015)", kind="PatientName", match="exact")]
+
+    def test_an_institution_named_like_the_equipment_maker_is_not_a_residual(self) -> None:
+        phi = collect_phi_values(item(StationName="ACME_CT", Manufacturer="ACME Imaging"))
+        assert find_residual_phi(deidentified(), phi) == []
+
+    def test_the_replacement_tokens_are_not_residuals(self) -> None:
+        phi = collect_phi_values(item(PatientName="NAME^DATE"))
+        ds = deidentified()
+        ds.ImageComments = "[NAME] born [DATE]"
+        assert find_residual_phi(ds, phi) == []
+
+    def test_results_name_the_place_and_the_kind_never_the_value(self) -> None:
+        ds = deidentified()
+        ds.ImageComments = "Margaret Johnstone"
+        shown = repr(residuals(ds))
+        assert "PatientName" in shown
+        assert "Johnstone" not in shown
+        assert "JOHNSTONE" not in shown
+
+
+# --- property: a planted value is always found -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Carrier:
+    keyword_or_tag: str | int
+    vr: str
+    multi: bool = False
+
+
+CARRIERS = [
+    Carrier("ImageComments", "LT"),
+    Carrier("StudyDescription", "LO"),
+    Carrier("ProtocolName", "LO"),
+    Carrier("TextValue", "UT"),
+    Carrier("PerformingPhysicianName", "PN"),
+    Carrier("SoftwareVersions", "LO", multi=True),
+    Carrier("ContentDescription", "LO"),
+    Carrier(0x00091010, "LO"),
+    Carrier(0x00091011, "UN"),
+    Carrier(0x00091012, "OB"),
+]
+SEQUENCES = ["ReferencedStudySequence", "ContentSequence", "RequestAttributesSequence"]
+WORDS = ["CT", "chest", "axial", "3", "mm", "contrast", "left", "follow-up", "series"]
+
+names = st.text(alphabet=string.ascii_uppercase, min_size=3, max_size=12)
+identifiers = st.from_regex(r"[A-Z]{0,3}[1-9][0-9]{3,9}", fullmatch=True)
+dates = st.dates(min_value=date(1900, 1, 1), max_value=date(2099, 12, 31))
+
+
+@st.composite
+def planted_cases(draw: st.DrawFn) -> tuple[Dataset, PhiValues, str, str]:
+    """(output with a PHI rendering planted, the PHI values, the expected path and kind)."""
+    family, given_name = draw(names), draw(names)
+    birth = draw(dates).strftime("%Y%m%d")
+    source = item(
+        PatientName=f"{family}^{given_name}",
+        PatientID=draw(identifiers),
+        PatientBirthDate=birth,
+    )
+    phi = collect_phi_values(source)
+    kind = draw(st.sampled_from(["PatientName", "PatientID", "PatientBirthDate"]))
+    if kind == "PatientName":
+        rendering = draw(st.sampled_from(sorted(name_variants(f"{family}^{given_name}"))))
+    elif kind == "PatientBirthDate":
+        rendering = draw(st.sampled_from(sorted(date_variants(birth))))
+    else:
+        rendering = str(source.PatientID)
+    rendering = draw(st.sampled_from([rendering, rendering.lower(), rendering.title()]))
+    before = draw(st.lists(st.sampled_from(WORDS), max_size=3))
+    after = draw(st.lists(st.sampled_from(WORDS), max_size=3))
+    text = " ".join([*before, rendering, *after])
+
+    output = item(Modality="CT", StudyDescription="CT CHEST W/O CONTRAST")
+    output.add_new(0x00090010, "LO", "ACME PRIVATE")
+    holder, path = output, ""
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        keyword = draw(st.sampled_from(SEQUENCES))
+        index = draw(st.integers(min_value=0, max_value=2))
+        items = [item(Modality="CT") for _ in range(index + 1)]
+        setattr(holder, keyword, Sequence(items))
+        path += f"{_tag_text(tag_for_keyword(keyword))}[{index}]/"
+        holder = items[index]
+        holder.add_new(0x00090010, "LO", "ACME PRIVATE")
+    carrier = draw(st.sampled_from(CARRIERS))
+    _plant(holder, carrier, text, draw(st.integers(min_value=0, max_value=2)))
+    where = carrier.keyword_or_tag
+    tag = tag_for_keyword(where) if isinstance(where, str) else where
+    return output, phi, f"{path}{_tag_text(tag)}", kind
+
+
+def _plant(holder: Dataset, carrier: Carrier, text: str, position: int) -> None:
+    if carrier.vr == "OB":
+        holder.add_new(carrier.keyword_or_tag, "OB", b"\x00\x07\xff" + text.encode() + b"\x01")
+    elif carrier.vr == "UN":
+        holder.add_new(carrier.keyword_or_tag, "UN", text.encode("latin-1") + b"\x00")
+    elif carrier.multi:
+        values = ["V1", "B2"]
+        values.insert(position, text)
+        setattr(holder, str(carrier.keyword_or_tag), values)
+    elif isinstance(carrier.keyword_or_tag, int):
+        holder.add_new(carrier.keyword_or_tag, carrier.vr, text)
+    else:
+        setattr(holder, carrier.keyword_or_tag, text)
+
+
+def _tag_text(tag: int | None) -> str:
+    assert tag is not None
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+@pytest.mark.filterwarnings("ignore:The value length")  # planted text may overrun the VR
+@given(planted_cases())
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_phi_value_planted_anywhere_is_always_found(
+    case: tuple[Dataset, PhiValues, str, str],
+) -> None:
+    output, phi, path, kind = case
+    found = {(residual.path, residual.kind) for residual in find_residual_phi(output, phi)}
+    assert (path, kind) in found
+
+
+@pytest.mark.parametrize("depth", [0, 5])
+def test_a_value_deep_in_sequences_is_reported_at_its_full_path(depth: int) -> None:
+    output = item(Modality="CT")
+    holder, path = output, ""
+    for _ in range(depth):
+        child = item()
+        holder.ContentSequence = Sequence([item(), child])
+        holder, path = child, path + "(0040,A730)[1]/"
+    holder.TextValue = "margaret johnstone"
+    found = find_residual_phi(output, PHI)
+    assert {(r.path, r.kind) for r in found} == {(path + "(0040,A160)", "PatientName")}
