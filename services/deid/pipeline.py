@@ -115,6 +115,20 @@ class InstanceOutcome:
         if (self.error is not None) != (self.status is InstanceStatus.REJECTED):
             raise ValueError("an outcome carries an error if and only if it is REJECTED")
 
+    @classmethod
+    def rejected(cls, error: InstanceError, audit: AuditRecord) -> InstanceOutcome:
+        """A REJECTED outcome: no bytes of any kind, the error as its one reason."""
+        return cls(
+            status=InstanceStatus.REJECTED,
+            output=None,
+            candidate=None,
+            reasons=(error.message,),
+            error=error,
+            audit=audit,
+            reid=None,
+            ids=None,
+        )
+
 
 def residual_reason(residual: ResidualPhi) -> str:
     """The hold reason for one residual PHI hit: where, which kind of value, how it matched."""
@@ -221,16 +235,7 @@ def rejected_unread(
         started_at=started,
         finished_at=started,
     )
-    return InstanceOutcome(
-        status=InstanceStatus.REJECTED,
-        output=None,
-        candidate=None,
-        reasons=(instance_error.message,),
-        error=instance_error,
-        audit=audit,
-        reid=None,
-        ids=None,
-    )
+    return InstanceOutcome.rejected(instance_error, audit)
 
 
 def _collect_phi(original: Dataset, profile: DeidProfile) -> PhiValues:
@@ -309,16 +314,7 @@ def _rejected(  # noqa: PLR0917 -- the parts of an outcome, all required
         actions=result.actions if result is not None else (),
         error=error,
     )
-    return InstanceOutcome(
-        status=InstanceStatus.REJECTED,
-        output=None,
-        candidate=None,
-        reasons=(error.message,),
-        error=error,
-        audit=audit,
-        reid=None,
-        ids=None,
-    )
+    return InstanceOutcome.rejected(error, audit)
 
 
 def _instance_error(exc: Exception, step: str) -> InstanceError:
