@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS := local,postgres,s3,deid,bench,dev
+EXTRAS := local,postgres,s3,deid,ingest,bench,dev
 STAMP := $(VENV)/.installed
 DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
@@ -75,6 +75,7 @@ test-integration: $(STAMP)
 
 bench: install ## benchmarks: radstream plumbing next to bare aiokafka
 	$(BIN)/python -m tests.bench.bench_bus
+	$(BIN)/python -m tests.bench.bench_deid
 
 demo: install ## start a broker and every service, push sample data through, print what came out
 	$(BIN)/radstream demo

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -244,8 +245,7 @@ class ProfileWalk:
             attr_type = nested_type(level.parent, tag)
         else:
             attr_type = top_types.get(tag, 3) if top_types is not None else 3
-        code = resolve_code(rule.code, attr_type)
-        label = rule.label if code == rule.code else f"{rule.label} -> {code} (Type {attr_type})"
+        code, label = _decision(rule, attr_type)
         vr = concrete_vr(rule.vr or known_vr(tag), element_vr(level.src.get_item(tag), tag))
         prefix, out = level.prefix, level.out
         if tag == PATIENT_ID or (tag == PATIENT_NAME and level.parent is None):
@@ -357,3 +357,14 @@ class ProfileWalk:
             cleaned.append(text[:limit] if limit is not None else text)
         level.out[tag] = element_of(tag, vr, cleaned)
         self.record(level.prefix, tag, "C", label)
+
+
+@lru_cache(maxsize=4096)
+def _decision(rule: TableRule, attr_type: int) -> tuple[str, str]:
+    """The action a rule resolves to for an attribute Type, and how the audit names it.
+
+    Cached: a series repeats the same tags in every instance.
+    """
+    code = resolve_code(rule.code, attr_type)
+    label = rule.label if code == rule.code else f"{rule.label} -> {code} (Type {attr_type})"
+    return code, label

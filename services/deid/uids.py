@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from pydicom._uid_dict import UID_dictionary
 
@@ -76,8 +77,12 @@ def is_well_known_uid(uid: str) -> bool:
     return uid in _STANDARD_UIDS or uid.startswith(_REGISTRY_ROOTS)
 
 
+@lru_cache(maxsize=65536)
 def remap_uid(uid: str, key: bytes) -> str:
-    """The replacement of an instance UID under ``key`` (well-known UIDs come back unchanged)."""
+    """The replacement of an instance UID under ``key`` (well-known UIDs come back unchanged).
+
+    Cached: study, series and frame-of-reference UIDs recur in every instance of a study.
+    """
     if is_well_known_uid(uid):
         return uid
     digest = hmac.new(key, uid.encode("utf-8"), hashlib.sha256).digest()

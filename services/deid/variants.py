@@ -258,13 +258,18 @@ def _token_pattern(token: str) -> str:
 @lru_cache(maxsize=1024)
 def value_pattern(value: PhiValue, *, letter_boundaries: bool = True) -> re.Pattern[str] | None:
     """One compiled pattern for all variants of ``value``; match it against ``fold(text)``."""
-    open_end = value.category is PhiCategory.DATE
+    # Only the DICOM form itself (YYYYMMDD) may run on into more digits, as it does at the
+    # start of a DT value; a reordered, unseparated rendering ("300164") left open would match
+    # inside any long number, such as a UID.
+    dicom_date = value.text.strip() if value.category is PhiCategory.DATE else None
     patterns = {
         pattern
         for variant in variants(value)
         if (
             pattern := variant_pattern(
-                variant, letter_boundaries=letter_boundaries, open_digit_end=open_end
+                variant,
+                letter_boundaries=letter_boundaries,
+                open_digit_end=variant == dicom_date,
             )
         )
     }

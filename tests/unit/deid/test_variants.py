@@ -187,3 +187,12 @@ def test_folding_keeps_every_offset(text: str) -> None:
 @settings(max_examples=200)
 def test_normalised_text_has_only_lower_case_letters_and_digits(text: str) -> None:
     assert all(char.isalnum() for char in normalise(text))
+
+
+def test_a_reordered_date_does_not_match_inside_a_longer_number() -> None:
+    birth = PhiValue(kind="PatientBirthDate", text="19640130")
+    pattern = value_pattern(birth)
+    assert pattern is not None
+    assert not pattern.search(fold("2.25.301641234567890123456789"))
+    assert pattern.search(fold("19640130101500"))  # a DT value starting with the date
+    assert pattern.search(fold("born 30/01/1964"))
