@@ -10,7 +10,7 @@ import pytest
 
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.kafka_client import ensure_topics
-from radstream.common.settings import KafkaSettings
+from radstream.common.settings import EMBEDDED_BROKER_TUNING, KafkaSettings
 from radstream.common.topics import Topic
 
 
@@ -24,7 +24,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedB
 
 @pytest.fixture
 def kafka_settings(kafka_broker: EmbeddedBroker) -> KafkaSettings:
-    return KafkaSettings(bootstrap=kafka_broker.bootstrap)
+    return KafkaSettings(
+        bootstrap=kafka_broker.bootstrap,
+        fetch_max_wait_ms=int(EMBEDDED_BROKER_TUNING["RADSTREAM_KAFKA_FETCH_MAX_WAIT_MS"]),
+        session_timeout_ms=int(EMBEDDED_BROKER_TUNING["RADSTREAM_KAFKA_SESSION_TIMEOUT_MS"]),
+    )
 
 
 NewTopic = Callable[..., Awaitable[Topic]]

@@ -195,7 +195,8 @@ def demo(
             console.print(f"broker: RADSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap}")
             names = [service.spec.name for service in stack.running]
             console.print(f"services: {', '.join(names) or 'none registered yet'}")
-            settings = KafkaSettings(bootstrap=stack.bootstrap)
+            os.environ.update(stack.env)
+            settings = KafkaSettings()
             asyncio.run(_demo(settings, stack, quiet_s=quiet_s, timeout_s=timeout_s))
     except KeyboardInterrupt:
         console.print("interrupted; stopped everything.")

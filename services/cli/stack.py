@@ -16,6 +16,7 @@ from types import TracebackType
 
 from radstream.common.embedded_broker import EmbeddedBroker, free_loopback_port
 from radstream.common.service import SERVICES, ServiceSpec
+from radstream.common.settings import EMBEDDED_BROKER_TUNING
 
 STATE_DIR = Path(".radstream")
 
@@ -39,11 +40,14 @@ class LocalStack:
     running: list[RunningService] = field(default_factory=list)
     _exit: ExitStack = field(default_factory=ExitStack)
 
+    embedded: bool = False
+
     @property
     def env(self) -> dict[str, str]:
         """Connection settings other processes need to join this stack."""
         assert self.bootstrap is not None
-        return {"RADSTREAM_KAFKA_BOOTSTRAP": self.bootstrap}
+        tuning = EMBEDDED_BROKER_TUNING if self.embedded else {}
+        return {"RADSTREAM_KAFKA_BOOTSTRAP": self.bootstrap, **tuning}
 
     def __enter__(self) -> LocalStack:
         try:
@@ -51,6 +55,7 @@ class LocalStack:
                 broker = EmbeddedBroker(log_path=self.state_dir / "logs" / "tansu.log")
                 self._exit.enter_context(broker)
                 self.bootstrap = broker.bootstrap
+                self.embedded = True
             for spec in self.services:
                 self.running.append(self._spawn(spec))
         except BaseException:

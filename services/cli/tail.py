@@ -24,7 +24,11 @@ async def records(
 
     Stops after ``max_events`` records, or when nothing arrived for ``idle_timeout_s``.
     """
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **aiokafka_options(settings),
+    )
     await consumer.start()
     try:
         partitions = [

@@ -182,6 +182,8 @@ class BusConfig:
     registry: CollectorRegistry
     # Extra observers (audit trails, test probes) told of every outcome after the metrics.
     observers: tuple[DeliveryObserver, ...] = ()
+    fetch_max_wait_ms: int = 500
+    session_timeout_ms: int = 10_000
 
 
 class Bus:
@@ -269,6 +271,8 @@ class Bus:
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",
                 title=f"{group}:{topic.name}",
+                fetch_max_wait_ms=self.config.fetch_max_wait_ms,
+                session_timeout_ms=self.config.session_timeout_ms,
                 # Decoding is ours (radstream.common.envelope); FastStream must not guess it
                 # from content-type, or a malformed record fails before it can be dead-lettered.
                 # The handler gets FastStream's message itself (no dependency injection).
@@ -349,5 +353,7 @@ def create_bus(
         guard=guard if guard is not None else open_guard(delivery.idempotency_dsn),
         registry=registry,
         observers=observers,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        session_timeout_ms=kafka.session_timeout_ms,
     )
     return Bus(broker, config, aiokafka_options(kafka))

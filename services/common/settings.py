@@ -46,6 +46,11 @@ class KafkaSettings(BaseSettings):
     # Tansu (the embedded broker) has no InitProducerId, so idempotent producers stay a setting.
     enable_idempotence: bool = False
     replication_factor: int = Field(default=1, ge=1)
+    # Consumer tuning. Kafka answers a waiting fetch as soon as records arrive; the embedded
+    # broker (Tansu) waits the whole fetch_max_wait_ms, and holds a group join for half the
+    # session timeout, so local stacks and tests set both low (see EMBEDDED_BROKER_TUNING).
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> KafkaSettings:
@@ -70,6 +75,13 @@ class KafkaSettings(BaseSettings):
                 "(host:port[,host:port]) or start a local broker with `radstream up`"
             )
         return self.bootstrap
+
+
+EMBEDDED_BROKER_TUNING = {
+    "RADSTREAM_KAFKA_FETCH_MAX_WAIT_MS": "10",
+    "RADSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
+}
+"""Consumer settings for the embedded broker, which answers fetches and joins slowly otherwise."""
 
 
 class DeliverySettings(BaseSettings):

@@ -15,7 +15,7 @@ import pytest
 from radstream.common import topics
 from radstream.common.bus import create_bus
 from radstream.common.embedded_broker import metadata_broker_count
-from radstream.common.settings import DeliverySettings
+from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,7 @@ def operator_env(kafka_settings, tmp_path: Path) -> dict[str, str]:
         "RADSTREAM_BLOB_PHI_URI": f"file://{tmp_path / 'phi'}",
         "RADSTREAM_BLOB_RELEASE_URI": f"file://{tmp_path / 'release'}",
         "COLUMNS": "200",
+        **EMBEDDED_BROKER_TUNING,
     }
 
 

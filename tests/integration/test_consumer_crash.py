@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from radstream.common import topics
 from radstream.common.bus import create_bus
-from radstream.common.settings import DeliverySettings
+from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,7 @@ def start_consumer(bootstrap: str, topic: str, db: Path, *extra: str) -> subproc
             *extra,
         ],
         cwd=Path(__file__).parents[2],
+        env={**os.environ, **EMBEDDED_BROKER_TUNING},
     )
 
 
