@@ -333,7 +333,7 @@ def create_bus(
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=service),
         ),
-        acks=kafka.acks,
+        acks=kafka.producer_acks,
         # Handlers take the raw message and decode it themselves, so FastStream's dependency
         # injection (a thread hop per record) has nothing to do.
         apply_types=False,

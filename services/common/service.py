@@ -37,6 +37,15 @@ class ServiceSpec:
 # Services add themselves here as their issues land (ingest, deid, ocr, restructure, ...).
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
+        name="ingest",
+        app_factory="radstream.ingest.app:create_app",
+        description=(
+            "Receives studies and reports from hospital systems (DICOM C-STORE, ...): stores "
+            "instances in the PHI zone, publishes instance.stored and, once a study is quiet, "
+            "study.received."
+        ),
+    ),
+    ServiceSpec(
         name="deid",
         app_factory="radstream.deid.app:create_app",
         description=(

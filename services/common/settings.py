@@ -42,7 +42,7 @@ class KafkaSettings(BaseSettings):
     ssl_check_hostname: bool = True
     # Wait for every in-sync replica before a publish counts as done: an event the broker
     # acknowledged must survive a broker loss (Kafka's default, 1, does not).
-    acks: Literal["all", 1, 0] = "all"
+    acks: Literal["all", "1", "0"] = "all"
     # Tansu (the embedded broker) has no InitProducerId, so idempotent producers stay a setting.
     enable_idempotence: bool = False
     replication_factor: int = Field(default=1, ge=1)
@@ -66,6 +66,11 @@ class KafkaSettings(BaseSettings):
                 "mTLS needs both RADSTREAM_KAFKA_SSL_CERTFILE and RADSTREAM_KAFKA_SSL_KEYFILE"
             )
         return self
+
+    @property
+    def producer_acks(self) -> int | str:
+        """``acks`` as Kafka clients take it: the string "all" or the number 0 or 1."""
+        return "all" if self.acks == "all" else int(self.acks)
 
     def require_bootstrap(self) -> str:
         """Return the bootstrap servers, or explain how to set them."""

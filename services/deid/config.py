@@ -117,7 +117,10 @@ class DeidSettings(BaseSettings):
 
     def profile(self) -> DeidProfile:
         """The de-identification profile with the configured options."""
-        return DeidProfile(name=self.profile_name, options=self.options)
+        try:
+            return DeidProfile(name=self.profile_name, options=self.options)
+        except ValueError as exc:  # e.g. both longitudinal date options: keep or shift, not both
+            raise DeidConfigurationError(f"RADSTREAM_DEID_OPTIONS: {exc}") from exc
 
     def reader_limits(self) -> ReaderLimits:
         """Size limits for incoming instances."""

@@ -303,7 +303,7 @@ class BareChain:
         self.source, self.target, self.probe = source, target, probe
         # The acks and idempotence radstream's create_bus takes from the same settings.
         producer_options = {
-            "acks": settings.acks,
+            "acks": settings.producer_acks,
             "enable_idempotence": settings.enable_idempotence,
             **options,
         }
