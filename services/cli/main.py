@@ -17,24 +17,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from radstream.cli.demo_senders import (
+    post_observations,
+    send_report,
+    store_study,
+    wait_until_ready,
+)
 from radstream.cli.doctor import Status, run_checks
 from radstream.cli.render import render_record
-from radstream.cli.samples import sample_events
 from radstream.cli.stack import STATE_DIR, LocalStack
 from radstream.cli.tail import records
-from radstream.common.blobstore import open_blob_stores
-from radstream.common.bus import create_bus
-from radstream.common.errors import RadstreamError
+from radstream.common.errors import MisconfiguredError, RadstreamError, TransientError
 from radstream.common.kafka_client import create_topics, describe_topics, ensure_topics
 from radstream.common.logs import configure_logging
 from radstream.common.service import SERVICES, service_named
 from radstream.common.settings import (
-    BlobSettings,
-    DeliverySettings,
     KafkaSettings,
     ObservabilitySettings,
 )
-from radstream.common.topics import ALL_TOPICS, DEID_COMPLETED_V1, DLQ_SUFFIX
+from radstream.common.topics import ALL_TOPICS, DEID_COMPLETED_V1, DLQ_SUFFIX, STUDY_RECEIVED_V1
 
 if TYPE_CHECKING:
     from radstream.deid.batch import BatchSummary
@@ -55,6 +56,8 @@ def up(
 ) -> None:
     """Start a broker (unless RADSTREAM_KAFKA_BOOTSTRAP is set) and every service; Ctrl-C stops."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the same way as Ctrl-C
+    if services:
+        _ephemeral_deid_key(warn=True)
     bootstrap = KafkaSettings().bootstrap
     stack = LocalStack(bootstrap=bootstrap, services=SERVICES if services else ())
     try:
@@ -68,6 +71,10 @@ def up(
                     f"  {service.spec.name}: pid {service.process.pid}, probes on "
                     f"http://127.0.0.1:{service.health_port}/readyz"
                 )
+                for label, port in service.ports.items():
+                    console.print(f"    {label}: 127.0.0.1:{port}")
+                for name, value in service.spec.local_settings.items():
+                    console.print(f"    [yellow]local stack only:[/] {name}={value}")
             if not stack.running:
                 console.print("  (no services are registered yet: the broker and topics run)")
             console.print(f"Logs in {STATE_DIR / 'logs'}. Ctrl-C stops everything.")
@@ -77,6 +84,18 @@ def up(
     except RadstreamError as exc:
         raise _fail(exc) from exc
     console.print("stopped.")
+
+
+def _ephemeral_deid_key(*, warn: bool) -> None:
+    """Give a local stack's deid a throwaway key when none is configured."""
+    if "RADSTREAM_DEID_KEY" in os.environ or "RADSTREAM_DEID_KEY_FILE" in os.environ:
+        return
+    os.environ["RADSTREAM_DEID_KEY"] = secrets.token_hex(32)
+    if warn:
+        console.print(
+            "[yellow]RADSTREAM_DEID_KEY is not set: deid runs with a throwaway key, so its "
+            "pseudonyms and UIDs will not match those of any other run[/]"
+        )
 
 
 @app.command()
@@ -187,9 +206,7 @@ def demo(
     os.environ.setdefault(
         "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN", f"sqlite:///{state / 'idempotency.sqlite3'}"
     )
-    if "RADSTREAM_DEID_KEY" not in os.environ and "RADSTREAM_DEID_KEY_FILE" not in os.environ:
-        # A throwaway key: demo pseudonyms are not reproducible, which is right for demo data.
-        os.environ["RADSTREAM_DEID_KEY"] = secrets.token_hex(32)
+    _ephemeral_deid_key(warn=False)  # demo data needs no reproducible pseudonyms
     try:
         with LocalStack(bootstrap=KafkaSettings().bootstrap) as stack:
             console.print(f"broker: RADSTREAM_KAFKA_BOOTSTRAP={stack.bootstrap}")
@@ -208,19 +225,21 @@ async def _demo(
     settings: KafkaSettings, stack: LocalStack, *, quiet_s: float, timeout_s: float
 ) -> None:
     await ensure_topics(settings, ALL_TOPICS)
-    bus = create_bus(settings, DeliverySettings(), service="demo")
-    stores = open_blob_stores(BlobSettings())
-    await bus.start()
-    try:
-        events = await sample_events(stores.phi)
-        for topic, message in events:
-            await bus.publish(topic, message)
-        console.print(f"published {len(events)} synthetic events; what came out:")
-    finally:
-        await bus.stop()
-    # Each running service answers on its own output topic; wait for every one of them (or
-    # the timeout), then for a quiet spell, so late outputs still make it onto the screen.
-    awaited = {spec_output for spec_output in _demo_outputs(stack)}
+    ingest = next((svc for svc in stack.running if svc.spec.name == "ingest"), None)
+    if ingest is None:
+        raise MisconfiguredError("the demo needs the ingest service, which is not registered")
+    if not await wait_until_ready(ingest.health_port, timeout_s=timeout_s):
+        raise TransientError(f"ingest did not become ready; see {STATE_DIR / 'logs'}")
+    console.print("sending what a hospital's systems would send:")
+    statuses = await asyncio.to_thread(store_study, "127.0.0.1", ingest.ports["DICOM"])
+    console.print(f"  modality -> C-STORE x{len(statuses)}: statuses {_hex_all(statuses)}")
+    ack = await send_report("127.0.0.1", ingest.ports["HL7 MLLP"])
+    console.print(f"  RIS -> HL7 ORU^R01 over MLLP: ACK {ack}")
+    codes = await post_observations(f"http://127.0.0.1:{ingest.ports['HTTP (STOW-RS, FHIR)']}")
+    console.print(f"  EHR -> FHIR Observation x{len(codes)}: HTTP {codes}")
+    console.print("what came out:")
+    # Wait for every running service's output (or the timeout), then for a quiet spell.
+    awaited = set(_demo_outputs(stack))
     names = [topic.name for topic in ALL_TOPICS] + [topic.dlq for topic in ALL_TOPICS]
     count = 0
     deadline = time.monotonic() + timeout_s
@@ -245,9 +264,13 @@ async def _demo(
     console.print(f"{count} event(s) on {len(names)} topics. Stopping.")
 
 
+def _hex_all(statuses: list[int]) -> str:
+    return ", ".join(f"0x{status:04X}" for status in statuses)
+
+
 def _demo_outputs(stack: LocalStack) -> list[str]:
     """The topics on which the running services publish the demo's results."""
-    outputs = {"deid": DEID_COMPLETED_V1.name}
+    outputs = {"ingest": STUDY_RECEIVED_V1.name, "deid": DEID_COMPLETED_V1.name}
     return [outputs[svc.spec.name] for svc in stack.running if svc.spec.name in outputs]
 
 

@@ -10,17 +10,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-
-from radstream.common.blobstore import BlobStore
-from radstream.common.topics import (
-    CLINICAL_OBSERVATION_V1,
-    REPORT_RECEIVED_V1,
-    STUDY_RECEIVED_V1,
-    Topic,
-)
-from radstream.contracts.v1 import clinical_pb2, common_pb2, imaging_pb2, reports_pb2
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
@@ -86,69 +76,53 @@ def synthetic_instance(number: int, *, modality: str, sop_class: str) -> bytes:
     return buffer.getvalue()
 
 
-async def sample_events(phi_store: BlobStore) -> list[tuple[Topic, Message]]:
-    """Build the demo's events; instances go to the PHI store, events carry refs (claim check).
+def synthetic_study() -> list[bytes]:
+    """The demo study as DICOM P10 files, one per instance.
 
-    The study has two CT instances, which de-identification releases, and one ultrasound
-    instance without a BurnedInAnnotation flag, which it holds for review.
+    Two CT instances, which de-identification releases, and one ultrasound instance without a
+    BurnedInAnnotation flag, which it holds for review.
     """
-    instances = []
-    for number, (modality, sop_class) in enumerate(
-        [("CT", CT_IMAGE_STORAGE), ("CT", CT_IMAGE_STORAGE), ("US", US_IMAGE_STORAGE)], start=1
-    ):
-        payload = synthetic_instance(number, modality=modality, sop_class=sop_class)
-        ref = await phi_store.put(payload, media_type="application/dicom")
-        instances.append(
-            common_pb2.InstanceRef(
-                study_instance_uid=STUDY_UID,
-                series_instance_uid=f"{STUDY_UID}.{number}",
-                sop_instance_uid=f"{STUDY_UID}.{number}.1",
-                sop_class_uid=sop_class,
-                transfer_syntax_uid=EXPLICIT_VR_LITTLE_ENDIAN,
-                modality=modality,
-                blob=common_pb2.BlobRef(
-                    uri=ref.uri, sha256=ref.sha256, size=ref.size, media_type=ref.media_type
-                ),
-            )
-        )
-    now = _now()
-    study = imaging_pb2.StudyReceived(
-        study_instance_uid=STUDY_UID,
-        accession_number=ACCESSION,
-        patient_id=PATIENT,
-        instances=instances,
-        revision=0,
-        first_received_at=now,
-        last_received_at=now,
-    )
-    report = reports_pb2.ReportReceived(
-        report_id="SYNTH-RPT-1",
-        accession_number=ACCESSION,
-        patient_id=PATIENT,
-        modality="CT",
-        text=REPORT_TEXT,
-        source=reports_pb2.ReportReceived.SOURCE_HL7_ORU,
-        observed_at=now,
-    )
-    weight = clinical_pb2.ClinicalObservation(
-        patient_id=PATIENT,
-        observation_id="SYNTH-OBS-1",
-        code=clinical_pb2.Code(system="http://loinc.org", code="29463-7", display="Body weight"),
-        quantity=clinical_pb2.Quantity(value=61.5, unit="kg"),
-        effective_time=now,
-        source=clinical_pb2.ClinicalObservation.SOURCE_FHIR,
-    )
-    albumin = clinical_pb2.ClinicalObservation(
-        patient_id=PATIENT,
-        observation_id="SYNTH-OBS-2",
-        code=clinical_pb2.Code(system="http://loinc.org", code="1751-7", display="Albumin"),
-        quantity=clinical_pb2.Quantity(value=3.1, unit="g/dL"),
-        effective_time=now,
-        source=clinical_pb2.ClinicalObservation.SOURCE_FHIR,
-    )
+    kinds = [("CT", CT_IMAGE_STORAGE), ("CT", CT_IMAGE_STORAGE), ("US", US_IMAGE_STORAGE)]
     return [
-        (STUDY_RECEIVED_V1, study),
-        (REPORT_RECEIVED_V1, report),
-        (CLINICAL_OBSERVATION_V1, weight),
-        (CLINICAL_OBSERVATION_V1, albumin),
+        synthetic_instance(number, modality=modality, sop_class=sop_class)
+        for number, (modality, sop_class) in enumerate(kinds, start=1)
     ]
+
+
+def oru_r01() -> bytes:
+    """The demo report as an HL7 v2.5 ORU^R01 message, segments carriage-return separated."""
+    segments = [
+        "MSH|^~\\&|SYNTH_RIS|SYNTH_HOSP|RADSTREAM|RADSTREAM|20261102093000||ORU^R01^ORU_R01|"
+        "SYNTH-MSG-1|P|2.5",
+        f"PID|1||{PATIENT}^^^SYNTH||{PATIENT_NAME}||19580214|M",
+        f"OBR|1|SYNTH-ORD-1|{ACCESSION}|CTABD^CT ABDOMEN|||20261102093000|||||||||||||||||CT|F",
+        f"OBX|1|TX|REPORT^Report||{REPORT_TEXT}||||||F",
+    ]
+    return "\r".join(segments).encode()
+
+
+def fhir_observations() -> list[dict[str, object]]:
+    """The demo's labs and vitals as FHIR R4 Observation resources."""
+    return [
+        _observation("SYNTH-OBS-1", "29463-7", "Body weight", 61.5, "kg"),
+        _observation("SYNTH-OBS-2", "1751-7", "Albumin", 3.1, "g/dL"),
+    ]
+
+
+def _observation(
+    identifier: str, code: str, display: str, value: float, unit: str
+) -> dict[str, object]:
+    return {
+        "resourceType": "Observation",
+        "identifier": [{"system": "urn:radstream:demo:lab", "value": identifier}],
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "effectiveDateTime": "2026-11-02T09:30:00Z",
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }

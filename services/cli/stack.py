@@ -28,6 +28,7 @@ class RunningService:
     spec: ServiceSpec
     health_port: int
     process: subprocess.Popen[bytes]
+    ports: dict[str, int] = field(default_factory=dict)  # label -> port
 
 
 @dataclass(kw_only=True)
@@ -65,7 +66,14 @@ class LocalStack:
 
     def _spawn(self, spec: ServiceSpec) -> RunningService:
         port = free_loopback_port()
-        env = {**os.environ, **self.env, "RADSTREAM_OBS_HEALTH_PORT": str(port)}
+        ports = {label: free_loopback_port() for label in spec.ports}
+        env = {
+            **os.environ,
+            **self.env,
+            **spec.local_settings,
+            **{spec.ports[label]: str(value) for label, value in ports.items()},
+            "RADSTREAM_OBS_HEALTH_PORT": str(port),
+        }
         log = (self.state_dir / "logs" / f"{spec.name}.log").open("ab")
         self._exit.callback(log.close)
         process = subprocess.Popen(  # noqa: S603 -- our own CLI, fixed argv
@@ -75,7 +83,7 @@ class LocalStack:
             stderr=subprocess.STDOUT,
         )
         self._exit.callback(_stop_process, process)
-        return RunningService(spec=spec, health_port=port, process=process)
+        return RunningService(spec=spec, health_port=port, process=process, ports=ports)
 
     def __exit__(
         self,

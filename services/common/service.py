@@ -9,8 +9,8 @@ so it runs the same way under ``radstream run NAME``, ``radstream up`` and
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from faststream import FastStream
 
@@ -26,6 +26,11 @@ class ServiceSpec:
     name: str
     app_factory: str  # "module:function" returning a FastStream app
     description: str
+    # Listening ports a local stack gives a free loopback port each: label -> env variable.
+    ports: Mapping[str, str] = field(default_factory=dict)
+    # Settings a local stack (`radstream up`, `make demo`, loopback only) applies, and says so:
+    # never defaults, because a hospital deployment must choose its own senders.
+    local_settings: Mapping[str, str] = field(default_factory=dict)
 
     def load_factory(self) -> Callable[[], FastStream]:
         """Import and return the app factory."""
@@ -40,10 +45,21 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="ingest",
         app_factory="radstream.ingest.app:create_app",
         description=(
-            "Receives studies and reports from hospital systems (DICOM C-STORE, ...): stores "
-            "instances in the PHI zone, publishes instance.stored and, once a study is quiet, "
-            "study.received."
+            "Receives studies and reports from hospital systems (DICOM C-STORE, STOW-RS, "
+            "HL7 v2 MLLP, FHIR): stores instances in the PHI zone, publishes instance.stored, "
+            "study.received once a study is quiet, report.received and clinical.observation."
         ),
+        ports={
+            "DICOM": "RADSTREAM_INGEST_DICOM_PORT",
+            "HTTP (STOW-RS, FHIR)": "RADSTREAM_INGEST_HTTP_PORT",
+            "HL7 MLLP": "RADSTREAM_INGEST_MLLP_PORT",
+        },
+        local_settings={
+            "RADSTREAM_INGEST_DICOM_ALLOW_ANY_CALLING_AE": "true",
+            "RADSTREAM_INGEST_HTTP_AUTH": "open",
+            "RADSTREAM_INGEST_MLLP_ALLOW_ANY_PEER": "true",
+            "RADSTREAM_INGEST_ASSEMBLY_QUIET_PERIOD_S": "5",
+        },
     ),
     ServiceSpec(
         name="deid",

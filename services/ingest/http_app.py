@@ -1,0 +1,289 @@
+"""The ingest HTTP server: STOW-RS, status lookups and FHIR in one FastAPI app, behind auth.
+
+:func:`create_http_app` combines the DICOMweb routes (:mod:`radstream.ingest.stow`) and the
+FHIR routes (:mod:`radstream.ingest.fhir`), every one behind the configured
+:class:`~radstream.ingest.http_auth.HttpAuthenticator`. Refusals are rendered for the caller:
+an OperationOutcome under ``/fhir``, a small JSON object elsewhere, and never with a value from
+the request (FastAPI's own validation errors would quote the input; they are replaced).
+
+:class:`HttpServer` runs the app with uvicorn as a task on the service's event loop, like
+:class:`radstream.common.health.HealthServer`, with HTTPS when certificates are configured and
+client certificates required in ``mtls`` mode. uvicorn does not pass the peer certificate to
+the app, so the HTTP protocol is subclassed to put it into the ASGI scope's ``tls`` extension
+(``client_cert_name``, ``client_cert_chain``), where authentication reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, Final, cast
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from radstream.common.errors import MisconfiguredError
+from radstream.ingest.fhir import FHIR_JSON, FhirEndpoints, fhir_router, operation_outcome
+from radstream.ingest.http_auth import (
+    AuthenticationRefused,
+    HttpAuthenticator,
+    HttpSettings,
+    rfc4514_name,
+)
+from radstream.ingest.rejections import Rejections
+from radstream.ingest.stow import StowEndpoints, stow_router
+
+__all__ = ["HttpServer", "create_http_app"]
+
+log = logging.getLogger(__name__)
+
+_STARTUP_TIMEOUT_S: Final = 10.0
+_STOP_TIMEOUT_S: Final = 5.0
+
+
+def create_http_app(
+    settings: HttpSettings,
+    *,
+    rejections: Rejections,
+    stow: StowEndpoints | None = None,
+    fhir: FhirEndpoints | None = None,
+) -> FastAPI:
+    """The ingest HTTP app: the routes of the parts given, all authenticated per settings."""
+    authenticate = HttpAuthenticator.from_settings(settings, rejections)
+    # No interactive docs or schema: this app faces hospital systems, not browsers.
+    app = FastAPI(title="radstream ingest", docs_url=None, redoc_url=None, openapi_url=None)
+    if stow is not None:
+        app.include_router(stow_router(stow, authenticate))
+    if fhir is not None:
+        app.include_router(fhir_router(fhir, authenticate))
+    app.add_exception_handler(AuthenticationRefused, _render_refusal)
+    app.add_exception_handler(RequestValidationError, _render_invalid_request)
+    return app
+
+
+async def _render_refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthenticationRefused)
+    if request.url.path.startswith("/fhir"):
+        code = "login" if exc.status == 401 else "forbidden"
+        return JSONResponse(
+            operation_outcome(
+                code,
+                "authentication required" if exc.status == 401 else "this client is not allowed",
+            ),
+            status_code=exc.status,
+            media_type=FHIR_JSON,
+            headers=exc.headers,
+        )
+    return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
+
+
+async def _render_invalid_request(request: Request, exc: Exception) -> Response:
+    """A 400 naming the invalid parameters by location, without FastAPI's quoted input."""
+    assert isinstance(exc, RequestValidationError)
+    where = sorted({".".join(str(step) for step in error.get("loc", ())) for error in exc.errors()})
+    if request.url.path.startswith("/fhir"):
+        outcome = operation_outcome("invalid", "invalid request", expression=tuple(where))
+        return JSONResponse(outcome, status_code=400, media_type=FHIR_JSON)
+    return JSONResponse({"error": "invalid_request", "parameters": where}, status_code=400)
+
+
+class HttpServer:
+    """Serve the ingest app with uvicorn on the running event loop.
+
+    Port 0 binds a free port; :attr:`port` tells which after :meth:`start`.
+    """
+
+    def __init__(self, settings: HttpSettings, app: Any) -> None:
+        self._settings = settings
+        self._app = app
+        self._port = settings.port
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the configured one before)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server, e.g. ``https://127.0.0.1:8104``."""
+        host = self._settings.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self._settings.tls else 'http'}://{host}:{self._port}"
+
+    async def start(self) -> None:
+        """Bind and serve; raise MisconfiguredError when the port is taken or TLS files fail."""
+        if self._task is not None:
+            raise RuntimeError("HttpServer.start() called twice; call stop() first")
+        self._warn_about_weak_settings()
+        sock = _bind(self._settings.host, self._port)
+        self._port = int(sock.getsockname()[1])
+        server = _EmbeddedServer(self._config())
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="ingest-http-server")
+        try:
+            await _until_started(server, task)
+        except BaseException:
+            task.cancel()
+            sock.close()
+            raise
+        self._server, self._task = server, task
+        log.info("ingest HTTP listening on port %d", self._port, extra={"port": self._port})
+
+    async def stop(self) -> None:
+        """Stop serving and release the port; stopping a stopped server does nothing."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        self._server, self._task = None, None
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=_STOP_TIMEOUT_S)
+        except TimeoutError:
+            server.force_exit = True
+            await task
+
+    async def check(self) -> None:
+        """Readiness: raise unless the server is serving."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the ingest HTTP server is not running")
+
+    async def __aenter__(self) -> HttpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _config(self) -> uvicorn.Config:
+        settings = self._settings
+        tls: dict[str, Any] = {}
+        if settings.tls:
+            tls = {
+                "ssl_certfile": str(settings.tls_certfile),
+                "ssl_keyfile": str(settings.tls_keyfile),
+                "ssl_version": ssl.PROTOCOL_TLS_SERVER,
+            }
+            if settings.auth == "mtls":
+                tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+                tls["ssl_ca_certs"] = str(settings.tls_client_cafile)
+        config = uvicorn.Config(
+            self._app,
+            http=_ClientCertProtocol,
+            log_config=None,  # keep the service's logging (and its PHI filter) in charge
+            access_log=False,  # request lines carry query strings (AccessionNumber=...)
+            lifespan="off",
+            ws="none",
+            server_header=False,
+            timeout_graceful_shutdown=2,
+            **tls,
+        )
+        try:
+            config.load()
+        except (OSError, ssl.SSLError) as exc:
+            raise MisconfiguredError(
+                "the ingest HTTP server cannot load its TLS files; check "
+                "RADSTREAM_INGEST_HTTP_TLS_CERTFILE, _TLS_KEYFILE and _TLS_CLIENT_CAFILE "
+                f"({type(exc).__name__})"
+            ) from exc
+        return config
+
+    def _warn_about_weak_settings(self) -> None:
+        settings = self._settings
+        if settings.auth == "open":
+            log.warning(
+                "!!! ingest HTTP endpoints are OPEN: no authentication "
+                "(RADSTREAM_INGEST_HTTP_AUTH=open). Anyone who reaches port %d can send "
+                "studies and reports. Use this only for a local demo. !!!",
+                self._port,
+                extra={"port": self._port},
+            )
+        elif settings.auth == "bearer" and not settings.token_sha256:
+            log.warning(
+                "ingest HTTP has no bearer tokens (RADSTREAM_INGEST_HTTP_TOKEN_SHA256): every "
+                "request will be refused with 401",
+                extra={"port": self._port},
+            )
+        elif not settings.tls and settings.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "ingest HTTP serves bearer tokens over plain HTTP on a non-loopback address; "
+                "set RADSTREAM_INGEST_HTTP_TLS_CERTFILE/_KEYFILE or terminate TLS in front",
+                extra={"port": self._port},
+            )
+
+
+class _ClientCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the peer certificate in the ASGI ``tls`` extension."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        extension = _tls_extension(ssl_object)
+        inner = self.app
+
+        async def with_tls(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                scope["extensions"] = {**scope.get("extensions", {}), "tls": extension}
+            await inner(scope, receive, send)
+
+        self.app = with_tls
+
+
+def _tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+    """The ASGI TLS extension of a connection (client certificate fields)."""
+    peer = ssl_object.getpeercert()
+    der = ssl_object.getpeercert(binary_form=True)
+    # getpeercert() types its values as a union; "subject" is always the RDN tuple.
+    subject = cast(tuple[tuple[tuple[str, str], ...], ...], peer.get("subject", ()) if peer else ())
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": rfc4514_name(subject) if subject else None,
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to the host process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Do nothing: uvicorn would otherwise take over the service's shutdown signals."""
+        yield
+
+
+async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    async with asyncio.timeout(_STARTUP_TIMEOUT_S):
+        while not server.started:
+            if task.done():
+                task.result()  # re-raises what stopped it
+                raise MisconfiguredError("the ingest HTTP server stopped before it started")
+            await asyncio.sleep(0.01)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise MisconfiguredError(
+            f"the ingest HTTP server cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "set RADSTREAM_INGEST_HTTP_HOST and RADSTREAM_INGEST_HTTP_PORT"
+        ) from exc
