@@ -45,6 +45,7 @@ from radstream.common.envelope import Event, derived_event_id, encode
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import IdempotencyGuard, open_guard
 from radstream.common.kafka_client import aiokafka_options, faststream_security
+from radstream.common.metrics import per_registry
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 
@@ -135,15 +136,8 @@ class _Observers:
             observer.on_retry(record, group, attempt, error)
 
 
-_metrics_by_registry: dict[int, DeliveryMetrics] = {}
-
-
-def delivery_metrics(registry: CollectorRegistry) -> DeliveryMetrics:
-    """Return the delivery metrics of ``registry``, registering them on first use."""
-    metrics = _metrics_by_registry.get(id(registry))
-    if metrics is None:
-        metrics = _metrics_by_registry[id(registry)] = DeliveryMetrics(registry)
-    return metrics
+delivery_metrics = per_registry(DeliveryMetrics)
+"""The delivery metrics of a registry, registered on first use."""
 
 
 class _KafkaDeadLetters:

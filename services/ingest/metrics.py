@@ -7,9 +7,10 @@ free-text identity or anything read from an instance.
 from __future__ import annotations
 
 import functools
-import threading
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from radstream.common.metrics import per_registry
 
 __all__ = ["IngestMetrics", "ingest_metrics"]
 
@@ -61,14 +62,5 @@ class IngestMetrics:
         self._seconds(channel).observe(seconds)
 
 
-_lock = threading.Lock()
-_metrics_by_registry: dict[int, IngestMetrics] = {}
-
-
-def ingest_metrics(registry: CollectorRegistry) -> IngestMetrics:
-    """Return the ingest metrics of ``registry``, registering them on first use."""
-    with _lock:
-        metrics = _metrics_by_registry.get(id(registry))
-        if metrics is None:
-            metrics = _metrics_by_registry[id(registry)] = IngestMetrics(registry)
-        return metrics
+ingest_metrics = per_registry(IngestMetrics)
+"""The ingest metrics of a registry, registered on first use."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import weakref
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter
+
+from radstream.common.metrics import per_registry
 
 __all__ = ["Channel", "Rejections", "rejections"]
 
@@ -51,14 +52,5 @@ class Rejections:
         )
 
 
-# Weak keys: a registry that is gone (a test's) must not hand its counter to a new registry
-# that happens to get the same id().
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Rejections] = weakref.WeakKeyDictionary()
-
-
-def rejections(registry: CollectorRegistry) -> Rejections:
-    """Return the refusal counter of ``registry``, registering it on first use."""
-    found = _by_registry.get(registry)
-    if found is None:
-        found = _by_registry[registry] = Rejections(registry)
-    return found
+rejections = per_registry(Rejections)
+"""The refusal counter of a registry, registered on first use."""
