@@ -73,9 +73,10 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration
 
-bench: install ## benchmarks: radstream plumbing next to bare aiokafka
+bench: install ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, ingest vs Orthanc
 	$(BIN)/python -m tests.bench.bench_bus
 	$(BIN)/python -m tests.bench.bench_deid
+	$(BIN)/python -m tests.bench.bench_ingest
 
 demo: install ## start a broker and every service, push sample data through, print what came out
 	$(BIN)/radstream demo

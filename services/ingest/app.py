@@ -37,10 +37,18 @@ from radstream.ingest.audit import (
     ReceiptAudit,
 )
 from radstream.ingest.config import IngestSettings
+from radstream.ingest.export import (
+    ResearchExporter,
+    export_metrics,
+    open_transport,
+    register_export,
+)
 from radstream.ingest.fhir import FhirEndpoints
 from radstream.ingest.http_app import HttpServer, create_http_app
 from radstream.ingest.metrics import IngestMetrics, ingest_metrics
 from radstream.ingest.mllp import MllpServer
+from radstream.ingest.pacs import OrthancPuller, pacs_metrics
+from radstream.ingest.pull_cursor import open_pull_cursor
 from radstream.ingest.receipt import Clock, InstanceReceiver, instance_event_id, utc_now
 from radstream.ingest.rejections import rejections
 from radstream.ingest.reports import ReportSink
@@ -196,8 +204,37 @@ def create_app(
         health.add_check("dicom-scp", scp.check)
         servers.append(scp)
     servers.extend(_report_and_http_servers(settings, core, health, registry))
+    if settings.pacs.mode == "pull":
+        # Not a readiness check: a PACS outage must not take the SCP out of service.
+        servers.append(
+            OrthancPuller(
+                settings=settings.pacs,
+                receiver=core.receiver,
+                assembly=core.assembler,
+                cursor=open_pull_cursor(settings.pacs.cursor_dsn),
+                metrics=pacs_metrics(registry),
+            )
+        )
+    exporters = [
+        ResearchExporter(
+            target=target.name,
+            transport=open_transport(target),
+            release_store=core.stores.release,
+            metrics=export_metrics(registry),
+            batch_size=target.batch_size,
+        )
+        for target in settings.pacs.export_targets
+    ]
+    for exporter in exporters:
+        register_export(bus, exporter)  # deid.completed, group ingest-export-<target>
     app = service_app(bus, health)
     attach_servers(app, core, servers)
+
+    @app.after_shutdown
+    async def close_exporters() -> None:
+        for exporter in exporters:
+            await exporter.close()
+
     return app
 
 

@@ -25,6 +25,7 @@ from radstream.deid import ReaderLimits
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.http_auth import HttpSettings
 from radstream.ingest.mllp import MllpSettings
+from radstream.ingest.pacs import PacsSettings
 
 __all__ = ["AssemblySettings", "DicomSettings", "IngestSettings", "parse_names"]
 
@@ -155,6 +156,7 @@ class IngestSettings(BaseSettings):
     assembly: AssemblySettings = Field(default_factory=AssemblySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
+    pacs: PacsSettings = Field(default_factory=PacsSettings)
 
     def reader_limits(self) -> ReaderLimits:
         """Size limits for incoming instances (every channel)."""
