@@ -12,11 +12,9 @@ on the service's own event loop, so liveness really does measure that loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
-from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
@@ -24,7 +22,7 @@ import uvicorn
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from radstream.common.errors import MisconfiguredError
+from radstream.common.asgi_server import EmbeddedAsgiServer
 from radstream.common.logs import scrub_phi
 from radstream.common.settings import ObservabilitySettings
 
@@ -40,8 +38,6 @@ _Send = Callable[[_Message], Awaitable[None]]
 
 _JSON: Final = "application/json"
 _NO_CHECKS: Final[Mapping[str, ReadinessCheck]] = MappingProxyType({})
-_STARTUP_TIMEOUT_S: Final = 10.0
-_STOP_TIMEOUT_S: Final = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +145,7 @@ class HealthServer:
         self._host = host
         self._port = port
         self.app = HealthApp(checks, registry, check_timeout_s=check_timeout_s)
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._runner: EmbeddedAsgiServer | None = None
 
     @classmethod
     def from_settings(
@@ -179,10 +174,8 @@ class HealthServer:
 
     async def start(self) -> None:
         """Bind the port and start serving; raise MisconfiguredError when the port is taken."""
-        if self._task is not None:
+        if self._runner is not None:
             raise RuntimeError("HealthServer.start() called twice; call stop() first")
-        sock = _bind(self._host, self._port)
-        self._port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app,
             log_config=None,  # keep the service's logging (and its PHI filter) in charge
@@ -193,29 +186,23 @@ class HealthServer:
             server_header=False,
             timeout_graceful_shutdown=2,
         )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="health-server")
-        try:
-            await _until_started(server, task)
-        except BaseException:
-            task.cancel()
-            sock.close()
-            raise
-        self._server, self._task = server, task
+        runner = EmbeddedAsgiServer(
+            config,
+            host=self._host,
+            port=self._port,
+            what="the health endpoint",
+            settings_hint="set RADSTREAM_OBS_HEALTH_HOST and RADSTREAM_OBS_HEALTH_PORT to a free "
+            "local address",
+        )
+        await runner.start()
+        self._runner, self._port = runner, runner.port
         logger.info("health endpoint listening on port %d", self._port, extra={"port": self._port})
 
     async def stop(self) -> None:
         """Stop serving and release the port; stopping a stopped server does nothing."""
-        server, task = self._server, self._task
-        if server is None or task is None:
-            return
-        self._server, self._task = None, None
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=_STOP_TIMEOUT_S)
-        except TimeoutError:
-            server.force_exit = True
-            await task
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.stop()
 
     async def __aenter__(self) -> HealthServer:
         await self.start()
@@ -228,35 +215,6 @@ class HealthServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT/SIGTERM to the host process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Do nothing: uvicorn would otherwise take over the service's shutdown signals."""
-        yield
-
-
-async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    async with asyncio.timeout(_STARTUP_TIMEOUT_S):
-        while not server.started:
-            if task.done():
-                task.result()  # re-raises what stopped it
-                raise RuntimeError("health server stopped before it started")
-            await asyncio.sleep(0.01)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise MisconfiguredError(
-            f"the health endpoint cannot listen on {host}:{port} ({exc.strerror or exc}); set "
-            "RADSTREAM_OBS_HEALTH_HOST and RADSTREAM_OBS_HEALTH_PORT to a free local address"
-        ) from exc
 
 
 async def _serve_lifespan(receive: _Receive, send: _Send) -> None:

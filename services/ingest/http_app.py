@@ -16,13 +16,10 @@ the app, so the HTTP protocol is subclassed to put it into the ASGI scope's ``tl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import ssl
-from collections.abc import Generator
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -30,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from radstream.common.asgi_server import EmbeddedAsgiServer
 from radstream.common.errors import MisconfiguredError
 from radstream.ingest.fhir import FHIR_JSON, FhirEndpoints, fhir_router, operation_outcome
 from radstream.ingest.http_auth import (
@@ -44,9 +42,6 @@ from radstream.ingest.stow import StowEndpoints, stow_router
 __all__ = ["HttpServer", "create_http_app"]
 
 log = logging.getLogger(__name__)
-
-_STARTUP_TIMEOUT_S: Final = 10.0
-_STOP_TIMEOUT_S: Final = 5.0
 
 
 def create_http_app(
@@ -105,8 +100,7 @@ class HttpServer:
         self._settings = settings
         self._app = app
         self._port = settings.port
-        self._server: _EmbeddedServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._runner: EmbeddedAsgiServer | None = None
 
     @property
     def port(self) -> int:
@@ -122,38 +116,29 @@ class HttpServer:
 
     async def start(self) -> None:
         """Bind and serve; raise MisconfiguredError when the port is taken or TLS files fail."""
-        if self._task is not None:
+        if self._runner is not None:
             raise RuntimeError("HttpServer.start() called twice; call stop() first")
         self._warn_about_weak_settings()
-        sock = _bind(self._settings.host, self._port)
-        self._port = int(sock.getsockname()[1])
-        server = _EmbeddedServer(self._config())
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="ingest-http-server")
-        try:
-            await _until_started(server, task)
-        except BaseException:
-            task.cancel()
-            sock.close()
-            raise
-        self._server, self._task = server, task
+        runner = EmbeddedAsgiServer(
+            self._config(),
+            host=self._settings.host,
+            port=self._port,
+            what="the ingest HTTP server",
+            settings_hint="set RADSTREAM_INGEST_HTTP_HOST and RADSTREAM_INGEST_HTTP_PORT",
+        )
+        await runner.start()
+        self._runner, self._port = runner, runner.port
         log.info("ingest HTTP listening on port %d", self._port, extra={"port": self._port})
 
     async def stop(self) -> None:
         """Stop serving and release the port; stopping a stopped server does nothing."""
-        server, task = self._server, self._task
-        if server is None or task is None:
-            return
-        self._server, self._task = None, None
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=_STOP_TIMEOUT_S)
-        except TimeoutError:
-            server.force_exit = True
-            await task
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.stop()
 
     async def check(self) -> None:
         """Readiness: raise unless the server is serving."""
-        if self._task is None or self._task.done():
+        if self._runner is None or not self._runner.running:
             raise RuntimeError("the ingest HTTP server is not running")
 
     async def __aenter__(self) -> HttpServer:
@@ -258,32 +243,3 @@ def _tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
         "tls_version": None,
         "cipher_suite": None,
     }
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT/SIGTERM to the host process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Do nothing: uvicorn would otherwise take over the service's shutdown signals."""
-        yield
-
-
-async def _until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    async with asyncio.timeout(_STARTUP_TIMEOUT_S):
-        while not server.started:
-            if task.done():
-                task.result()  # re-raises what stopped it
-                raise MisconfiguredError("the ingest HTTP server stopped before it started")
-            await asyncio.sleep(0.01)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise MisconfiguredError(
-            f"the ingest HTTP server cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "set RADSTREAM_INGEST_HTTP_HOST and RADSTREAM_INGEST_HTTP_PORT"
-        ) from exc
