@@ -7,10 +7,9 @@ surfaces as "pip install 'radstream[ingest]'" only where ingest is actually used
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from radstream.common.errors import MissingExtraError
+from radstream.common.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from radstream.ingest.app import (
@@ -135,20 +134,9 @@ _EXTRA_PACKAGES = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _MODULE_OF.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-    except ImportError as exc:
-        package = (exc.name or "").partition(".")[0]
-        if package in _EXTRA_PACKAGES:
-            raise MissingExtraError(package, "ingest") from exc
-        raise
-    value = getattr(module, name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_exports(
+    __name__, globals(), _MODULE_OF, extra="ingest", extra_packages=_EXTRA_PACKAGES
+)
 
 
 def __dir__() -> list[str]:
