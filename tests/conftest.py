@@ -61,3 +61,23 @@ def idempotency_dsn(tmp_path: Path) -> str:
 def _letters() -> str:
     """Ten random lowercase letters: topic domains are ``[a-z]+``."""
     return "".join(chr(ord("a") + int(digit, 16)) for digit in uuid.uuid4().hex[:10])
+
+
+POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards; skips without one."""
+    import psycopg
+
+    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +20,7 @@ from radstream.common.idempotency import Claim
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +48,6 @@ async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> No
         await asyncio.sleep(0.05)
 
 
-async def read_all(settings: KafkaSettings, topic: str, count: int, timeout: float = 20.0):
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for items in batch.values():
-                records.extend(items)
-    finally:
-        await consumer.stop()
-    return records
-
-
 def make_bus(settings: KafkaSettings, dsn: str, service: str, **kwargs) -> Bus:
     delivery = DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES)
     return create_bus(settings, delivery, service=service, registry=CollectorRegistry(), **kwargs)
@@ -90,7 +73,7 @@ async def test_event_round_trips_with_headers_intact_and_trace_continued(
     async with running(producer), running(consumer):
         with tracing.get_tracer("test").start_as_current_span("ingest study") as root:
             first_id = await producer.publish(inbound, study("1.2.3.4"), subject="study")
-        forwarded = await read_all(kafka_settings, outbound.name, 1)
+        forwarded = await read_records(kafka_settings, outbound.name, 1)
 
     [event] = received
     assert event.id == first_id
@@ -185,7 +168,7 @@ async def test_failing_handler_sends_event_to_dlq_after_retries_and_stream_keeps
         for uid in ("before", "poison", "after"):
             await publisher.publish(topic, study(uid))
         await eventually(lambda: processed == ["before", "after"])
-        [letter] = await read_all(kafka_settings, topic.dlq, 1)
+        [letter] = await read_records(kafka_settings, topic.dlq, 1)
 
     assert attempts.count("poison") == 3
     headers = dict(letter.headers)
@@ -235,7 +218,7 @@ async def test_undecodable_record_is_dead_lettered_with_its_original_bytes(
         )
         await publisher.publish(topic, study("fine"))
         await eventually(lambda: processed == ["fine"])
-        [letter] = await read_all(kafka_settings, topic.dlq, 1)
+        [letter] = await read_records(kafka_settings, topic.dlq, 1)
 
     assert letter.value == b"\x0a\xff garbage"
     assert dict(letter.headers)["x-radstream-error-kind"] == b"poison"

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import PostgresIdempotencyGuard, claim_for, open_guard
+from tests.conftest import POSTGRES_ADMIN_DSN
 
 pytestmark = pytest.mark.integration
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_DSN = POSTGRES_ADMIN_DSN
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    """A fresh database, dropped afterwards; skips when PostgreSQL is not running."""
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def database(postgres_dsn: str) -> str:
+    return postgres_dsn
 
 
 @pytest.fixture

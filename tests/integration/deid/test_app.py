@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 from pydicom import dcmread
 
@@ -23,6 +21,7 @@ from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
 from radstream.deid.app import DeidTopics, DeidWorker, register_deid
 from radstream.deid.metrics import deid_metrics
 from radstream.deid.profile import DeidKeys, DeidProfile
+from tests.integration.topic_reader import read_records
 from tests.unit.deid.study_builder import (
     CT_IMAGE_STORAGE,
     PATIENT_ID,
@@ -47,22 +46,6 @@ async def running(bus: Bus) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.stop()
-
-
-async def read_records(settings: KafkaSettings, topic: str, count: int, timeout: float = 60.0):
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def stores_in(root: Path) -> BlobStores:

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 from pydicom import dcmread
 
@@ -35,6 +34,7 @@ from radstream.ingest.export import (
     open_transport,
     register_export,
 )
+from tests.integration.topic_reader import read_records
 from tests.orthanc import OrthancServer, synthetic_ct_study
 
 pytestmark = pytest.mark.integration
@@ -286,19 +286,3 @@ async def test_the_exporter_refuses_to_read_from_the_phi_store(tmp_path: Path) -
             metrics=export_metrics(CollectorRegistry()),
         )
     await transport.close()
-
-
-async def read_records(settings: KafkaSettings, topic: str, count: int, timeout: float = 30.0):
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
