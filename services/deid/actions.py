@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
 
 from radstream.deid._iod_types import nested_type
 from radstream.deid.dates import is_valid_tm, shift_da, shift_dt
@@ -93,11 +94,47 @@ class _Level:
 
     src: Dataset
     out: Dataset
+    elements: dict[BaseTag, DataElement | RawDataElement]  # ``out``'s own element dict
     parent: int | None  # tag of the enclosing sequence, None at the top level
     prefix: str  # path of the enclosing item, "" at the top level
     mode: Mode
     creators: dict[int, int]  # (group << 8 | block) -> tag of the private creator
     kept_blocks: set[int]  # private blocks with at least one element kept
+    key: BaseTag  # the element being walked, as ``src`` holds its tag
+
+    # ``src``'s own tag object finds the element at once; an int would go through Tag() and
+    # BaseTag.__eq__ (Python code) on every lookup.
+    def raw(self) -> DataElement | RawDataElement:
+        """The element being walked as ``src`` holds it (``get_item``: raw stays raw)."""
+        elem = self.src.get_item(self.key)
+        if elem is None:
+            raise UnprocessableError
+        return elem
+
+    def decoded(self) -> DataElement:
+        """The element being walked, decoded."""
+        return self.src[self.key]
+
+    def put(self, tag: int, elem: DataElement | RawDataElement | None) -> None:
+        """``out[tag] = elem``, without ``Dataset.__setitem__``'s cost for plain elements.
+
+        ``__setitem__`` costs more than the rest of the walk for an element carried over; for
+        a public element that is no sequence all it does is check the element and store it
+        under its tag, which this does directly in the dict ``out`` was built on. Private
+        elements (private creator bookkeeping) and sequences (pixel representation handed
+        down to the items) still go through ``__setitem__``, so the copy is the same.
+        """
+        if not isinstance(elem, DataElement | RawDataElement):
+            raise TypeError("Dataset items must be 'DataElement' instances")
+        key = elem.tag if isinstance(elem.tag, BaseTag) else Tag(elem.tag)
+        # Identity first: an element carried over holds ``src``'s own tag object, and
+        # BaseTag's comparison is Python code.
+        if key is not self.key and key != tag:
+            raise ValueError(f"the element's tag {key} is not {format_tag(tag)}")
+        if (tag >> 16) & 1 or (elem.VR == "SQ" and isinstance(elem, DataElement)):
+            self.out[key] = elem
+        else:
+            self.elements[key] = elem
 
 
 class ProfileWalk:
@@ -109,16 +146,7 @@ class ProfileWalk:
 
     def record(self, prefix: str, tag: int, action: str, rule: str) -> None:
         """Note that ``action`` was applied to ``tag`` in the item at ``prefix``, and why."""
-        tag_text = format_tag(tag)
-        self.actions.append(
-            AppliedAction(
-                path=prefix + tag_text,
-                tag=tag_text,
-                keyword=keyword_of(tag),
-                action=action,
-                rule=rule,
-            )
-        )
+        self.actions.append(_applied(prefix, tag, action, rule))
 
     # -- datasets --------------------------------------------------------------------------
 
@@ -126,12 +154,17 @@ class ProfileWalk:
         """A de-identified copy of ``src`` (an instance when ``parent`` is None, else an item)."""
         # Raw elements are carried over undecoded, so the copy must keep the encoding (and, in
         # items, the character set inherited from the parent) they were read with.
-        out = Dataset(parent_encoding=src._parent_encoding)
+        # ``out`` is built on ``elements`` (Dataset keeps the dict it is given, not a copy), so
+        # the walk can store plain elements straight into it (see ``_Level.put``).
+        elements: dict[BaseTag, DataElement | RawDataElement] = {}
+        out = Dataset(elements, parent_encoding=src._parent_encoding)
         is_implicit, is_little = raw_encoding(src)
         out.set_original_encoding(is_implicit, is_little, src.original_character_set)
-        level = _Level(src, out, parent, prefix, mode, {}, set())
-        for key in sorted(src.keys()):
+        level = _Level(src, out, elements, parent, prefix, mode, {}, set(), BaseTag(0))
+        # key=int: the same order as BaseTag's own comparison, without calling Python code.
+        for key in sorted(src.keys(), key=int):
             tag = int(key)
+            level.key = key
             try:
                 if (tag >> 16) & 1:
                     self._private(level, tag)
@@ -143,13 +176,13 @@ class ProfileWalk:
                 self.record(prefix, tag, "X", "could not be processed; removed (fail closed)")
         for block, creator_tag in level.creators.items():
             if block in level.kept_blocks:
-                out[creator_tag] = src.get_item(creator_tag)
+                level.put(creator_tag, src.get_item(creator_tag))
             else:
                 self.record(prefix, creator_tag, "X", self._s.book.private.label)
         return out
 
     def _sequence(self, level: _Level, tag: int, mode: Mode) -> DataElement:
-        elem = level.src[tag]
+        elem = level.decoded()
         if not isinstance(elem.value, Sequence):
             raise UnprocessableError
         item_prefix = f"{level.prefix}{format_tag(tag)}"
@@ -175,7 +208,7 @@ class ProfileWalk:
             if creator_tag in src:
                 creator = str(src[creator_tag].value or "")
                 entry = safe.lookup(group, creator, element & 0xFF)
-            raw = src.get_item(tag)
+            raw = level.raw()
             if entry is not None and raw.VR in (None, "UN", entry.vr):
                 level.kept_blocks.add(group << 8 | element >> 8)
                 label = f"{rule.label}: safe ({entry.description})"
@@ -183,7 +216,7 @@ class ProfileWalk:
                     # A safe private reference to another instance follows the remap too.
                     self._replace_uids(level, tag, label)
                     return
-                level.out[tag] = raw
+                level.put(tag, raw)
                 self.record(level.prefix, tag, "K", label)
                 return
         self.record(level.prefix, tag, "X", rule.label)
@@ -219,13 +252,13 @@ class ProfileWalk:
             self._outside_table(level, tag)
 
     def _outside_table(self, level: _Level, tag: int) -> None:
-        raw = level.src.get_item(tag)
+        raw = level.raw()
         vr = element_vr(raw, tag)
         if vr == "SQ":
-            level.out[tag] = self._sequence(level, tag, level.mode)
+            level.put(tag, self._sequence(level, tag, level.mode))
         elif vr == "UI":
             if self._s.retain_uids or tag in REGISTRY_UID_TAGS:
-                level.out[tag] = raw
+                level.put(tag, raw)
             else:
                 self._replace_uids(level, tag, "instance UID outside Table E.1-1: remapped")
         elif level.mode is Mode.DUMMY and vr in _DUMMY_MODE_VRS:
@@ -235,7 +268,7 @@ class ProfileWalk:
         elif vr == "UN" and known_vr(tag) is None:
             self.record(level.prefix, tag, "X", "unknown public element with an opaque value")
         else:
-            level.out[tag] = raw
+            level.put(tag, raw)
 
     # -- table rows ------------------------------------------------------------------------
 
@@ -246,23 +279,23 @@ class ProfileWalk:
         else:
             attr_type = top_types.get(tag, 3) if top_types is not None else 3
         code, label = _decision(rule, attr_type)
-        vr = concrete_vr(rule.vr or known_vr(tag), element_vr(level.src.get_item(tag), tag))
-        prefix, out = level.prefix, level.out
+        vr = concrete_vr(rule.vr or known_vr(tag), element_vr(level.raw(), tag))
+        prefix = level.prefix
         if tag == PATIENT_ID or (tag == PATIENT_NAME and level.parent is None):
             self._pseudonym(level, tag, vr)
         elif code == "X":
             self.record(prefix, tag, "X", label)
         elif code == "K":
             kept = self._sequence(level, tag, Mode.PLAIN) if vr == "SQ" else None
-            out[tag] = kept if kept is not None else level.src.get_item(tag)
+            level.put(tag, kept if kept is not None else level.raw())
             self.record(prefix, tag, "K", label)
         elif code == "Z":
-            out[tag] = DataElement(tag, vr, Sequence() if vr == "SQ" else empty_value(vr))
+            level.put(tag, DataElement(tag, vr, Sequence() if vr == "SQ" else empty_value(vr)))
             self.record(prefix, tag, "Z", label)
         elif code == "D":
             self._dummy(level, tag, vr, label)
         elif code == "U" and vr == "SQ":
-            out[tag] = self._sequence(level, tag, Mode.PLAIN)
+            level.put(tag, self._sequence(level, tag, Mode.PLAIN))
             self.record(prefix, tag, "U", label)
         elif code == "U":
             self._replace_uids(level, tag, label)
@@ -274,37 +307,36 @@ class ProfileWalk:
         if level.parent is None:
             pseudonym = self._s.patient_pseudonym
         else:
-            value = "".join(strings_of(src[tag]))
+            value = "".join(strings_of(level.decoded()))
             has_issuer = ISSUER_OF_PATIENT_ID in src
             issuer = "".join(strings_of(src[ISSUER_OF_PATIENT_ID])) if has_issuer else ""
             pseudonym = self._s.pseudonym_of(value, issuer) if value.strip() else ""
         if not pseudonym:
-            level.out[tag] = DataElement(tag, vr, empty_value(vr))
+            level.put(tag, DataElement(tag, vr, empty_value(vr)))
             self.record(level.prefix, tag, "Z", "patient pseudonym: no Patient ID to derive from")
             return
-        level.out[tag] = DataElement(tag, vr, pseudonym)
+        level.put(tag, DataElement(tag, vr, pseudonym))
         self.record(level.prefix, tag, "D", "patient pseudonym (keyed HMAC of Patient ID)")
 
     def _dummy(self, level: _Level, tag: int, vr: str, label: str) -> None:
-        src = level.src
         if vr == "SQ":
-            level.out[tag] = self._sequence(level, tag, Mode.DUMMY)
+            level.put(tag, self._sequence(level, tag, Mode.DUMMY))
         elif vr == "UI":
-            values = strings_of(src[tag]) or [f"dummy\x1f{level.prefix}{format_tag(tag)}"]
-            level.out[tag] = element_of(tag, vr, [self._s.remap(value) for value in values])
+            values = strings_of(level.decoded()) or [f"dummy\x1f{level.prefix}{format_tag(tag)}"]
+            level.put(tag, element_of(tag, vr, [self._s.remap(value) for value in values]))
         else:
             # One dummy per value keeps the VM the IOD asks for; undecodable values count as one.
             try:
-                count = max(len(strings_of(src[tag])), 1)
+                count = max(len(strings_of(level.decoded())), 1)
             except Exception:
                 count = 1
-            level.out[tag] = element_of(tag, vr, [dummy_value(vr)] * count)
+            level.put(tag, element_of(tag, vr, [dummy_value(vr)] * count))
         self.record(level.prefix, tag, "D", label)
 
     def _replace_uids(self, level: _Level, tag: int, label: str) -> None:
-        values = [value.strip("\x00 ") for value in strings_of(level.src[tag])]
+        values = [value.strip("\x00 ") for value in strings_of(level.decoded())]
         new = [self._s.remap(value) for value in values]
-        level.out[tag] = element_of(tag, "UI", list(new))
+        level.put(tag, element_of(tag, "UI", list(new)))
         if new != values:
             self.record(level.prefix, tag, "U", label)
         else:
@@ -313,29 +345,29 @@ class ProfileWalk:
     def _clean(
         self, level: _Level, tag: int, vr: str, *, rule: TableRule, attr_type: int, label: str
     ) -> None:
-        src, out, prefix = level.src, level.out, level.prefix
+        prefix = level.prefix
         offset = self._s.date_offset_days
         if vr == "SQ":
-            out[tag] = self._sequence(level, tag, Mode.CLEAN)
+            level.put(tag, self._sequence(level, tag, Mode.CLEAN))
             self.record(prefix, tag, "C", label)
         elif vr in ("DA", "DT") and offset is not None:
             shift = shift_da if vr == "DA" else shift_dt
-            shifted = [shift(value, offset) for value in strings_of(src[tag])]
+            shifted = [shift(value, offset) for value in strings_of(level.decoded())]
             if any(value is None for value in shifted):
                 self.record(prefix, tag, "X", f"{label}: malformed {vr} removed (fail closed)")
                 return
-            out[tag] = element_of(tag, vr, [value for value in shifted if value is not None])
+            level.put(tag, element_of(tag, vr, [value for value in shifted if value is not None]))
             self.record(prefix, tag, "C", f"{label} (shifted {offset} days)")
         elif vr == "TM":
-            if not all(is_valid_tm(value) for value in strings_of(src[tag])):
+            if not all(is_valid_tm(value) for value in strings_of(level.decoded())):
                 self.record(prefix, tag, "X", f"{label}: malformed TM removed (fail closed)")
                 return
-            out[tag] = src.get_item(tag)  # whole-day shifts leave the time of day as it was
+            level.put(tag, level.raw())  # whole-day shifts leave the time of day as it was
             self.record(prefix, tag, "C", f"{label} (time of day kept)")
         elif vr in TEXT_VRS:
             self._clean_text(level, tag, vr, label)
         elif vr in _NUMERIC_VRS:
-            out[tag] = src.get_item(tag)  # numbers carry no names: cleaning keeps them
+            level.put(tag, level.raw())  # numbers carry no names: cleaning keeps them
             self.record(prefix, tag, "C", f"{label} (numeric value kept)")
         else:
             # Opaque values (OB, OW, UN, ...) cannot be cleaned: fall back to the Basic Profile.
@@ -344,7 +376,7 @@ class ProfileWalk:
             if code in ("X", "K", "C"):
                 self.record(prefix, tag, "X", fallback)
             elif code == "Z":
-                out[tag] = DataElement(tag, vr, empty_value(vr))
+                level.put(tag, DataElement(tag, vr, empty_value(vr)))
                 self.record(prefix, tag, "Z", fallback)
             else:
                 self._dummy(level, tag, vr, fallback)
@@ -352,11 +384,23 @@ class ProfileWalk:
     def _clean_text(self, level: _Level, tag: int, vr: str, label: str) -> None:
         limit = max_length(vr)
         cleaned: list[object] = []
-        for value in strings_of(level.src[tag]):
+        for value in strings_of(level.decoded()):
             text = self._s.clean_text(value, self._s.phi)
             cleaned.append(text[:limit] if limit is not None else text)
-        level.out[tag] = element_of(tag, vr, cleaned)
+        level.put(tag, element_of(tag, vr, cleaned))
         self.record(level.prefix, tag, "C", label)
+
+
+@lru_cache(maxsize=65536)
+def _applied(prefix: str, tag: int, action: str, rule: str) -> AppliedAction:
+    """The record of one action; cached, since every instance of a series repeats them.
+
+    AppliedAction is frozen, so instances (and results) can share one.
+    """
+    tag_text = format_tag(tag)
+    return AppliedAction(
+        path=prefix + tag_text, tag=tag_text, keyword=keyword_of(tag), action=action, rule=rule
+    )
 
 
 @lru_cache(maxsize=4096)

@@ -42,7 +42,6 @@ def format_tag(tag: int) -> str:
 
 
 @lru_cache(maxsize=8192)
-@lru_cache(maxsize=8192)
 def known_vr(tag: int) -> str | None:
     """The data dictionary's VR for a tag (repeating groups included), None when unknown."""
     try:
