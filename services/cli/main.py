@@ -244,7 +244,7 @@ async def _demo(
     count = 0
     deadline = time.monotonic() + timeout_s
     async for record in records(
-        settings, names, from_beginning=True, max_events=None, idle_timeout_s=None
+        settings, names, from_beginning=True, max_events=None, idle_timeout_s=timeout_s
     ):
         console.print(render_record(record, show_phi=False).line(), highlight=False, soft_wrap=True)
         count += 1

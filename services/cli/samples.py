@@ -8,6 +8,7 @@ observations.
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,7 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-STUDY_UID = "2.25.112233445566778899001122334455667788"
+# A fresh study per run: ingest remembers what it received, so a repeated study would be a
+# duplicate (ignored idempotently) and the demo would have nothing new to show.
+STUDY_UID = f"2.25.{uuid.uuid4().int}"
 PATIENT = "SYNTH-0001"
 PATIENT_NAME = "SYNTHETIC^DEMO"
 ACCESSION = "SYNTH-ACC-1"

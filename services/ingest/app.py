@@ -1,10 +1,11 @@
 """The ingest service edge: receiving servers beside the bus, study assembly behind them.
 
-Ingest subscribes to nothing. It runs network servers (the DICOM SCP here; the HTTP endpoints
-for STOW-RS and FHIR, the MLLP listener and the PACS watcher join the same list) that hand what
-they receive to the core (:class:`~radstream.ingest.receipt.InstanceReceiver` for DICOM), and
-the :class:`~radstream.ingest.assembly.StudyAssembler`, which publishes ``study.received`` once
-a study is quiet. Every server is an async start/stop object run beside the bus:
+Ingest runs network servers (the DICOM SCP, the HTTP endpoints for STOW-RS and FHIR, the MLLP
+listener and the PACS puller) that hand what they receive to the core
+(:class:`~radstream.ingest.receipt.InstanceReceiver` for DICOM), and the
+:class:`~radstream.ingest.assembly.StudyAssembler`, which publishes ``study.received`` once a
+study is quiet. Its one subscription is optional: each configured research-PACS export target
+consumes ``deid.completed``. Every server is an async start/stop object run beside the bus:
 
 * startup: bus and assembly database open, broker connects, then servers start listening and
   the assembler starts polling;

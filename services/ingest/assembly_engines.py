@@ -9,6 +9,7 @@ sequence column type, row locking, and the translation of its driver's errors.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -63,6 +64,10 @@ class SqliteEngine(SqlEngine):
     def connect(self) -> None:
         """Open the connection."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The assembly holds patient IDs and accession numbers: owner-only, like the blobs.
+        # (WAL and shared-memory files inherit the database file's mode.)
+        self.path.touch(mode=0o600, exist_ok=True)
+        os.chmod(self.path, 0o600)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         # WAL + NORMAL survives a killed process (the restart test); FULL would add power-loss
         # durability at several times the commit cost.
