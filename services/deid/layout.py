@@ -8,6 +8,10 @@ if it were whole. :func:`scan_layout` walks every element header, sequence, item
 it measures element sizes and the private data, so oversized input is refused before pydicom
 allocates anything for it.
 
+This module reads the file's framing: preamble and ``DICM`` marker, the File Meta Information,
+the transfer syntax, and a deflated data set's DEFLATE stream. The walk over the data set's
+elements, sequences, items and fragments is :class:`radstream.deid.layout_walk.LayoutWalker`.
+
 It mirrors pydicom's tolerances where pydicom reads a file correctly (an explicit-VR file whose
 sequences are implicit, a VR of ``UN`` with undefined length read as implicit-VR sequence), so
 a file is refused here only when pydicom would misread it too.
@@ -19,7 +23,6 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID, AllTransferSyntaxes
 
 from radstream.deid.errors import (
@@ -28,9 +31,15 @@ from radstream.deid.errors import (
     NotDicomError,
     OversizedElementError,
     OversizedFileError,
-    OversizedPrivateDataError,
     TruncatedDicomError,
     UnsupportedTransferSyntaxError,
+)
+from radstream.deid.layout_walk import (
+    LONG_VRS,
+    UNDEFINED_LENGTH,
+    Encoding,
+    LayoutWalker,
+    is_vr,
 )
 
 __all__ = [
@@ -43,27 +52,7 @@ __all__ = [
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
-UNDEFINED_LENGTH = 0xFFFFFFFF
-ITEM = 0xFFFEE000
-ITEM_DELIMITER = 0xFFFEE00D
-SEQUENCE_DELIMITER = 0xFFFEE0DD
 TRANSFER_SYNTAX_UID = 0x00020010
-# Elements whose size is bounded by the file limit only: images, waveforms, spectra, documents.
-_BULK_TAGS = frozenset(
-    {
-        0x7FE00008,  # Float Pixel Data
-        0x7FE00009,  # Double Float Pixel Data
-        0x7FE00010,  # Pixel Data
-        0x54001010,  # Waveform Data
-        0x56000020,  # Spectroscopy Data
-        0x00420011,  # Encapsulated Document
-    }
-)
-# VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1).
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_MAX_DEPTH = 64  # sequences nested deeper than any IOD defines are an attack, not an image
 
 # Transfer syntaxes whose pixel data travels somewhere else (JPIP: a URL to a pixel server);
 # the pixels cannot be assessed for burned-in text, so such instances are refused.
@@ -109,16 +98,6 @@ class Layout:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Encoding:
-    implicit: bool
-    little: bool
-
-    @property
-    def endian(self) -> str:
-        return "<" if self.little else ">"
-
-
 def scan_layout(data: bytes, limits: LayoutLimits) -> Layout:
     """Walk a DICOM Part 10 file and return its layout; raise an InvalidInstanceError if broken.
 
@@ -144,10 +123,10 @@ def scan_layout(data: bytes, limits: LayoutLimits) -> Layout:
     if transfer_syntax.is_deflated:
         body = _inflate(data[position:], limits.max_file_bytes)
         position = 0
-    encoding = _Encoding(
+    encoding = Encoding(
         implicit=transfer_syntax.is_implicit_VR, little=transfer_syntax.is_little_endian
     )
-    walker = _Walker(body, limits, layout)
+    walker = LayoutWalker(body, limits, layout)
     walker.dataset(position, len(body), encoding, top_level=True)
     return layout
 
@@ -155,12 +134,12 @@ def scan_layout(data: bytes, limits: LayoutLimits) -> Layout:
 def scan_bare_dataset(data: bytes, limits: LayoutLimits) -> bool:
     """Tell whether ``data`` walks cleanly as a data set without meta header (any encoding)."""
     for encoding in (
-        _Encoding(implicit=True, little=True),
-        _Encoding(implicit=False, little=True),
-        _Encoding(implicit=False, little=False),
+        Encoding(implicit=True, little=True),
+        Encoding(implicit=False, little=True),
+        Encoding(implicit=False, little=False),
     ):
         layout = Layout()
-        walker = _Walker(data, limits, layout, detect_encoding=False)
+        walker = LayoutWalker(data, limits, layout, detect_encoding=False)
         try:
             walker.dataset(0, len(data), encoding, top_level=True)
         except (MalformedDicomError, TruncatedDicomError, OversizedElementError):
@@ -194,12 +173,12 @@ def _scan_meta(data: bytes, layout: Layout) -> tuple[int, UID]:
         if group != 0x0002:
             break
         vr = data[position + 4 : position + 6]
-        if not _is_vr(vr):
+        if not is_vr(vr):
             raise MissingFileMetaError(
                 f"File Meta Information element at offset {position} is not explicit VR "
                 "little endian, so the transfer syntax cannot be read"
             )
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if position + 12 > len(data):
                 raise TruncatedDicomError(f"file ends inside the meta header at {position}")
             (length,) = struct.unpack_from("<L", data, position + 8)
@@ -247,246 +226,3 @@ def _inflate(compressed: bytes, max_bytes: int) -> bytes:
     if not inflater.eof:
         raise TruncatedDicomError("the deflated data set ends before its DEFLATE stream does")
     return inflated
-
-
-def _is_vr(raw: bytes) -> bool:
-    """Two uppercase ASCII letters: what pydicom takes for an explicit VR."""
-    return len(raw) == 2 and 0x40 < raw[0] < 0x5B and 0x40 < raw[1] < 0x5B
-
-
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-class _Walker:
-    """Recursive walk over data sets, sequences, items and fragments."""
-
-    def __init__(
-        self, data: bytes, limits: LayoutLimits, layout: Layout, *, detect_encoding: bool = True
-    ) -> None:
-        self.data = data
-        self.limits = limits
-        self.layout = layout
-        self.detect_encoding = detect_encoding
-        self.tags_ascending = True
-        self.known_tags = 0
-
-    def dataset(
-        self,
-        position: int,
-        end: int,
-        encoding: _Encoding,
-        *,
-        top_level: bool = False,
-        in_item: bool = False,
-        depth: int = 0,
-        in_private: bool = False,
-    ) -> int:
-        """Walk elements from ``position``; stop at ``end`` or, ``in_item``, at an item delimiter.
-
-        Returns the offset just past the data set (past the item delimiter when one ends it).
-        """
-        if depth > _MAX_DEPTH:
-            raise MalformedDicomError(f"sequences nest deeper than {_MAX_DEPTH} levels")
-        encoding = self._detect(position, end, encoding, top_level=top_level)
-        previous = -1
-        while position < end:
-            if end - position < 8:
-                raise TruncatedDicomError(
-                    f"data ends {end - position} byte(s) into an element header at offset "
-                    f"{position}"
-                )
-            group, element = struct.unpack_from(encoding.endian + "HH", self.data, position)
-            tag = group << 16 | element
-            if tag == ITEM_DELIMITER:
-                if in_item:
-                    return position + 8
-                raise MalformedDicomError(f"item delimiter outside an item at offset {position}")
-            if tag in (ITEM, SEQUENCE_DELIMITER):
-                raise MalformedDicomError(
-                    f"item tag {_tag_text(tag)} where an element was expected at offset {position}"
-                )
-            if top_level:
-                self._note_order(tag, previous)
-                previous = tag
-            position = self.element(
-                position, end, encoding, tag, depth=depth, in_private=in_private
-            )
-        if in_item:
-            raise TruncatedDicomError(
-                f"data ends inside a sequence item of undefined length (offset {end})"
-            )
-        return position
-
-    def _detect(
-        self, position: int, end: int, encoding: _Encoding, *, top_level: bool
-    ) -> _Encoding:
-        """Follow pydicom: a data set's first element tells explicit from implicit VR."""
-        if not self.detect_encoding or end - position < 6:
-            return encoding
-        if not top_level and encoding.implicit:
-            return encoding  # sequences never switch from implicit to explicit
-        found_implicit = not _is_vr(self.data[position + 4 : position + 6])
-        if found_implicit == encoding.implicit:
-            return encoding
-        self.layout.notes.append("VR encoding differs from the transfer syntax")
-        return _Encoding(implicit=found_implicit, little=encoding.little)
-
-    def _note_order(self, tag: int, previous: int) -> None:
-        if tag <= previous:
-            self.tags_ascending = False
-        try:
-            dictionary_VR(tag)
-        except KeyError:
-            return
-        self.known_tags += 1
-
-    def element(
-        self,
-        position: int,
-        end: int,
-        encoding: _Encoding,
-        tag: int,
-        *,
-        depth: int,
-        in_private: bool,
-    ) -> int:
-        """Walk one element at ``position`` and return the offset just past it."""
-        data = self.data
-        vr: bytes | None = None
-        raw_vr = data[position + 4 : position + 6]
-        if encoding.implicit or not _is_vr(raw_vr):
-            (length,) = struct.unpack_from(encoding.endian + "L", data, position + 4)
-            start = position + 8
-        else:
-            vr = raw_vr
-            if vr in _LONG_VRS:
-                if end - position < 12:
-                    raise TruncatedDicomError(
-                        f"data ends inside the header of element {_tag_text(tag)} at offset "
-                        f"{position}"
-                    )
-                (length,) = struct.unpack_from(encoding.endian + "L", data, position + 8)
-                start = position + 12
-            else:
-                (length,) = struct.unpack_from(encoding.endian + "H", data, position + 6)
-                start = position + 8
-        private = (tag >> 16) % 2 == 1
-        if length == UNDEFINED_LENGTH:
-            after = self.items(start, end, encoding, tag, vr, depth=depth, in_private=private)
-        else:
-            if start + length > end:
-                raise TruncatedDicomError(
-                    f"element {_tag_text(tag)} at offset {position} declares {length} bytes "
-                    f"but only {end - start} remain"
-                )
-            after = start + length
-            if self._is_sequence(tag, vr, length):
-                self.items(
-                    start, after, encoding, tag, vr, depth=depth, in_private=private, bounded=True
-                )
-        size = after - position
-        self._measure(tag, size, private=private, in_private=in_private, depth=depth)
-        if depth == 0 and tag == 0x7FE00010:
-            self.layout.pixel_data_encapsulated = length == UNDEFINED_LENGTH
-            self.layout.pixel_data_length = None if length == UNDEFINED_LENGTH else length
-        return after
-
-    def _is_sequence(self, tag: int, vr: bytes | None, length: int) -> bool:
-        if length == 0:
-            return False
-        if vr is not None:
-            return vr == b"SQ"
-        try:
-            return dictionary_VR(tag) == "SQ"
-        except KeyError:
-            return False  # pydicom reads an implicit private element of defined length as bytes
-
-    def items(
-        self,
-        position: int,
-        end: int,
-        encoding: _Encoding,
-        tag: int,
-        vr: bytes | None,
-        *,
-        depth: int,
-        in_private: bool,
-        bounded: bool = False,
-    ) -> int:
-        """Walk the items of a sequence or the fragments of encapsulated data.
-
-        Unbounded (undefined length), the walk ends past a sequence delimiter; bounded, it must
-        end exactly at ``end``.
-        """
-        # PS3.5 6.2.2: a UN element of undefined length holds an implicit VR little endian SQ.
-        nested = _Encoding(implicit=True, little=True) if vr == b"UN" else encoding
-        data = self.data
-        while position < end:
-            if end - position < 8:
-                raise TruncatedDicomError(
-                    f"data ends inside an item header of {_tag_text(tag)} at offset {position}"
-                )
-            group, element, length = struct.unpack_from(encoding.endian + "HHL", data, position)
-            item_tag = group << 16 | element
-            start = position + 8
-            if item_tag == SEQUENCE_DELIMITER and not bounded:
-                return start
-            if item_tag != ITEM:
-                raise MalformedDicomError(
-                    f"{_tag_text(tag)} holds {_tag_text(item_tag)} at offset {position} where "
-                    "an item was expected"
-                )
-            if length == UNDEFINED_LENGTH:
-                position = self.dataset(
-                    start,
-                    end,
-                    nested,
-                    in_item=True,
-                    depth=depth + 1,
-                    in_private=in_private,
-                )
-                continue
-            if start + length > end:
-                raise TruncatedDicomError(
-                    f"an item of {_tag_text(tag)} at offset {position} declares {length} bytes "
-                    f"but only {end - start} remain"
-                )
-            if self._holds_datasets(tag, vr):
-                self.dataset(start, start + length, nested, depth=depth + 1, in_private=in_private)
-            position = start + length
-        if not bounded:
-            raise TruncatedDicomError(
-                f"data ends before the sequence delimiter of {_tag_text(tag)}"
-            )
-        return position
-
-    def _holds_datasets(self, tag: int, vr: bytes | None) -> bool:
-        """Items of a sequence hold data sets; fragments of encapsulated data hold bytes."""
-        if vr is not None:
-            return vr in (b"SQ", b"UN")
-        if tag in _BULK_TAGS:
-            return False
-        try:
-            return dictionary_VR(tag) == "SQ"
-        except KeyError:
-            return True  # an implicit private element made of items is a sequence (pydicom too)
-
-    def _measure(self, tag: int, size: int, *, private: bool, in_private: bool, depth: int) -> None:
-        self.layout.element_count += 1
-        if tag not in _BULK_TAGS or depth > 0:
-            self.layout.largest_element = max(self.layout.largest_element, size)
-            if size > self.limits.max_element_bytes:
-                raise OversizedElementError(
-                    f"element {_tag_text(tag)} spans {size} bytes, more than the limit of "
-                    f"{self.limits.max_element_bytes}; raise RADSTREAM_DEID_MAX_ELEMENT_BYTES "
-                    "if such elements are expected"
-                )
-        if private and not in_private:
-            self.layout.private_bytes += size
-            if self.layout.private_bytes > self.limits.max_private_bytes:
-                raise OversizedPrivateDataError(
-                    f"private elements span more than {self.limits.max_private_bytes} bytes "
-                    f"(reached at {_tag_text(tag)}); raise RADSTREAM_DEID_MAX_PRIVATE_BYTES if "
-                    "such private blocks are expected"
-                )

@@ -43,8 +43,10 @@ from typing import Literal
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
-from radstream.deid.clean import REPLACEMENT_TOKENS, is_clinical_vocabulary, is_clinical_word
-from radstream.deid.phi import HeaderValue, PhiCategory, PhiValue, PhiValues, header_values
+from radstream.deid.clean import REPLACEMENT_TOKENS
+from radstream.deid.header import HeaderValue, header_values
+from radstream.deid.phi import PhiCategory, PhiValue, PhiValues
+from radstream.deid.recognizers import is_clinical_vocabulary, is_clinical_word
 from radstream.deid.variants import fold, normalise, tokens, value_pattern, variants
 
 __all__ = ["ResidualPhi", "find_residual_phi"]

@@ -17,9 +17,9 @@ from radstream.deid.clean import (
     REPLACEMENT_TOKENS,
     PresidioTextCleaner,
     build_text_cleaner,
-    is_clinical_phrase,
 )
 from radstream.deid.phi import PhiValue, PhiValues, collect_phi_values
+from radstream.deid.recognizers import is_clinical_phrase
 from radstream.deid.variants import name_variants
 from radstream.deid.verify import find_residual_phi
 from tests.unit.deid.study_builder import shared_text_cleaner

@@ -12,12 +12,12 @@ from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from radstream.deid.header import header_values
 from radstream.deid.phi import (
     PhiCategory,
     PhiValue,
     PhiValues,
     collect_phi_values,
-    header_values,
 )
 
 

@@ -1,0 +1,169 @@
+"""A walk over every value of a DICOM header, for the PHI collector and the verifier.
+
+:func:`header_values` reaches every element of every sequence item, private elements included,
+and reads values that pydicom cannot convert (wrong VR, bad charset) from their raw bytes, so a
+non-conformant header never hides a value from :mod:`radstream.deid.phi` (which collects the
+instance's PHI values) or from :mod:`radstream.deid.verify` (which hunts for them in the output).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
+from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
+
+from radstream.deid.elements import format_tag
+
+__all__ = ["HeaderValue", "dictionary_vr_or_un", "format_tag", "header_values"]
+
+# Sample data and other bulk binary: never text, and far too big to scan for it.
+_BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010, 0x54001010, 0x56000020})
+_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "OF", "OD", "OL", "OV"})
+_TEXT_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_ASCII_RUN = re.compile(rb"[\x20-\x7e]{3,}")
+_LATIN_RUN = re.compile(rb"[\x20-\x7e\xc0-\xff]{3,}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeaderValue:
+    """The text of one element, wherever it sits in the header."""
+
+    path: str  # "(0008,1115)[0]/(0008,1155)"
+    tag: int
+    keyword: str  # "" for private and unknown tags
+    vr: str
+    texts: tuple[str, ...]  # one per value of a multi-valued element
+    parents: tuple[str, ...] = ()  # keywords of the enclosing sequences, outermost first
+    from_bytes: bool = False  # decoded from binary (UN, OB, raw) rather than a typed value
+    binary: bool = False  # not text: ``texts`` are the printable runs found in it
+
+
+def header_values(ds: Dataset, *, include_meta: bool = False) -> Iterator[HeaderValue]:
+    """Every non-empty textual value of ``ds``, sequence items included, depth first."""
+    encodings = _encodings_of(ds, ["iso8859"])
+    if include_meta and getattr(ds, "file_meta", None) is not None:
+        yield from _walk(ds.file_meta, "", (), ["iso8859"])
+    yield from _walk(ds, "", (), encodings)
+
+
+def _encodings_of(ds: Dataset, inherited: list[str]) -> list[str]:
+    if 0x00080005 not in ds:
+        return inherited
+    try:
+        return list(convert_encodings(ds[0x00080005].value))
+    except Exception:  # a broken charset must not stop the walk
+        return ["latin_1"]
+
+
+def _walk(
+    ds: Dataset, prefix: str, parents: tuple[str, ...], encodings: list[str]
+) -> Iterator[HeaderValue]:
+    for tag in list(ds.keys()):
+        if _is_bulk(tag):
+            continue
+        path = f"{prefix}{format_tag(tag)}"
+        raw = ds.get_item(tag)
+        if raw is None:
+            continue
+        keyword = "" if BaseTag(tag).is_private else keyword_for_tag(tag)
+        vr = raw.VR or dictionary_vr_or_un(tag)
+        if vr == "SQ" or isinstance(raw.value, DicomSequence):
+            items = _sequence_items(ds, tag)
+            if items is not None:
+                for index, item in enumerate(items):
+                    item_encodings = _encodings_of(item, encodings)
+                    yield from _walk(item, f"{path}[{index}]/", (*parents, keyword), item_encodings)
+                continue
+        found = _element_texts(raw, vr, encodings)
+        if found is not None:
+            texts, from_bytes, binary = found
+            texts = tuple(text for text in texts if text.strip(" \x00"))
+            if texts:
+                yield HeaderValue(
+                    path=path,
+                    tag=int(tag),
+                    keyword=keyword,
+                    vr=vr,
+                    texts=texts,
+                    parents=parents,
+                    from_bytes=from_bytes,
+                    binary=binary,
+                )
+
+
+def _is_bulk(tag: int) -> bool:
+    overlay_data = ((tag >> 16) & 0xFF01) == 0x6000 and (tag & 0xFFFF) == 0x3000
+    return tag in _BULK_TAGS or overlay_data
+
+
+def dictionary_vr_or_un(tag: int) -> str:
+    """The dictionary VR of ``tag``; ``UN`` when the dictionary does not know it."""
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _sequence_items(ds: Dataset, tag: int) -> Sequence[Dataset] | None:
+    try:
+        value = ds[tag].value
+    except Exception:  # an unparsable sequence is read as bytes instead
+        return None
+    return value if isinstance(value, DicomSequence) else None
+
+
+def _element_texts(
+    raw: DataElement | RawDataElement, vr: str, encodings: list[str]
+) -> tuple[tuple[str, ...], bool, bool] | None:
+    """(texts, from_bytes, binary), or None where the element cannot hold text."""
+    value = raw.value
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return _bytes_texts(bytes(value), vr, encodings)
+    if vr in _NUMERIC_VRS or vr == "AT":
+        return None
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    texts = [text for text in (_scalar_text(item) for item in values) if text is not None]
+    return tuple(texts), False, False
+
+
+def _scalar_text(value: object) -> str | None:
+    if isinstance(value, str | PersonName | IS | DSfloat | DSdecimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("latin_1")
+    return None  # plain numbers (US, FL, ...) cannot carry text
+
+
+def _bytes_texts(value: bytes, vr: str, encodings: list[str]) -> tuple[tuple[str, ...], bool, bool]:
+    stripped = value.rstrip(b"\x00 ")
+    if _TEXT_BYTES.search(stripped):
+        return _printable_runs(stripped), True, True
+    try:
+        text = decode_bytes(stripped, encodings, {0x5C, 0x5E, 0x3D} if vr == "PN" else set())
+    except Exception:  # an undecodable value is still searched as latin-1
+        text = stripped.decode("latin_1")
+    texts = (text,) if vr in ("LT", "ST", "UT", "UR", "OB", "OW", "UN") else tuple(text.split("\\"))
+    return texts, True, False
+
+
+def _printable_runs(value: bytes) -> tuple[str, ...]:
+    """The text a ``strings`` reader sees in binary.
+
+    ASCII runs, runs with Latin-1 letters, and each run without its first character too (a
+    length prefix can look like a letter).
+    """
+    runs = {run.decode("latin_1") for run in _ASCII_RUN.findall(value)}
+    runs |= {run.decode("latin_1") for run in _LATIN_RUN.findall(value)}
+    runs |= {run[1:] for run in runs if len(run) > 3}
+    return tuple(sorted(runs))
