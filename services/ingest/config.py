@@ -71,6 +71,9 @@ class DicomSettings(BaseSettings):
     port: int = Field(default=11112, ge=0, le=65535)
     allowed_calling_aes: Annotated[frozenset[str], NoDecode] = frozenset()
     allow_any_calling_ae: bool = False
+    # Refuse associations addressed to another AE title: a sender configured for a different
+    # node is misrouted, and its studies belong elsewhere.
+    require_called_ae_title: bool = True
     # Empty: every storage SOP class pynetdicom knows. Others are refused per instance (0x0122).
     accepted_sop_classes: Annotated[frozenset[str], NoDecode] = frozenset()
     max_associations: int = Field(default=10, ge=1)

@@ -176,6 +176,7 @@ class DicomScp:
                 ae.add_supported_context(context.abstract_syntax, transfer_syntaxes)
         ae.add_supported_context(Verification)
         ae.require_calling_aet = sorted(settings.allowed_calling_aes)
+        ae.require_called_aet = settings.require_called_ae_title
         ae.maximum_associations = settings.max_associations
         ae.acse_timeout = settings.acse_timeout_s
         ae.dimse_timeout = settings.dimse_timeout_s

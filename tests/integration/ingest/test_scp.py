@@ -232,6 +232,14 @@ class TestWhoMaySend:
             == rejected_before + 2
         )
 
+    async def test_an_association_addressed_to_another_ae_title_is_rejected(
+        self, ingest: RunningIngest
+    ) -> None:
+        result = await pynetdicom_send(
+            ingest.port, ["echo"], calling_ae="SYNTH_PYNET", called_ae="OTHER_PACS"
+        )
+        assert (result.established, result.rejected) == (False, True)
+
 
 class TestStoring:
     async def test_storescu_sends_ct_and_mr_in_one_association_and_each_is_announced(
