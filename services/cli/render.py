@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,17 +144,32 @@ def _masked(value: Any) -> Any:
 
 
 def summarize(body: dict[str, Any]) -> str:
-    """A short ``name=value`` summary of the first scalar fields; lists show their length."""
+    """A short ``name=value`` summary of the first scalar fields.
+
+    Lists show their length, or for items with an ``outcome`` (deid's per-instance results) the
+    count of each outcome, which is what an operator watching the stream wants to see.
+    """
     parts: list[str] = []
     for name, value in _flattened(body):
         if isinstance(value, list):
-            parts.append(f"{name}=[{len(value)}]")
+            parts.append(f"{name}=[{_list_summary(value)}]")
         else:
             text = str(value)
             parts.append(f"{name}={text if len(text) <= 40 else text[:37] + '...'}")
         if len(parts) == _SUMMARY_FIELDS:
             break
     return " ".join(parts) or "(empty)"
+
+
+def _list_summary(items: list[Any]) -> str:
+    outcomes = Counter(
+        str(item["outcome"]).rsplit("_", 1)[-1]
+        for item in items
+        if isinstance(item, dict) and "outcome" in item
+    )
+    if len(outcomes) and sum(outcomes.values()) == len(items):
+        return " ".join(f"{outcome}:{count}" for outcome, count in sorted(outcomes.items()))
+    return str(len(items))
 
 
 def _flattened(body: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
