@@ -12,12 +12,10 @@ an operator's script would; radstream's own code under test uses its own clients
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,7 +29,7 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from radstream.common.embedded_broker import free_loopback_port
+from radstream.common.embedded_broker import die_with_parent, free_loopback_port
 
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -76,13 +74,6 @@ class OrthancOptions:
     # Accept C-STORE from any calling AE title (tests and benchmarks send as various AEs).
     accept_any_calling_ae: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM Orthanc if the process that started it dies (even by SIGKILL)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class OrthancServer:
@@ -195,7 +186,7 @@ class OrthancServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- only prctl, no locks taken
+            preexec_fn=die_with_parent,  # noqa: PLW1509 -- only prctl, no locks taken
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -92,8 +92,11 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the broker if the process that started it dies (even by SIGKILL)."""
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child if the process that started it dies (even by SIGKILL).
+
+    Meant as ``preexec_fn`` of a helper process (the broker here, Orthanc in the tests).
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -152,7 +155,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- only prctl, no locks taken
+            preexec_fn=die_with_parent,  # noqa: PLW1509 -- only prctl, no locks taken
             start_new_session=True,  # Ctrl-C reaches us, and we stop the broker in order
         )
         self._wait_ready(timeout)

@@ -24,8 +24,8 @@ The sink is the same plain, partition-assigned consumer on B for every variant. 
 the same payload (a serialized ``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s)
 with the same producer settings (``acks`` and idempotence from the same ``KafkaSettings``,
 read back from the live producers and printed). Every consumer gets the same two options
-(``BenchConfig.consumer_options``; the bus receives them through its broker's
-``subscriber``), chosen for Tansu's sake and explained there. Each round uses fresh topics and
+(``BenchConfig.consumer_options``; the bus receives them as ``KafkaSettings``), chosen for
+Tansu's sake and explained there. Each round uses fresh topics and
 groups; the variants alternate and their order rotates each round, so machine noise hits all
 of them; the report takes the median of the per-round figures.
 
@@ -49,7 +49,6 @@ import contextlib
 import cProfile
 import functools
 import io
-import json
 import logging
 import math
 import os
@@ -89,6 +88,7 @@ from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.common_pb2 import BlobRef, InstanceRef
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.bench.report import save_report
 
 DEFAULT_JSON = Path(".build/bench/bus.json")
 TARGET = 0.20  # radstream may cost at most 20% over bare aiokafka
@@ -470,7 +470,6 @@ class RadstreamChain:
         workdir: Path,
         *,
         options: RadstreamOptions,
-        consumer_options: dict[str, Any],
     ) -> None:
         self.source, self.target, self.probe = source, target, probe
         self.options = options
@@ -484,7 +483,6 @@ class RadstreamChain:
         self.publisher = self._bus(settings, workdir / "ingest.sqlite3", "bench-ingest")
         self.worker = self._bus(settings, workdir / "deid.sqlite3", "bench-deid")
         worker = self.worker
-        with_consumer_options(worker, consumer_options)
 
         @worker.subscribe(source, group=group)
         async def forward(event: Event[StudyReceived], claim: Claim) -> None:
@@ -537,19 +535,6 @@ class RadstreamChain:
         if self.exporter is not None:
             facts["spans_exported"] = self.exporter.spans
         return facts
-
-
-def with_consumer_options(bus: Bus, options: dict[str, Any]) -> None:
-    """Make ``bus.subscribe`` pass consumer ``options`` to FastStream (it passes none of these).
-
-    The only change to production's bus the benchmark makes; see ``BenchConfig``.
-    """
-    original = bus.broker.subscriber
-
-    def subscriber(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, **{**options, **kwargs})
-
-    bus.broker.subscriber = subscriber  # type: ignore[method-assign]
 
 
 def producer_facts(producer: AIOKafkaProducer) -> dict[str, Any]:
@@ -732,7 +717,6 @@ def make_chain(
         probe,
         workdir,
         options=VARIANT_OPTIONS[variant],
-        consumer_options=config.consumer_options(),
     )
 
 
@@ -1353,7 +1337,12 @@ async def run(
         tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp,
         EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
     ):
-        settings = KafkaSettings(bootstrap=broker.bootstrap)
+        # The bus takes the consumer options from its settings; the bare side from config too.
+        settings = KafkaSettings(
+            bootstrap=broker.bootstrap,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            session_timeout_ms=config.session_timeout_ms,
+        )
         for number in range(config.rounds):
             shift = number % len(variants)
             for variant in [*variants[shift:], *variants[:shift]]:
@@ -1431,9 +1420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report["profile"]:
         print()
         print(profile_text(report["profile"]))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"results: {args.json}  (wall {report['wall_s']:.0f}s)")
+    save_report(report, args.json)
     return 0
 
 

@@ -40,7 +40,6 @@ import cProfile
 import gc
 import importlib.metadata
 import io
-import json
 import os
 import platform
 import pstats
@@ -76,6 +75,7 @@ from tests.bench.deid_peers import (
     probe_tool,
     write_probe,
 )
+from tests.bench.report import save_report
 from tests.unit.deid.study_builder import TEST_KEYS_SECRET, synthetic_instance
 
 DEFAULT_JSON = Path(".build/bench/deid.json")
@@ -822,9 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report["profile"]:
         print()
         print(profile_text(report["profile"]))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"results: {args.json}  (wall {report['wall_s']:.0f}s)")
+    save_report(report, args.json)
     return 0
 
 

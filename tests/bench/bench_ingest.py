@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import platform
@@ -55,6 +54,7 @@ from radstream.ingest.app import IngestCore, build_core
 from radstream.ingest.config import AssemblySettings, DicomSettings, IngestSettings
 from radstream.ingest.scp import DicomScp
 from tests.bench.dicom_senders import SendResult, send_c_store, send_stow_rs, warm
+from tests.bench.report import save_report
 from tests.orthanc import OrthancOptions, OrthancServer, synthetic_ct_study
 
 DEFAULT_JSON = Path(".build/bench/ingest.json")
@@ -429,9 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe(report))
     print()
     print(table(report))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"results: {args.json}  (wall {report['wall_s']:.0f}s)")
+    save_report(report, args.json)
     return 0
 
 
