@@ -1,4 +1,4 @@
-"""The bus: a FastStream ``KafkaBroker`` with radstream's envelope, delivery and telemetry.
+"""The bus: radstream's envelope, delivery and telemetry on Kafka.
 
 Services talk to Kafka only through :class:`Bus`:
 
@@ -10,28 +10,31 @@ Services talk to Kafka only through :class:`Bus`:
   behind :func:`radstream.common.delivery.deliver` (retries, DLQ, idempotency). Offsets are
   committed only after the handler succeeded or the record reached the DLQ.
 
-OpenTelemetry (trace context in ``traceparent``, continued across every hop) and Prometheus
-metrics come from FastStream's Kafka middlewares plus radstream's own delivery counters.
+Services run as FastStream apps (:func:`radstream.common.service.service_app`), whose
+``KafkaBroker`` gives them lifecycle and signal handling. The records themselves go through the
+bus's own aiokafka producer and one plain consume loop per subscription, traced and counted by
+:mod:`radstream.common.bus_telemetry`: FastStream's generic consume path and its middlewares
+cost more CPU per record than the whole plumbing may (``make bench``; docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from aiokafka import AIOKafkaProducer
-from faststream import AckPolicy
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.message import StreamMessage
 from google.protobuf.message import Message
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.delivery import (
     DeadLetter,
     DeliveryObserver,
@@ -168,7 +171,7 @@ class _KafkaDeadLetters:
 
 @dataclass(frozen=True, kw_only=True)
 class BusConfig:
-    """Everything a :class:`Bus` needs besides the broker."""
+    """Everything a :class:`Bus` needs besides its clients."""
 
     source: str
     policy: RetryPolicy
@@ -178,44 +181,103 @@ class BusConfig:
     observers: tuple[DeliveryObserver, ...] = ()
     fetch_max_wait_ms: int = 500
     session_timeout_ms: int = 10_000
+    # How long a stop waits for records in flight before it cancels them (they are redelivered).
+    graceful_timeout_s: float = 30.0
+
+
+class PublishFailedError(TransientError):
+    """The broker did not acknowledge a publish; the caller's input is delivered again."""
 
 
 class Bus:
-    """Publish and subscribe radstream events over one FastStream ``KafkaBroker``."""
+    """Publish and subscribe radstream events on Kafka with radstream's own thin clients.
 
-    def __init__(self, broker: KafkaBroker, config: BusConfig, client_options: dict[str, Any]):
+    ``broker`` is the FastStream ``KafkaBroker`` that anchors the service's FastStream app
+    (lifecycle, signals, ``faststream run``). Events do not pass through it: the bus publishes
+    with its own ``AIOKafkaProducer`` and runs one consume loop per subscription, instrumented by
+    :mod:`radstream.common.bus_telemetry`.
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        config: BusConfig,
+        client_options: dict[str, Any],
+        *,
+        producer_options: dict[str, Any] | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ):
         self.broker = broker
         self.config = config
+        self._client_options = client_options
+        self._producer = AIOKafkaProducer(**(producer_options or {}), **client_options)
         self._dead_letters = _KafkaDeadLetters(client_options)
         self._observer = _Observers((delivery_metrics(config.registry), *config.observers))
+        self._telemetry = BusTelemetry(tracer_provider=tracer_provider, registry=config.registry)
+        self._subscriptions: list[_Subscription] = []
+        self._open = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer every :meth:`publish` goes through (for diagnostics)."""
+        return self._producer
+
+    @property
+    def consumers(self) -> tuple[AIOKafkaConsumer, ...]:
+        """The consumers of the running subscriptions (for diagnostics)."""
+        return tuple(s.consumer for s in self._subscriptions if s.consumer is not None)
 
     async def open(self) -> None:
-        """Open the idempotency store and the dead-letter producer (the broker starts apart)."""
+        """Open the idempotency store and the producers (consuming starts apart)."""
         await self.config.guard.open()
+        await self._producer.start()
         await self._dead_letters.start()
+        self._open = True
 
     async def close(self) -> None:
         """Close what :meth:`open` opened."""
+        self._open = False
         await self._dead_letters.stop()
+        await self._producer.stop()
         await self.config.guard.close()
 
+    async def start_consuming(self) -> None:
+        """Join each subscription's consumer group and start its consume loop."""
+        for subscription in self._subscriptions:
+            await subscription.start(self._client_options)
+
+    async def stop_consuming(self) -> None:
+        """Let records in flight finish, commit them, and leave the consumer groups."""
+        await asyncio.gather(*(s.stop(self.config.graceful_timeout_s) for s in self._subscriptions))
+
     async def start(self) -> None:
-        """Open resources, then connect the broker and start consuming."""
+        """Open resources, then start consuming."""
         await self.open()
-        await self.broker.start()
+        await self.start_consuming()
 
     async def stop(self) -> None:
         """Stop consuming, then close resources."""
-        await self.broker.stop()
+        await self.stop_consuming()
         await self.close()
+
+    async def ping(self, within_s: float = 2.0) -> bool:
+        """Whether the Kafka cluster answers a metadata request from the bus's producer."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._producer.client.fetch_all_metadata()
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        return True
+
+    def consuming(self) -> bool:
+        """Whether every subscription's consume loop is running."""
+        return all(s.running() for s in self._subscriptions)
 
     def assigned_partitions(self) -> set[tuple[str, int]]:
         """The ``(topic, partition)`` pairs this bus's consumers hold right now."""
         assigned: set[tuple[str, int]] = set()
-        for subscriber in self.broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is not None:
-                assigned.update((tp.topic, tp.partition) for tp in consumer.assignment())
+        for consumer in self.consumers:
+            assigned.update((tp.topic, tp.partition) for tp in consumer.assignment())
         return assigned
 
     async def publish(
@@ -231,7 +293,9 @@ class Bus:
         """Publish ``message`` to ``topic`` and return its event id once the broker has it.
 
         ``purpose`` tells apart several outputs of one input on the same topic (for instance
-        one event per series); it only matters with ``caused_by``.
+        one event per series); it only matters with ``caused_by``. A publish the broker does
+        not acknowledge raises :class:`PublishFailedError`, a transient error: inside a handler
+        it leads to a retry and, at worst, to the input being delivered again.
         """
         if topic.message is not type(message):
             raise TypeError(f"{topic.name} carries {topic.event_type}, not {type(message)}")
@@ -243,67 +307,175 @@ class Bus:
             event_id=event_id,
             subject=subject,
             causation_id=caused_by.id if caused_by is not None else None,
-            inject_trace=False,  # the telemetry middleware writes traceparent for its own span
+            inject_trace=False,  # the publish span below writes traceparent
         )
         ce_id = headers["ce_id"].decode()
-        await self.broker.publish(
-            value,
-            topic.name,
-            key=topic.key_of(message),
-            headers={name: raw.decode() for name, raw in headers.items()},
-            correlation_id=ce_id,
-        )
+        with self._telemetry.publishing(topic.name, ce_id, len(value)) as scope:
+            headers.update(scope.headers)
+            try:
+                await self._producer.send_and_wait(
+                    topic.name, value, key=topic.key_of(message), headers=list(headers.items())
+                )
+            except KafkaError as exc:
+                raise PublishFailedError(
+                    f"could not publish to {topic.name}: {type(exc).__name__}"
+                ) from exc
         return ce_id
 
     def subscribe(self, topic: Topic, *, group: str) -> Callable[[Handler[M]], Handler[M]]:
-        """Register ``handler(event, claim)`` for ``topic`` in consumer group ``group``."""
+        """Register ``handler(event, claim)`` for ``topic`` in consumer group ``group``.
+
+        Each subscription has its own consumer and handles one record at a time, in partition
+        order; its offset is committed once the handler succeeded or the record reached the
+        dead-letter topic. A record whose delivery raises (a dependency down, the dead-letter
+        topic unwritable) is not committed: the loop seeks back to it and tries again later.
+        """
 
         def register(handler: Handler[M]) -> Handler[M]:
-            subscriber = self.broker.subscriber(
-                topic.name,
-                group_id=group,
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-                auto_offset_reset="earliest",
-                title=f"{group}:{topic.name}",
-                fetch_max_wait_ms=self.config.fetch_max_wait_ms,
-                session_timeout_ms=self.config.session_timeout_ms,
-                # Decoding is ours (radstream.common.envelope); FastStream must not guess it
-                # from content-type, or a malformed record fails before it can be dead-lettered.
-                # The handler gets FastStream's message itself (no dependency injection).
-                decoder=_whole_message,
+            if self._open and any(s.running() for s in self._subscriptions):
+                raise RuntimeError("subscribe before the bus starts consuming")
+            self._subscriptions.append(
+                _Subscription(
+                    bus=self, topic=topic, group=group, handler=cast(Handler[Message], handler)
+                )
             )
-
-            async def on_record(msg: StreamMessage[Any]) -> None:
-                raw = msg.raw_message
-                if isinstance(raw, tuple):  # only batch subscribers get tuples
-                    raise TypeError("radstream subscribers consume one record at a time")
-                record = RawRecord(
-                    topic=raw.topic,
-                    partition=raw.partition,
-                    offset=raw.offset,
-                    key=raw.key,
-                    value=raw.value,
-                    headers=tuple(raw.headers),
-                )
-                await deliver(
-                    record,
-                    message_type=topic.message,
-                    handler=cast(Handler[Message], handler),
-                    group=group,
-                    guard=self.config.guard,
-                    dead_letters=self._dead_letters,
-                    policy=self.config.policy,
-                    observer=self._observer,
-                )
-
-            subscriber(on_record)
             return handler
 
         return register
 
+    async def _deliver(self, subscription: _Subscription, record: RawRecord) -> None:
+        with self._telemetry.processing(
+            topic=record.topic,
+            group=subscription.group,
+            partition=record.partition,
+            offset=record.offset,
+            headers=record.headers,
+            size=len(record.value or b""),
+        ):
+            await deliver(
+                record,
+                message_type=subscription.topic.message,
+                handler=subscription.handler,
+                group=subscription.group,
+                guard=self.config.guard,
+                dead_letters=self._dead_letters,
+                policy=self.config.policy,
+                observer=self._observer,
+            )
 
-async def _whole_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
-    return message
+
+class _Subscription:
+    """One topic, one consumer group, one consume loop."""
+
+    def __init__(self, *, bus: Bus, topic: Topic, group: str, handler: Handler[Message]) -> None:
+        self.bus, self.topic, self.group, self.handler = bus, topic, group, handler
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._idle = False
+        self._stopping = False
+
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self, client_options: dict[str, Any]) -> None:
+        config = self.bus.config
+        self._stopping = False
+        self.consumer = AIOKafkaConsumer(
+            self.topic.name,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            session_timeout_ms=config.session_timeout_ms,
+            **client_options,
+        )
+        await self.consumer.start()
+        self._task = asyncio.create_task(
+            self._run(), name=f"consume {self.group}:{self.topic.name}"
+        )
+
+    async def stop(self, graceful_timeout_s: float) -> None:
+        self._stopping = True
+        task, consumer = self._task, self.consumer
+        if task is not None:
+            if self._idle:
+                task.cancel()  # waiting for a record or a retry: nothing in flight
+            else:
+                _, pending = await asyncio.wait({task}, timeout=graceful_timeout_s)
+                if pending:
+                    log.warning(
+                        "a record is still in flight at stop; it will be redelivered",
+                        extra={"topic": self.topic.name, "group": self.group},
+                    )
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if consumer is not None:
+            await consumer.stop()  # leaves the group at once, so partitions move on
+        self._task = self.consumer = None
+
+    async def _run(self) -> None:
+        consumer, telemetry = self.consumer, self.bus._telemetry
+        assert consumer is not None
+        topic, group = self.topic.name, self.group
+        retry_after = self.bus.config.policy.max_s
+        while not self._stopping:
+            self._idle = True
+            try:
+                message = await consumer.getone()
+            except KafkaError as exc:
+                telemetry.consumer_error(topic, group, "poll", exc)
+                log.warning(
+                    "fetch failed, will retry",
+                    extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
+                )
+                await asyncio.sleep(retry_after)
+                continue
+            finally:
+                self._idle = False
+            if self._stopping:
+                return  # not started, not committed: the group's next owner gets it
+            record = RawRecord(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                headers=tuple(message.headers),
+            )
+            partition = TopicPartition(message.topic, message.partition)
+            try:
+                await self.bus._deliver(self, record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # deliver raises only when the record must come again
+                telemetry.consumer_error(topic, group, "redeliver", exc)
+                log.warning(
+                    "record not handled, will redeliver",
+                    extra={
+                        "topic": topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "group": group,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+                with contextlib.suppress(IllegalStateError):  # the partition moved on meanwhile
+                    consumer.seek(partition, record.offset)
+                self._idle = True  # a stop may cancel the wait: the record is not committed
+                await asyncio.sleep(retry_after)
+                self._idle = False
+                continue
+            try:
+                await consumer.commit({partition: record.offset + 1})
+            except (KafkaError, IllegalStateError) as exc:
+                # A rebalance took the partition; its next owner redelivers the record and the
+                # idempotency guard recognises it.
+                telemetry.consumer_error(topic, group, "commit", exc)
+                log.info(
+                    "offset commit failed",
+                    extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
+                )
 
 
 def create_bus(
@@ -318,21 +490,12 @@ def create_bus(
 ) -> Bus:
     """Build the bus for ``service`` from settings; nothing connects until :meth:`Bus.start`."""
     registry = registry if registry is not None else REGISTRY
+    client_id = f"{kafka.client_id}-{service}"
     broker = KafkaBroker(
         kafka.require_bootstrap(),
-        client_id=f"{kafka.client_id}-{service}",
+        client_id=client_id,
         security=faststream_security(kafka),
-        enable_idempotence=kafka.enable_idempotence,
-        middlewares=(
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
-            KafkaPrometheusMiddleware(registry=registry, app_name=service),
-        ),
-        acks=kafka.producer_acks,
-        # Handlers take the raw message and decode it themselves, so FastStream's dependency
-        # injection (a thread hop per record) has nothing to do.
-        apply_types=False,
-        # FastStream's access log goes through the root handler and its PhiFilter (it quotes
-        # exception messages); per-message lines are debug noise, outcomes are metrics.
+        # FastStream's access log goes through the root handler and its PhiFilter.
         logger=logging.getLogger("radstream.faststream"),
         log_level=logging.DEBUG,
     )
@@ -350,4 +513,13 @@ def create_bus(
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         session_timeout_ms=kafka.session_timeout_ms,
     )
-    return Bus(broker, config, aiokafka_options(kafka))
+    return Bus(
+        broker,
+        config,
+        {**aiokafka_options(kafka), "client_id": client_id},
+        producer_options={
+            "acks": kafka.producer_acks,
+            "enable_idempotence": kafka.enable_idempotence,
+        },
+        tracer_provider=tracer_provider,
+    )

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from radstream.common.errors import MisconfiguredError, MissingExtraError, TransientError
 
 TABLE = "radstream_processed_events"
+_MARK_DONE = f"INSERT OR IGNORE INTO {TABLE} (scope, event_id, completed_at) VALUES (?, ?, ?)"
 SqlParams = Sequence[object]
 
 
@@ -163,12 +164,12 @@ class SqliteIdempotencyGuard:
 
     @staticmethod
     def _complete(db: sqlite3.Connection, claim: Claim) -> bool:
+        mark = (claim.scope, claim.event_id, datetime.now(UTC).isoformat())
+        if not claim.staged:  # the mark alone: one statement is its own transaction
+            return bool(db.execute(_MARK_DONE, mark).rowcount == 1)
         db.execute("BEGIN IMMEDIATE")
         try:
-            inserted = db.execute(
-                f"INSERT OR IGNORE INTO {TABLE} (scope, event_id, completed_at) VALUES (?, ?, ?)",
-                (claim.scope, claim.event_id, datetime.now(UTC).isoformat()),
-            ).rowcount
+            inserted = db.execute(_MARK_DONE, mark).rowcount
             if inserted != 1:
                 db.execute("ROLLBACK")
                 return False

@@ -83,8 +83,10 @@ def service_named(name: str) -> ServiceSpec:
 
 def _broker_answers(bus: Bus) -> Callable[[], Awaitable[None]]:
     async def check() -> None:
-        if not await bus.broker.ping(timeout=2.0):
+        if not await bus.ping(within_s=2.0):
             raise TransientError("Kafka does not answer")
+        if not bus.consuming():
+            raise TransientError("a consume loop has stopped")
 
     return check
 
@@ -92,9 +94,9 @@ def _broker_answers(bus: Bus) -> Callable[[], Awaitable[None]]:
 def service_app(bus: Bus, health: HealthServer) -> FastStream:
     """Wrap ``bus`` in a FastStream app that also serves probes and closes what it opened.
 
-    Readiness reports the idempotency store; FastStream's own lifecycle connects the broker
-    and handles SIGINT/SIGTERM with a graceful stop (in-flight handlers finish, offsets of
-    finished records are committed).
+    Readiness reports the idempotency store, the Kafka cluster and the consume loops.
+    FastStream's lifecycle handles SIGINT/SIGTERM; the bus then stops gracefully (records in
+    flight finish and their offsets are committed) before its resources close.
     """
     app = FastStream(bus.broker)
     health.add_check("idempotency-store", bus.config.guard.check)
@@ -105,12 +107,14 @@ def service_app(bus: Bus, health: HealthServer) -> FastStream:
         await bus.open()
 
     @app.after_startup
-    async def serve_probes() -> None:
+    async def consume_and_serve_probes() -> None:
+        await bus.start_consuming()
         await health.start()
 
     @app.on_shutdown
-    async def stop_probes() -> None:
+    async def stop_probes_and_consuming() -> None:
         await health.stop()
+        await bus.stop_consuming()
 
     @app.after_shutdown
     async def close_resources() -> None:

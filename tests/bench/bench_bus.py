@@ -13,12 +13,14 @@ Every variant runs the same chain, in one process and event loop, on one embedde
   a time (``getone``), parses it, ``send_and_wait``\\ s it to B, and commits the offset after
   that send was acknowledged. No envelope headers, tracing, metrics or idempotency.
 * **radstream**: ``Bus.publish`` to A; an ``@bus.subscribe`` handler republishes the event to
-  B with ``caused_by``. The buses are what ``create_bus`` builds: CloudEvents envelope,
-  OpenTelemetry and Prometheus middlewares, the SQLite idempotency guard (``is_done`` before
-  the handler, ``complete`` after it), delivery metrics, the offset committed after the handler
-  returned. ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor``
-  (spans recorded and batched like in production, then dropped instead of exported);
-  ``radstream-notrace`` gives it none (OpenTelemetry's no-op API).
+  B with ``caused_by``. The buses are what ``create_bus`` builds: CloudEvents envelope, a
+  producer span per publish and a consumer span per record (``traceparent`` continued), the
+  Prometheus publish and delivery metrics, the SQLite idempotency guard (``is_done`` before
+  the handler, ``complete`` after it), the offset committed after the handler returned.
+  ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (every span
+  recorded and batched like in production, then dropped instead of exported);
+  ``radstream-notrace`` gives it none (OpenTelemetry's no-op API: what a service runs with
+  when no tracer provider is configured).
 
 The sink is the same plain, partition-assigned consumer on B for every variant. Both sides send
 the same payload (a serialized ``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s)
@@ -66,7 +68,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.message import StreamMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -74,8 +80,9 @@ from prometheus_client import CollectorRegistry
 
 from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
+from radstream.common.delivery import RawRecord, deliver
 from radstream.common.embedded_broker import EmbeddedBroker
-from radstream.common.envelope import Event
+from radstream.common.envelope import Event, derived_event_id, encode
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import (
     Claim,
@@ -97,19 +104,19 @@ RADSTREAM = "radstream"
 RADSTREAM_NOTRACE = "radstream-notrace"
 INLINE_SQLITE = "rs-inline-sqlite"
 MEMORY_GUARD = "rs-memory-guard"
-NO_MIDDLEWARES = "rs-no-middlewares"
+FASTSTREAM_PATH = "rs-faststream"
 VARIANTS = (BARE, RADSTREAM, RADSTREAM_NOTRACE)
-ABLATIONS = (INLINE_SQLITE, MEMORY_GUARD, NO_MIDDLEWARES)
+ABLATIONS = (INLINE_SQLITE, MEMORY_GUARD, FASTSTREAM_PATH)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
-    RADSTREAM: "Bus.publish -> @bus.subscribe handler (SQLite guard, middlewares, SDK tracer) "
+    RADSTREAM: "Bus.publish -> @bus.subscribe handler (SQLite guard, spans, metrics, SDK tracer) "
     "-> Bus.publish(caused_by) -> sink",
     RADSTREAM_NOTRACE: "as radstream, tracer_provider=None (no-op OpenTelemetry API)",
     INLINE_SQLITE: "ablation: as radstream, the guard's SQLite calls on the event loop "
     "(no executor thread)",
     MEMORY_GUARD: "ablation: as radstream, an in-memory guard (no SQLite, no thread)",
-    NO_MIDDLEWARES: "ablation: as radstream, KafkaBroker without the OTel and Prometheus "
-    "middlewares",
+    FASTSTREAM_PATH: "ablation: the same envelope, guard and deliver() behind a FastStream "
+    "KafkaBroker subscriber and publisher with its OTel and Prometheus middlewares",
 }
 MS = 1e6  # nanoseconds per millisecond
 
@@ -379,7 +386,7 @@ class RadstreamOptions:
 
     tracing: bool = True
     guard: Literal["sqlite", "inline-sqlite", "memory"] = "sqlite"
-    middlewares: bool = True
+    transport: Literal["radstream", "faststream"] = "radstream"
 
 
 VARIANT_OPTIONS = {
@@ -387,7 +394,7 @@ VARIANT_OPTIONS = {
     RADSTREAM_NOTRACE: RadstreamOptions(tracing=False),
     INLINE_SQLITE: RadstreamOptions(guard="inline-sqlite"),
     MEMORY_GUARD: RadstreamOptions(guard="memory"),
-    NO_MIDDLEWARES: RadstreamOptions(middlewares=False),
+    FASTSTREAM_PATH: RadstreamOptions(transport="faststream"),
 }
 
 
@@ -440,21 +447,122 @@ def make_guard(kind: str, db: Path) -> IdempotencyGuard:
     return open_guard(f"sqlite:///{db}")  # the real default: SqliteIdempotencyGuard
 
 
-@contextlib.contextmanager
-def _broker_without_middlewares() -> Iterator[None]:
-    """Make ``create_bus`` build its ``KafkaBroker`` with no middlewares, all else as is."""
-    import radstream.common.bus as bus_module
+class FastStreamBus:
+    """Ablation: radstream's envelope, guard and ``deliver()`` with FastStream as the transport.
 
-    original = bus_module.KafkaBroker
+    How the bus carried records until it got its own consume loop: ``KafkaBroker.publish`` and
+    a ``KafkaBroker.subscriber`` (one record at a time, commit after success), with FastStream's
+    Kafka OpenTelemetry and Prometheus middlewares. Kept here so the choice stays measured.
+    """
 
-    def broker(*args: Any, **kwargs: Any) -> KafkaBroker:
-        return original(*args, **{**kwargs, "middlewares": ()})
+    def __init__(
+        self,
+        bus: Bus,
+        settings: KafkaSettings,
+        *,
+        service: str,
+        tracer_provider: TracerProvider | None,
+    ) -> None:
+        self.bus, self.config = bus, bus.config
+        self.broker = KafkaBroker(
+            settings.require_bootstrap(),
+            client_id=f"{settings.client_id}-{service}",
+            middlewares=(
+                KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+                KafkaPrometheusMiddleware(registry=bus.config.registry, app_name=service),
+            ),
+            acks=settings.producer_acks,
+            enable_idempotence=settings.enable_idempotence,
+            apply_types=False,
+            logger=logging.getLogger("bench.faststream"),
+            log_level=logging.DEBUG,
+        )
 
-    bus_module.KafkaBroker = broker  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        bus_module.KafkaBroker = original  # type: ignore[misc]
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """FastStream's aiokafka producer."""
+        return self.broker.config.broker_config.producer._producer.producer  # type: ignore[no-any-return]
+
+    @property
+    def consumers(self) -> tuple[AIOKafkaConsumer, ...]:
+        """The subscribers' aiokafka consumers."""
+        return tuple(s.consumer for s in self.broker.subscribers if s.consumer is not None)
+
+    async def start(self) -> None:
+        """Open the bus's guard and dead-letter producer, then start FastStream."""
+        await self.bus.open()
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        """Stop FastStream, then close the bus's resources."""
+        await self.broker.stop()
+        await self.bus.close()
+
+    def assigned_partitions(self) -> set[tuple[str, int]]:
+        """Partitions the subscribers hold."""
+        return {(tp.topic, tp.partition) for c in self.consumers for tp in c.assignment()}
+
+    async def publish(
+        self, topic: Topic, message: StudyReceived, *, caused_by: Event[Any] | None = None
+    ) -> str:
+        """Encode as ``Bus.publish`` does; FastStream's middleware writes ``traceparent``."""
+        event_id = derived_event_id(caused_by.id, f"{topic.name}/") if caused_by else None
+        value, headers = encode(
+            message,
+            source=self.config.source,
+            event_id=event_id,
+            causation_id=caused_by.id if caused_by is not None else None,
+            inject_trace=False,
+        )
+        ce_id = headers["ce_id"].decode()
+        await self.broker.publish(
+            value,
+            topic.name,
+            key=topic.key_of(message),
+            headers={name: raw.decode() for name, raw in headers.items()},
+            correlation_id=ce_id,
+        )
+        return ce_id
+
+    def subscribe(self, topic: Topic, *, group: str) -> Callable[[Any], Any]:
+        """A FastStream subscriber that hands each record to ``deliver()``."""
+
+        async def whole(message: StreamMessage[Any]) -> StreamMessage[Any]:
+            return message
+
+        def register(handler: Any) -> Any:
+            async def on_record(msg: StreamMessage[Any]) -> None:
+                raw = msg.raw_message
+                await deliver(
+                    RawRecord(
+                        topic=raw.topic,
+                        partition=raw.partition,
+                        offset=raw.offset,
+                        key=raw.key,
+                        value=raw.value,
+                        headers=tuple(raw.headers),
+                    ),
+                    message_type=topic.message,
+                    handler=handler,
+                    group=group,
+                    guard=self.config.guard,
+                    dead_letters=self.bus._dead_letters,
+                    policy=self.config.policy,
+                    observer=self.bus._observer,
+                )
+
+            self.broker.subscriber(
+                topic.name,
+                group_id=group,
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=self.config.fetch_max_wait_ms,
+                session_timeout_ms=self.config.session_timeout_ms,
+                decoder=whole,
+            )(on_record)
+            return handler
+
+        return register
 
 
 class RadstreamChain:
@@ -492,27 +600,28 @@ class RadstreamChain:
             await worker.publish(target, event.message, caused_by=event)
             probe.forwarded_done()
 
-    def _bus(self, settings: KafkaSettings, db: Path, service: str) -> Bus:
-        with contextlib.ExitStack() as stack:
-            if not self.options.middlewares:
-                stack.enter_context(_broker_without_middlewares())
-            return create_bus(
-                settings,
-                DeliverySettings(idempotency_dsn=f"sqlite:///{db}"),
-                service=service,
-                tracer_provider=self.tracer_provider,
-                registry=CollectorRegistry(),
-                guard=make_guard(self.options.guard, db),
+    def _bus(self, settings: KafkaSettings, db: Path, service: str) -> Bus | FastStreamBus:
+        bus = create_bus(
+            settings,
+            DeliverySettings(idempotency_dsn=f"sqlite:///{db}"),
+            service=service,
+            tracer_provider=self.tracer_provider,
+            registry=CollectorRegistry(),
+            guard=make_guard(self.options.guard, db),
+        )
+        if self.options.transport == "faststream":
+            return FastStreamBus(
+                bus, settings, service=service, tracer_provider=self.tracer_provider
             )
+        return bus
 
     async def start(self) -> None:
-        """Start both buses (guards, dead-letter producers, FastStream brokers)."""
+        """Start both buses (guards, producers, the worker's consume loop)."""
         await self.publisher.start()
         await self.worker.start()
-        producer = self.publisher.broker.config.broker_config.producer._producer.producer
-        self._facts = producer_facts(producer)
-        [subscriber] = self.worker.broker.subscribers
-        self._facts["fetch_max_wait_ms"] = subscriber.consumer._fetcher._fetch_max_wait_ms
+        self._facts = producer_facts(self.publisher.producer)
+        [consumer] = self.worker.consumers
+        self._facts["fetch_max_wait_ms"] = consumer._fetcher._fetch_max_wait_ms
 
     async def stop(self) -> None:
         """Stop both buses and flush the tracer."""
@@ -530,7 +639,7 @@ class RadstreamChain:
         await self.publisher.publish(self.source, message)
 
     def facts(self) -> dict[str, Any]:
-        """The FastStream producer's settings and the spans the tracer recorded."""
+        """The publisher's producer settings and the spans the tracer recorded."""
         facts = dict(self._facts)
         if self.exporter is not None:
             facts["spans_exported"] = self.exporter.spans
@@ -1087,10 +1196,9 @@ def instrument(chain: Chain, probe: Probe, timeline: Timeline) -> None:
     else:
         assert isinstance(chain, RadstreamChain)
         worker = chain.worker
-        [subscriber] = worker.broker.subscribers
-        consumer = subscriber.consumer
-        producer_in = chain.publisher.broker.config.broker_config.producer._producer.producer
-        producer_out = worker.broker.config.broker_config.producer._producer.producer
+        [consumer] = worker.consumers
+        producer_in = chain.publisher.producer
+        producer_out = worker.producer
         guard = worker.config.guard
         _wrap_async(guard, "is_done", timeline, "is_done in", "is_done out")
         _wrap_async(guard, "complete", timeline, "complete in", "complete out")
@@ -1115,7 +1223,7 @@ def uninstrument() -> None:
 STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("consumer.getone (next record)", "commit out -> fetched", "commit out -> fetched"),
     (
-        "getone -> handler: FastStream consume path",
+        "getone -> handler: consume loop, process span",
         "fetched -> handler in",
         "fetched -> deliver in",
     ),
@@ -1135,7 +1243,7 @@ STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("handler return", "publish acked -> commit in", "publish acked -> complete in"),
     ("  guard.complete (await, SQLite thread)", None, "complete in -> complete out"),
     ("  delivery metrics (observer)", None, "complete out -> deliver out"),
-    ("  FastStream after handler: middleware exits", None, "deliver out -> commit in"),
+    ("  after deliver(): end the process span", None, "deliver out -> commit in"),
     (
         "consumer.commit (OffsetCommit round trip)",
         "commit in -> commit out",

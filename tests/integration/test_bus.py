@@ -16,11 +16,12 @@ from prometheus_client import CollectorRegistry
 from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
 from radstream.common.envelope import REQUIRED_HEADERS, Event
+from radstream.common.errors import TransientError
 from radstream.common.idempotency import Claim
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
-from tests.integration.topic_reader import read_records
+from tests.integration.topic_reader import read_records, write_raw_record
 
 pytestmark = pytest.mark.integration
 
@@ -213,8 +214,12 @@ async def test_undecodable_record_is_dead_lettered_with_its_original_bytes(
 
     publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
     async with running(consumer), running(publisher):
-        await publisher.broker.publish(
-            b"\x0a\xff garbage", topic.name, key=b"k", headers={"content-type": "text/plain"}
+        await write_raw_record(
+            kafka_settings,
+            topic.name,
+            b"\x0a\xff garbage",
+            key=b"k",
+            headers={"content-type": b"text/plain"},
         )
         await publisher.publish(topic, study("fine"))
         await eventually(lambda: processed == ["fine"])
@@ -223,3 +228,111 @@ async def test_undecodable_record_is_dead_lettered_with_its_original_bytes(
     assert letter.value == b"\x0a\xff garbage"
     assert dict(letter.headers)["x-radstream-error-kind"] == b"poison"
     assert b"ce_" in dict(letter.headers)["x-radstream-error-message"]
+
+
+async def test_a_dependency_down_past_the_retries_redelivers_the_record_instead_of_dropping_it(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    registry = CollectorRegistry()
+    consumer = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=idempotency_dsn, **FAST_RETRIES),
+        service="deid",
+        registry=registry,
+    )
+    attempts: list[str] = []
+    processed: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        uid = event.message.study_instance_uid
+        attempts.append(uid)
+        if uid == "needs-blob-store" and attempts.count(uid) <= 4:  # two rounds of 3 attempts
+            raise TransientError("blob store unreachable")
+        processed.append(uid)
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(consumer), running(publisher):
+        for uid in ("needs-blob-store", "next"):
+            await publisher.publish(topic, study(uid))
+        await eventually(lambda: processed == ["needs-blob-store", "next"])
+        dead = await read_records(kafka_settings, topic.dlq, 1, timeout=1.0)
+
+    assert attempts.count("needs-blob-store") == 5
+    assert not dead, "a dependency outage is not the event's fault"
+    assert (
+        registry.get_sample_value(
+            "radstream_consumer_errors_total",
+            {
+                "topic": topic.name,
+                "group": "deid",
+                "stage": "redeliver",
+                "error_type": "TransientError",
+            },
+        )
+        == 1
+    )
+
+
+async def test_stop_lets_the_record_in_flight_finish_and_commits_it(
+    kafka_settings, new_topic, idempotency_dsn, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    started, release = asyncio.Event(), asyncio.Event()
+    first_bus = make_bus(kafka_settings, idempotency_dsn, "deid")
+    finished: list[str] = []
+
+    @first_bus.subscribe(topic, group="deid")
+    async def slow(event: Event[StudyReceived], claim: Claim) -> None:
+        started.set()
+        await release.wait()
+        finished.append(event.message.study_instance_uid)
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(publisher):
+        await first_bus.start()
+        await publisher.publish(topic, study("in-flight"))
+        await asyncio.wait_for(started.wait(), 30)
+        stopping = asyncio.create_task(first_bus.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done(), "stop waits for the record in flight"
+        release.set()
+        await asyncio.wait_for(stopping, 30)
+        assert finished == ["in-flight"]
+
+        # A fresh guard: only the committed offset can keep the record from coming back.
+        second_bus = make_bus(kafka_settings, f"sqlite:///{tmp_path / 'fresh.sqlite3'}", "deid")
+        seen: list[str] = []
+
+        @second_bus.subscribe(topic, group="deid")
+        async def record(event: Event[StudyReceived], claim: Claim) -> None:
+            seen.append(event.message.study_instance_uid)
+
+        async with running(second_bus):
+            await publisher.publish(topic, study("after"))
+            await eventually(lambda: "after" in seen)
+
+    assert seen == ["after"]
+
+
+async def test_a_service_without_tracing_passes_the_trace_on(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    inbound = await new_topic(topics.STUDY_RECEIVED_V1)
+    outbound = await new_topic(topics.STUDY_RECEIVED_V1)
+    tracing = TracerProvider()
+    producer = make_bus(kafka_settings, idempotency_dsn, "ingest", tracer_provider=tracing)
+    untraced = make_bus(kafka_settings, idempotency_dsn, "deid")
+
+    @untraced.subscribe(inbound, group="deid")
+    async def forward(event: Event[StudyReceived], claim: Claim) -> None:
+        await untraced.publish(outbound, event.message, caused_by=event)
+
+    async with running(producer), running(untraced):
+        with tracing.get_tracer("test").start_as_current_span("ingest study") as root:
+            await producer.publish(inbound, study("1.2.3.5"))
+        [record] = await read_records(kafka_settings, outbound.name, 1)
+
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id

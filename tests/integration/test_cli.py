@@ -18,6 +18,7 @@ from radstream.common.bus import create_bus
 from radstream.common.embedded_broker import metadata_broker_count
 from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.topic_reader import write_raw_record
 
 pytestmark = pytest.mark.integration
 
@@ -105,18 +106,9 @@ async def test_tail_reports_a_malformed_record_and_goes_on(
     kafka_settings, new_topic, operator_env, tmp_path
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
-    bus = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'raw.sqlite3'}"),
-        service="ingest",
+    await write_raw_record(
+        kafka_settings, topic.name, b"not protobuf", headers={"content-type": b"text/plain"}
     )
-    await bus.start()
-    try:
-        await bus.broker.publish(
-            b"not protobuf", topic.name, headers={"content-type": "text/plain"}
-        )
-    finally:
-        await bus.stop()
     await publish_studies(kafka_settings, topic, ["2.25.3"], tmp_path)
 
     result = cli("tail", topic.name, "--from-beginning", "--max", "2", env=operator_env)

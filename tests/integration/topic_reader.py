@@ -1,10 +1,10 @@
-"""Read what landed on a topic, as a downstream system would: a plain consumer, no radstream."""
+"""Topics as systems outside radstream see them: plain aiokafka clients, no envelope."""
 
 from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from radstream.common.settings import KafkaSettings
@@ -30,3 +30,20 @@ async def read_records(
     finally:
         await consumer.stop()
     return records
+
+
+async def write_raw_record(
+    settings: KafkaSettings,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: dict[str, bytes] | None = None,
+) -> None:
+    """Write one record as a foreign producer would, with whatever bytes and headers it has."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=list((headers or {}).items()))
+    finally:
+        await producer.stop()
