@@ -466,6 +466,10 @@ class _Subscription:
                 await asyncio.sleep(retry_after)
                 self._idle = False
                 continue
+            with contextlib.suppress(IllegalStateError):  # unless the partition just moved
+                highwater = consumer.highwater(partition)
+                if highwater is not None:
+                    telemetry.handled(topic, group, record.partition, highwater - record.offset - 1)
             try:
                 await consumer.commit({partition: record.offset + 1})
             except (KafkaError, IllegalStateError) as exc:

@@ -37,7 +37,7 @@ from opentelemetry.trace import (
     TracerProvider,
     TraceState,
 )
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from radstream.common.metrics import per_registry
 
@@ -71,7 +71,14 @@ class BusMetrics:
             ["topic", "group", "stage", "error_type"],
             registry=registry,
         )
+        self.lag = Gauge(
+            "radstream_consumer_lag",
+            "Records behind the partition's end, as of the last record this consumer handled.",
+            ["topic", "group", "partition"],
+            registry=registry,
+        )
         # Label lookups cost more than the increments; cache the children per label tuple.
+        self.lag_child = functools.cache(self.lag.labels)
         self.published_child = functools.cache(self.published.labels)
         self.publish_seconds_child = functools.cache(self.publish_seconds.labels)
 
@@ -122,12 +129,17 @@ def trace_headers(span_context: SpanContext) -> dict[str, bytes]:
     return headers
 
 
-def _header(headers: Iterable[tuple[str, bytes]], name: str) -> bytes | None:
-    found = None
-    for key, value in headers:
-        if key == name:
-            found = value  # Kafka allows repeats; the last one wins, as in the envelope
-    return found
+def _trace_and_id(headers: Iterable[tuple[str, bytes]]) -> tuple[SpanContext, str]:
+    """The parent span context and the event id of a record's headers, in one pass."""
+    parent = state = event_id = None
+    for name, value in headers:  # Kafka allows repeats; the last one wins, as in the envelope
+        if name == TRACEPARENT:
+            parent = value
+        elif name == TRACESTATE:
+            state = value
+        elif name == "ce_id":
+            event_id = value
+    return parse_traceparent(parent, state), (event_id or b"").decode("utf-8", "replace")[:128]
 
 
 class BusTelemetry:
@@ -162,6 +174,10 @@ class BusTelemetry:
             headers=headers,
             size=size,
         )
+
+    def handled(self, topic: str, group: str, partition: int, lag: int) -> None:
+        """Record how far a partition's consumer is behind after handling a record."""
+        self.metrics.lag_child(topic, group, str(partition)).set(lag)
 
     def consumer_error(self, topic: str, group: str, stage: str, error: BaseException) -> None:
         """Count a consume-loop failure at ``stage``."""
@@ -229,12 +245,10 @@ class ProcessScope:
         headers: Iterable[tuple[str, bytes]],
         size: int,
     ) -> None:
-        headers = tuple(headers)
-        parent = parse_traceparent(_header(headers, TRACEPARENT), _header(headers, TRACESTATE))
+        parent, event_id = _trace_and_id(headers)
         parent_context = (
             trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
         )
-        event_id = (_header(headers, "ce_id") or b"").decode("utf-8", "replace")[:128]
         self.span: Span = telemetry.tracer.start_span(
             f"{topic} process",
             context=parent_context,

@@ -199,6 +199,7 @@ async def test_failing_handler_sends_event_to_dlq_after_retries_and_stream_keeps
         )
         == 2
     )
+    assert registry.get_sample_value("radstream_consumer_lag", {**labels, "partition": "0"}) == 0
 
 
 async def test_undecodable_record_is_dead_lettered_with_its_original_bytes(
