@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -32,10 +31,12 @@ async def test_the_app_consumes_once_started_and_is_ready_only_while_its_loops_r
         registry=registry,
     )
     seen: list[str] = []
+    handled = asyncio.Event()
 
     @bus.subscribe(topic, group="deid")
     async def handle(event: Event[StudyReceived], claim: Claim) -> None:
         seen.append(event.message.study_instance_uid)
+        handled.set()
 
     health = HealthServer("127.0.0.1", 0, registry=registry)
     app = service_app(bus, health)
@@ -54,9 +55,7 @@ async def test_the_app_consumes_once_started_and_is_ready_only_while_its_loops_r
         assert set(results) >= {"kafka", "idempotency-store"}
 
         await publisher.publish(topic, StudyReceived(study_instance_uid="2.25.1"))
-        deadline = time.monotonic() + 30
-        while not seen and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(handled.wait(), 30)
         assert seen == ["2.25.1"]
 
         await bus.stop_consuming()
