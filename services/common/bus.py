@@ -415,6 +415,22 @@ class _Subscription:
         self._task = self.consumer = None
 
     async def _run(self) -> None:
+        try:
+            await self._consume()
+        except Exception as exc:
+            # The loop handles what Kafka and handlers raise; anything else is a defect. The
+            # service stops being ready (Bus.consuming) instead of idling with a dead loop.
+            log.error(
+                "consume loop stopped",
+                extra={
+                    "topic": self.topic.name,
+                    "group": self.group,
+                    "error_type": type(exc).__name__,
+                },
+            )
+            raise
+
+    async def _consume(self) -> None:
         consumer, telemetry = self.consumer, self.bus._telemetry
         assert consumer is not None
         topic, group = self.topic.name, self.group
