@@ -378,6 +378,8 @@ class _Subscription:
         return self._task is not None and not self._task.done()
 
     async def start(self, client_options: dict[str, Any]) -> None:
+        if self.running():
+            return  # already consuming: a second consumer would join its own group again
         config = self.bus.config
         self._stopping = False
         self.consumer = AIOKafkaConsumer(

@@ -49,9 +49,16 @@ async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> No
         await asyncio.sleep(0.05)
 
 
-def make_bus(settings: KafkaSettings, dsn: str, service: str, **kwargs) -> Bus:
+def make_bus(
+    settings: KafkaSettings,
+    dsn: str,
+    service: str,
+    registry: CollectorRegistry | None = None,
+    **kwargs,
+) -> Bus:
     delivery = DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES)
-    return create_bus(settings, delivery, service=service, registry=CollectorRegistry(), **kwargs)
+    registry = registry if registry is not None else CollectorRegistry()
+    return create_bus(settings, delivery, service=service, registry=registry, **kwargs)
 
 
 async def test_event_round_trips_with_headers_intact_and_trace_continued(
@@ -147,12 +154,7 @@ async def test_failing_handler_sends_event_to_dlq_after_retries_and_stream_keeps
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
     registry = CollectorRegistry()
-    consumer = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=idempotency_dsn, **FAST_RETRIES),
-        service="deid",
-        registry=registry,
-    )
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid", registry)
     processed: list[str] = []
     attempts: list[str] = []
 
@@ -236,12 +238,7 @@ async def test_a_dependency_down_past_the_retries_redelivers_the_record_instead_
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
     registry = CollectorRegistry()
-    consumer = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=idempotency_dsn, **FAST_RETRIES),
-        service="deid",
-        registry=registry,
-    )
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid", registry)
     attempts: list[str] = []
     processed: list[str] = []
 
