@@ -26,6 +26,7 @@ import functools
 import logging
 import posixpath
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,8 +116,28 @@ class ExportTarget(BaseModel):
 
     @property
     def tls(self) -> bool:
-        """Whether the C-STORE association runs over TLS."""
+        """Whether TLS files are set: C-STORE then runs over TLS; STOW-RS uses them for https."""
         return self.tls_ca_file is not None or self.tls_certfile is not None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The client TLS context for this target.
+
+        It trusts ``tls_ca_file`` (else the system's CAs) and presents the client certificate
+        when one is set (mutual TLS).
+        """
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH,
+                cafile=str(self.tls_ca_file) if self.tls_ca_file else None,
+            )
+            if self.tls_certfile is not None and self.tls_keyfile is not None:
+                context.load_cert_chain(str(self.tls_certfile), str(self.tls_keyfile))
+        except (OSError, ssl.SSLError) as exc:
+            raise IngestConfigurationError(
+                f"TLS files of export target {self.name!r} are unusable "
+                f"({type(exc).__name__}); check tls_ca_file, tls_certfile and tls_keyfile"
+            ) from exc
+        return context
 
     def token(self) -> str | None:
         """The STOW-RS bearer token, from the setting or the file (a mounted Secret)."""

@@ -57,7 +57,7 @@ class CStoreTransport:
             port=target.port,
             called_ae=target.ae_title,
             calling_ae=target.calling_ae_title,
-            tls=_tls_context(target) if target.tls else None,
+            tls=target.tls_context() if target.tls else None,
             timeout_s=target.timeout_s,
         )
 
@@ -152,19 +152,3 @@ def _contexts(datasets: Sequence[Dataset | None]) -> list[tuple[str, list[str]]]
             "lower the export target's batch_size"
         )
     return list(syntaxes.items())
-
-
-def _tls_context(target: ExportTarget) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH,
-            cafile=str(target.tls_ca_file) if target.tls_ca_file else None,
-        )
-        if target.tls_certfile is not None and target.tls_keyfile is not None:
-            context.load_cert_chain(str(target.tls_certfile), str(target.tls_keyfile))
-    except (OSError, ssl.SSLError) as exc:
-        raise IngestConfigurationError(
-            f"TLS files of export target {target.name!r} are unusable ({type(exc).__name__}); "
-            "check tls_ca_file, tls_certfile and tls_keyfile"
-        ) from exc
-    return context

@@ -9,6 +9,7 @@ per-instance answer, the HTTP status decides for the whole request.
 from __future__ import annotations
 
 import secrets
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ class StowRsTransport:
         base_url: str,
         token: str | None = None,
         timeout_s: float = 60.0,
+        tls: ssl.SSLContext | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/studies"
@@ -59,7 +61,10 @@ class StowRsTransport:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        # Without a context of its own, httpx trusts certifi's CAs, not the hospital's.
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout_s, verify=tls if tls is not None else True
+        )
         self._headers = headers
 
     @classmethod
@@ -67,7 +72,12 @@ class StowRsTransport:
         """Build the transport for a ``stow-rs`` target."""
         if target.stow_url is None:
             raise IngestConfigurationError(f"export target {target.name!r} is not a stow-rs one")
-        return cls(base_url=target.stow_url, token=target.token(), timeout_s=target.timeout_s)
+        return cls(
+            base_url=target.stow_url,
+            token=target.token(),
+            timeout_s=target.timeout_s,
+            tls=target.tls_context() if target.tls else None,
+        )
 
     async def close(self) -> None:
         """Close the HTTP client this transport opened."""

@@ -6,6 +6,7 @@ a real receiver, assembly and bus; each test sends its own synthetic study with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ import pytest
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.settings import KafkaSettings
 from radstream.contracts.v1 import imaging_pb2
+from radstream.ingest.export import ExportItem, ExportTarget
+from radstream.ingest.export_stow import StowRsTransport
 from radstream.ingest.http_app import HttpServer, create_http_app
 from radstream.ingest.http_auth import HttpSettings, token_sha256
 from radstream.ingest.stow import StowEndpoints
@@ -348,3 +351,60 @@ class TestMutualTls:
         async with httpx.AsyncClient(base_url=server.url, verify=context) as client:
             with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
                 await client.get("/dicomweb/studies")
+
+
+class TestExportOverTls:
+    """The STOW-RS export to a research PACS over https, against this stack's mTLS server."""
+
+    @staticmethod
+    def item(study: SyntheticStudy) -> ExportItem:
+        data = study.instance("CT", 1)
+        return ExportItem(
+            sop_instance_uid=study.sop_uid("CT", 1),
+            sop_class_uid=str(study.dataset("CT", 1).SOPClassUID),
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=data,
+        )
+
+    async def test_it_trusts_the_targets_ca_and_presents_its_certificate(
+        self, running: Running, mtls
+    ) -> None:
+        server, pki = mtls
+        study = SyntheticStudy.new()
+        target = ExportTarget(
+            name="research-tls",
+            transport="stow-rs",
+            stow_url=f"{server.url}/dicomweb",
+            tls_ca_file=pki.ca,
+            tls_certfile=pki.client_cert,
+            tls_keyfile=pki.client_key,
+        )
+        transport = StowRsTransport.from_target(target)
+        try:
+            [result] = await transport.send([self.item(study)])
+        finally:
+            await transport.close()
+
+        assert result.outcome == "sent", result
+        (event,) = await running.instances_of(study, 1)
+        assert event.message.sender_id == "SYNTH_CT_TLS"
+
+    async def test_without_the_targets_ca_the_server_is_not_trusted_and_nothing_is_sent(
+        self, mtls
+    ) -> None:
+        server, pki = mtls
+        target = ExportTarget(
+            name="research-tls",
+            transport="stow-rs",
+            stow_url=f"{server.url}/dicomweb",
+            tls_certfile=pki.client_cert,
+            tls_keyfile=pki.client_key,
+        )
+        transport = StowRsTransport.from_target(target)
+        try:
+            [result] = await transport.send([self.item(SyntheticStudy.new())])
+        finally:
+            await transport.close()
+
+        assert result.outcome == "retry"
+        assert result.status == "http-ConnectError"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radstream.ingest.errors import IngestConfigurationError
-from radstream.ingest.export import ExportItem, ExportTarget
+from radstream.ingest.export import ExportItem, ExportTarget, open_transport
 from radstream.ingest.export_cstore import _outcome_of
 from radstream.ingest.export_stow import _per_instance, multipart_related
 
@@ -50,6 +50,22 @@ class TestExportTarget:
             bearer_token_file=token_file,
         )
         assert target.token() == "synthetic-token"
+
+    @pytest.mark.parametrize("transport", ["c-store", "stow-rs"])
+    def test_an_unreadable_ca_file_stops_the_transport_being_built(
+        self, transport: str, tmp_path
+    ) -> None:
+        target = ExportTarget(
+            name="research",
+            transport=transport,
+            host="pacs.example",
+            port=11112,
+            ae_title="RESEARCH",
+            stow_url="https://pacs.example/dicom-web",
+            tls_ca_file=tmp_path / "missing-ca.crt",
+        )
+        with pytest.raises(IngestConfigurationError, match="'research' are unusable"):
+            open_transport(target)
 
     def test_target_names_are_label_safe(self) -> None:
         with pytest.raises(IngestConfigurationError, match="lowercase"):
