@@ -13,7 +13,9 @@ the acknowledgment before the next message. For each message the listener
 
 A malformed message publishes nothing; it is audited with its failure reason (which counts it
 in ``radstream_ingest_receipts_total``) and logged without content. Connections come only from
-``allowed_peers``; any other peer is closed at once and counted. A block larger than
+``allowed_peers``; any other peer is closed at once and counted. With TLS files set the
+listener speaks MLLP over TLS, and with a client CA it takes only senders whose certificate that
+CA signed (mutual TLS; the certificate's CN names the sender in the audit). A block larger than
 ``max_message_bytes`` or bytes outside a frame end the connection: the stream cannot be
 trusted to be in step any more.
 """
@@ -25,10 +27,12 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Iterable
 from datetime import tzinfo
+from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Final
+from typing import Annotated, Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,6 +68,7 @@ START_BLOCK: Final = b"\x0b"
 END_BLOCK: Final = b"\x1c\r"
 _MiB: Final = 1024 * 1024
 _STOP_TIMEOUT_S: Final = 5.0
+_HANDSHAKE_TIMEOUT_S: Final = 10.0
 
 
 class MllpSettings(BaseSettings):
@@ -71,6 +76,9 @@ class MllpSettings(BaseSettings):
 
     ``allowed_peers`` is a comma list of IP addresses or networks (``10.1.2.3,10.9.0.0/16``);
     empty refuses every connection (fail closed) unless ``allow_any_peer`` is set for a demo.
+    ``tls_certfile``/``tls_keyfile`` put the listener on TLS (1.2 or newer); adding
+    ``tls_client_cafile`` requires every sender to present a certificate that CA signed, and
+    its CN becomes the sender identity in the receipt audit.
     ``encoding`` decodes messages whose MSH-18 names no character set; ``local_timezone``
     (IANA name) applies to HL7 times without an offset.
     """
@@ -90,6 +98,9 @@ class MllpSettings(BaseSettings):
     # MSH-3/MSH-4 of our ACKs when the message named no receiving application/facility.
     application: str = "RADSTREAM"
     facility: str = ""
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    tls_client_cafile: Path | None = None
 
     @field_validator("allowed_peers", "accepted_processing_ids", mode="before")
     @classmethod
@@ -99,6 +110,15 @@ class MllpSettings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> MllpSettings:
         PeerAllowlist(self.allowed_peers, allow_any=self.allow_any_peer)  # raises if malformed
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise IngestConfigurationError(
+                "RADSTREAM_INGEST_MLLP_TLS_CERTFILE and _TLS_KEYFILE go together"
+            )
+        if self.tls_client_cafile is not None and self.tls_certfile is None:
+            raise IngestConfigurationError(
+                "RADSTREAM_INGEST_MLLP_TLS_CLIENT_CAFILE needs the listener's own "
+                "_TLS_CERTFILE and _TLS_KEYFILE"
+            )
         self.timezone()
         try:
             "".encode(self.encoding)
@@ -116,6 +136,36 @@ class MllpSettings(BaseSettings):
             raise IngestConfigurationError(
                 "RADSTREAM_INGEST_MLLP_LOCAL_TIMEZONE must be an IANA zone such as Europe/Berlin"
             ) from None
+
+
+def mllp_tls_context(settings: MllpSettings) -> ssl.SSLContext | None:
+    """The listener's TLS context, or None for plain MLLP; unusable files fail at startup."""
+    if settings.tls_certfile is None or settings.tls_keyfile is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
+        if settings.tls_client_cafile is not None:
+            context.load_verify_locations(cafile=settings.tls_client_cafile)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise IngestConfigurationError(
+            f"cannot load the MLLP TLS files ({type(exc).__name__}); check "
+            "RADSTREAM_INGEST_MLLP_TLS_CERTFILE, _TLS_KEYFILE and _TLS_CLIENT_CAFILE"
+        ) from exc
+    return context
+
+
+def client_cn(ssl_object: ssl.SSLObject | None) -> str | None:
+    """The subject CN of the peer's verified certificate, if it presented one."""
+    certificate = ssl_object.getpeercert() if ssl_object is not None else None
+    if not certificate:
+        return None
+    # getpeercert() types its values as a union; "subject" is always the RDN tuple.
+    subject = cast(tuple[tuple[tuple[str, str], ...], ...], certificate.get("subject", ()))
+    names = [value for rdn in subject for key, value in rdn if key == "commonName"]
+    return names[-1] if names else None
 
 
 class PeerAllowlist:
@@ -156,6 +206,7 @@ class MllpServer:
         self._port = settings.port
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._tls = mllp_tls_context(settings)  # bad TLS files fail at startup
 
     @property
     def port(self) -> int:
@@ -179,7 +230,11 @@ class MllpServer:
         self._port = int(sock.getsockname()[1])
         # The reader's limit bounds a frame: the message plus its start and end bytes.
         self._server = await asyncio.start_server(
-            self._on_connection, sock=sock, limit=self._settings.max_message_bytes + 3
+            self._on_connection,
+            sock=sock,
+            limit=self._settings.max_message_bytes + 3,
+            ssl=self._tls,
+            ssl_handshake_timeout=_HANDSHAKE_TIMEOUT_S if self._tls is not None else None,
         )
         if self._settings.allow_any_peer:
             log.warning(
@@ -193,7 +248,10 @@ class MllpServer:
                 "connection will be refused",
                 extra={"port": self._port},
             )
-        log.info("MLLP listening on port %d", self._port, extra={"port": self._port})
+        transport = "plain TCP" if self._tls is None else "TLS"
+        log.info(
+            "MLLP listening on port %d (%s)", self._port, transport, extra={"port": self._port}
+        )
 
     async def stop(self) -> None:
         """Stop listening and end open connections; stopping a stopped server does nothing."""
@@ -240,7 +298,8 @@ class MllpServer:
             if not self._peers.allows(address):
                 self._rejections.count("mllp", "peer_not_allowed")
                 return
-            sender = Sender(channel="mllp", identity=address, address=address)
+            identity = client_cn(writer.get_extra_info("ssl_object")) or address
+            sender = Sender(channel="mllp", identity=identity, address=address)
             await self._converse(reader, writer, sender)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the peer went away, or the server is stopping

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +16,9 @@ from hl7.mllp import open_hl7_connection
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.settings import KafkaSettings
 from radstream.contracts.v1 import reports_pb2
+from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.mllp import MllpServer, MllpSettings
+from tests.integration.ingest.dicom_peers import DicomPki, make_pki
 from tests.integration.ingest.http_stack import ReceivingStack, receiving_stack
 
 pytestmark = pytest.mark.integration
@@ -195,3 +199,100 @@ class TestPeers:
                 writer.close()
                 await writer.wait_closed()
         assert running.stack.refused("mllp", "peer_not_allowed") >= 1
+
+
+async def raw_exchange(port: int, message: str, *, ssl_context: ssl.SSLContext | None) -> bytes:
+    """Send one framed message and read until the listener closes; b"" if it refused us."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl_context)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+    try:
+        writer.write(b"\x0b" + message.encode() + b"\x1c\r")
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 15)
+    except (ssl.SSLError, ConnectionError):
+        return b""  # TLS 1.3 reports a refused client certificate on the first read
+    finally:
+        writer.close()
+
+
+@pytest.fixture(scope="module")
+async def tls_server(
+    running: Running, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[MllpServer, DicomPki]]:
+    """A second listener on the same stack: MLLP over TLS that requires client certificates."""
+    pki = make_pki(tmp_path_factory.mktemp("mllp-pki"))
+    settings = MllpSettings(
+        port=0,
+        allowed_peers="127.0.0.1",
+        tls_certfile=pki.server_cert,
+        tls_keyfile=pki.server_key,
+        tls_client_cafile=pki.ca,
+    )
+    async with MllpServer(
+        settings, sink=running.stack.sink, rejections=running.stack.rejections
+    ) as server:
+        yield server, pki
+
+
+class TestMutualTls:
+    async def test_a_sender_with_a_certificate_is_acknowledged_and_named_by_its_cn(
+        self, running: Running, tls_server
+    ) -> None:
+        server, pki = tls_server
+        filler = new_filler()
+        reader, writer = await open_hl7_connection(
+            "127.0.0.1", server.port, ssl=pki.client_context(with_certificate=True)
+        )
+        try:
+            writer.writemessage(hl7.parse(oru(filler)))
+            await writer.drain()
+            ack = await asyncio.wait_for(reader.readmessage(), 10)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+        assert msa(ack) == ("AA", f"{filler}-MSG")
+        (event,) = await running.reports(filler)
+        assert event.message.text == FINDING
+        receipts = [json.loads(line) for line in running.stack.audit_path.read_text().splitlines()]
+        assert any(r["channel"] == "mllp" and r["sender"] == "SYNTH_CT_TLS" for r in receipts)
+
+    async def test_a_sender_without_a_certificate_is_refused_and_nothing_published(
+        self, running: Running, tls_server
+    ) -> None:
+        server, pki = tls_server
+        filler = new_filler()
+
+        answer = await raw_exchange(
+            server.port, oru(filler), ssl_context=pki.client_context(with_certificate=False)
+        )
+
+        assert b"MSA" not in answer
+        await asyncio.sleep(0.5)
+        assert not running.stack.events.on(
+            running.stack.topics.report_received, lambda m: m.report_id == f"hl7/RIS/{filler}"
+        )
+
+    async def test_plain_tcp_gets_no_answer_from_a_tls_listener(self, tls_server) -> None:
+        server, _ = tls_server
+        answer = await raw_exchange(server.port, oru(new_filler()), ssl_context=None)
+        assert b"MSA" not in answer
+
+
+class TestTlsSettings:
+    def test_a_certificate_needs_its_key(self, tmp_path) -> None:
+        with pytest.raises(IngestConfigurationError, match="go together"):
+            MllpSettings(tls_certfile=tmp_path / "server.crt")
+
+    def test_a_client_ca_needs_the_listeners_own_certificate(self, tmp_path) -> None:
+        with pytest.raises(IngestConfigurationError, match="listener's own"):
+            MllpSettings(tls_client_cafile=tmp_path / "ca.crt")
+
+    def test_unusable_files_fail_at_startup(self, running: Running, tmp_path) -> None:
+        settings = MllpSettings(
+            tls_certfile=tmp_path / "missing.crt", tls_keyfile=tmp_path / "missing.key"
+        )
+        with pytest.raises(IngestConfigurationError, match="cannot load the MLLP TLS files"):
+            MllpServer(settings, sink=running.stack.sink, rejections=running.stack.rejections)
