@@ -20,21 +20,21 @@ cost more CPU per record than the whole plumbing may (``make bench``; docs/archi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from google.protobuf.message import Message
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from radstream.common.bus_telemetry import BusTelemetry
+from radstream.common.consume_loop import ConsumeLoop
 from radstream.common.delivery import (
     DeadLetter,
     DeliveryObserver,
@@ -214,7 +214,7 @@ class Bus:
         self._dead_letters = _KafkaDeadLetters(client_options)
         self._observer = _Observers((delivery_metrics(config.registry), *config.observers))
         self._telemetry = BusTelemetry(tracer_provider=tracer_provider, registry=config.registry)
-        self._subscriptions: list[_Subscription] = []
+        self._subscriptions: list[ConsumeLoop] = []
         self._open = False
 
     @property
@@ -244,7 +244,7 @@ class Bus:
     async def start_consuming(self) -> None:
         """Join each subscription's consumer group and start its consume loop."""
         for subscription in self._subscriptions:
-            await subscription.start(self._client_options)
+            await subscription.start()
 
     async def stop_consuming(self) -> None:
         """Let records in flight finish, commit them, and leave the consumer groups."""
@@ -334,19 +334,35 @@ class Bus:
         def register(handler: Handler[M]) -> Handler[M]:
             if self._open and any(s.running() for s in self._subscriptions):
                 raise RuntimeError("subscribe before the bus starts consuming")
+            typed = cast(Handler[Message], handler)
+
+            async def deliver_record(record: RawRecord) -> None:
+                await self._deliver(topic, group, typed, record)
+
             self._subscriptions.append(
-                _Subscription(
-                    bus=self, topic=topic, group=group, handler=cast(Handler[Message], handler)
+                ConsumeLoop(
+                    topic=topic.name,
+                    group=group,
+                    deliver=deliver_record,
+                    telemetry=self._telemetry,
+                    consumer_options={
+                        "fetch_max_wait_ms": self.config.fetch_max_wait_ms,
+                        "session_timeout_ms": self.config.session_timeout_ms,
+                        **self._client_options,
+                    },
+                    retry_after_s=self.config.policy.max_s,
                 )
             )
             return handler
 
         return register
 
-    async def _deliver(self, subscription: _Subscription, record: RawRecord) -> None:
+    async def _deliver(
+        self, topic: Topic, group: str, handler: Handler[Message], record: RawRecord
+    ) -> None:
         with self._telemetry.processing(
             topic=record.topic,
-            group=subscription.group,
+            group=group,
             partition=record.partition,
             offset=record.offset,
             headers=record.headers,
@@ -354,150 +370,14 @@ class Bus:
         ):
             await deliver(
                 record,
-                message_type=subscription.topic.message,
-                handler=subscription.handler,
-                group=subscription.group,
+                message_type=topic.message,
+                handler=handler,
+                group=group,
                 guard=self.config.guard,
                 dead_letters=self._dead_letters,
                 policy=self.config.policy,
                 observer=self._observer,
             )
-
-
-class _Subscription:
-    """One topic, one consumer group, one consume loop."""
-
-    def __init__(self, *, bus: Bus, topic: Topic, group: str, handler: Handler[Message]) -> None:
-        self.bus, self.topic, self.group, self.handler = bus, topic, group, handler
-        self.consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._idle = False
-        self._stopping = False
-
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def start(self, client_options: dict[str, Any]) -> None:
-        if self.running():
-            return  # already consuming: a second consumer would join its own group again
-        config = self.bus.config
-        self._stopping = False
-        self.consumer = AIOKafkaConsumer(
-            self.topic.name,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=config.fetch_max_wait_ms,
-            session_timeout_ms=config.session_timeout_ms,
-            **client_options,
-        )
-        await self.consumer.start()
-        self._task = asyncio.create_task(
-            self._run(), name=f"consume {self.group}:{self.topic.name}"
-        )
-
-    async def stop(self, graceful_timeout_s: float) -> None:
-        self._stopping = True
-        task, consumer = self._task, self.consumer
-        if task is not None:
-            if self._idle:
-                task.cancel()  # waiting for a record or a retry: nothing in flight
-            else:
-                _, pending = await asyncio.wait({task}, timeout=graceful_timeout_s)
-                if pending:
-                    log.warning(
-                        "a record is still in flight at stop; it will be redelivered",
-                        extra={"topic": self.topic.name, "group": self.group},
-                    )
-                    task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if consumer is not None:
-            await consumer.stop()  # leaves the group at once, so partitions move on
-        self._task = self.consumer = None
-
-    async def _run(self) -> None:
-        try:
-            await self._consume()
-        except Exception as exc:
-            # The loop handles what Kafka and handlers raise; anything else is a defect. The
-            # service stops being ready (Bus.consuming) instead of idling with a dead loop.
-            log.error(
-                "consume loop stopped",
-                extra={
-                    "topic": self.topic.name,
-                    "group": self.group,
-                    "error_type": type(exc).__name__,
-                },
-            )
-            raise
-
-    async def _consume(self) -> None:
-        consumer, telemetry = self.consumer, self.bus._telemetry
-        assert consumer is not None
-        topic, group = self.topic.name, self.group
-        retry_after = self.bus.config.policy.max_s
-        while not self._stopping:
-            self._idle = True
-            try:
-                message = await consumer.getone()
-            except KafkaError as exc:
-                telemetry.consumer_error(topic, group, "poll", exc)
-                log.warning(
-                    "fetch failed, will retry",
-                    extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
-                )
-                await asyncio.sleep(retry_after)
-                continue
-            finally:
-                self._idle = False
-            if self._stopping:
-                return  # not started, not committed: the group's next owner gets it
-            record = RawRecord(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                headers=tuple(message.headers),
-            )
-            partition = TopicPartition(message.topic, message.partition)
-            try:
-                await self.bus._deliver(self, record)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # deliver raises only when the record must come again
-                telemetry.consumer_error(topic, group, "redeliver", exc)
-                log.warning(
-                    "record not handled, will redeliver",
-                    extra={
-                        "topic": topic,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                        "group": group,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-                with contextlib.suppress(IllegalStateError):  # the partition moved on meanwhile
-                    consumer.seek(partition, record.offset)
-                self._idle = True  # a stop may cancel the wait: the record is not committed
-                await asyncio.sleep(retry_after)
-                self._idle = False
-                continue
-            with contextlib.suppress(IllegalStateError):  # unless the partition just moved
-                highwater = consumer.highwater(partition)
-                if highwater is not None:
-                    telemetry.handled(topic, group, record.partition, highwater - record.offset - 1)
-            try:
-                await consumer.commit({partition: record.offset + 1})
-            except (KafkaError, IllegalStateError) as exc:
-                # A rebalance took the partition; its next owner redelivers the record and the
-                # idempotency guard recognises it.
-                telemetry.consumer_error(topic, group, "commit", exc)
-                log.info(
-                    "offset commit failed",
-                    extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
-                )
 
 
 def create_bus(
