@@ -86,8 +86,9 @@ class ConsumeLoop:
                         extra={"topic": self.topic, "group": self.group},
                     )
                     task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})  # done, cancelled, or failed (and logged by _run)
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure was logged when the loop stopped
         if consumer is not None:
             await consumer.stop()  # leaves the group at once, so partitions move on
         self._task = self.consumer = None

@@ -334,3 +334,22 @@ async def test_a_service_without_tracing_passes_the_trace_on(
 
     trace_id = format(root.get_span_context().trace_id, "032x")
     assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id
+
+
+async def test_a_consume_loop_that_dies_fails_readiness_and_the_bus_still_stops(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    bus = make_bus(kafka_settings, idempotency_dsn, "deid")
+
+    @bus.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        pass
+
+    await bus.start()
+    assert bus.consuming()
+    [consumer] = bus.consumers
+    await consumer.stop()  # pulled from under the loop, as a defect would
+
+    await eventually(lambda: not bus.consuming())
+    await bus.stop()
