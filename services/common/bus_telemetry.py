@@ -21,11 +21,13 @@ import functools
 import re
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import Token
 from types import TracebackType
 from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -232,7 +234,7 @@ class PublishScope:
 class ProcessScope:
     """A ``CONSUMER`` span continuing the record's trace, current while the record is handled."""
 
-    __slots__ = ("_token", "span")
+    __slots__ = ("_current", "_token", "span")
 
     def __init__(
         self,
@@ -267,9 +269,11 @@ class ProcessScope:
         current = self.span
         if not current.get_span_context().is_valid and parent.is_valid:
             current = NonRecordingSpan(parent)  # no tracer: the handler still continues the trace
-        self._token = otel_context.attach(trace.set_span_in_context(current))
+        self._current = current
+        self._token: Token[Context] | None = None
 
     def __enter__(self) -> ProcessScope:
+        self._token = otel_context.attach(trace.set_span_in_context(self._current))
         return self
 
     def __exit__(
@@ -278,7 +282,8 @@ class ProcessScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        otel_context.detach(self._token)
+        if self._token is not None:
+            otel_context.detach(self._token)
         if exc is not None and self.span.is_recording():
             self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
         self.span.end()
