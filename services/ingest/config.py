@@ -161,6 +161,15 @@ class IngestSettings(BaseSettings):
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
 
+    @model_validator(mode="after")
+    def _push_needs_the_scp(self) -> IngestSettings:
+        if self.pacs.mode == "push" and not self.dicom.enabled:
+            raise IngestConfigurationError(
+                "RADSTREAM_INGEST_PACS_MODE=push means Orthanc sends to ingest's DICOM SCP, "
+                "which RADSTREAM_INGEST_DICOM_ENABLED=false turns off"
+            )
+        return self
+
     def reader_limits(self) -> ReaderLimits:
         """Size limits for incoming instances (every channel)."""
         return ReaderLimits(

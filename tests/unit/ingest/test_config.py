@@ -9,6 +9,7 @@ import pytest
 from radstream.common.errors import MisconfiguredError
 from radstream.common.service import service_named
 from radstream.ingest.config import AssemblySettings, DicomSettings, IngestSettings
+from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.scp import DicomScp
 
 
@@ -47,6 +48,16 @@ class TestIngestSettings:
     def test_reader_limits_follow_the_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("RADSTREAM_INGEST_MAX_FILE_BYTES", "4096")
         assert IngestSettings().reader_limits().max_file_bytes == 4096
+
+    def test_push_mode_needs_the_scp_orthanc_sends_to(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("RADSTREAM_INGEST_PACS_MODE", "push")
+        monkeypatch.setenv("RADSTREAM_INGEST_DICOM_ENABLED", "false")
+        with pytest.raises(IngestConfigurationError, match="PACS_MODE=push"):
+            IngestSettings()
+        monkeypatch.setenv("RADSTREAM_INGEST_DICOM_ENABLED", "true")
+        assert IngestSettings().pacs.mode == "push"
 
     def test_the_ingest_service_is_registered(self) -> None:
         assert service_named("ingest").app_factory == "radstream.ingest.app:create_app"
