@@ -215,7 +215,6 @@ class Bus:
         self._observer = _Observers((delivery_metrics(config.registry), *config.observers))
         self._telemetry = BusTelemetry(tracer_provider=tracer_provider, registry=config.registry)
         self._subscriptions: list[ConsumeLoop] = []
-        self._open = False
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -232,11 +231,9 @@ class Bus:
         await self.config.guard.open()
         await self._producer.start()
         await self._dead_letters.start()
-        self._open = True
 
     async def close(self) -> None:
         """Close what :meth:`open` opened."""
-        self._open = False
         await self._dead_letters.stop()
         await self._producer.stop()
         await self.config.guard.close()
@@ -332,7 +329,7 @@ class Bus:
         """
 
         def register(handler: Handler[M]) -> Handler[M]:
-            if self._open and any(s.running() for s in self._subscriptions):
+            if any(s.running() for s in self._subscriptions):
                 raise RuntimeError("subscribe before the bus starts consuming")
             typed = cast(Handler[Message], handler)
 
