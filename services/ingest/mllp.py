@@ -44,6 +44,7 @@ from radstream.common.topics import REPORT_RECEIVED_V1
 from radstream.contracts.v1 import reports_pb2
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.hl7_ack import acknowledgments, internal_error
+from radstream.ingest.listener_tls import listener_tls_context
 from radstream.ingest.oru import (
     APPLICATION_INTERNAL_ERROR,
     UNSUPPORTED_EVENT_CODE,
@@ -140,21 +141,12 @@ class MllpSettings(BaseSettings):
 
 def mllp_tls_context(settings: MllpSettings) -> ssl.SSLContext | None:
     """The listener's TLS context, or None for plain MLLP; unusable files fail at startup."""
-    if settings.tls_certfile is None or settings.tls_keyfile is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
-        if settings.tls_client_cafile is not None:
-            context.load_verify_locations(cafile=settings.tls_client_cafile)
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise IngestConfigurationError(
-            f"cannot load the MLLP TLS files ({type(exc).__name__}); check "
-            "RADSTREAM_INGEST_MLLP_TLS_CERTFILE, _TLS_KEYFILE and _TLS_CLIENT_CAFILE"
-        ) from exc
-    return context
+    return listener_tls_context(
+        settings.tls_certfile,
+        settings.tls_keyfile,
+        settings.tls_client_cafile,
+        settings="RADSTREAM_INGEST_MLLP_TLS_CERTFILE, _TLS_KEYFILE and _TLS_CLIENT_CAFILE",
+    )
 
 
 def client_cn(ssl_object: ssl.SSLObject | None) -> str | None:

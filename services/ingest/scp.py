@@ -35,6 +35,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radstream.ingest.config import DicomSettings
 from radstream.ingest.errors import IngestConfigurationError
+from radstream.ingest.listener_tls import listener_tls_context
 from radstream.ingest.metrics import IngestMetrics
 from radstream.ingest.receipt import OUT_OF_RESOURCES, InstanceReceiver, Sender
 
@@ -78,21 +79,12 @@ def scp_transfer_syntaxes() -> list[str]:
 
 def scp_tls_context(settings: DicomSettings) -> ssl.SSLContext | None:
     """The server-side TLS context the settings ask for, or None for plain DICOM."""
-    if settings.tls_certfile is None or settings.tls_keyfile is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
-        if settings.tls_ca_file is not None:
-            context.load_verify_locations(cafile=settings.tls_ca_file)
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise IngestConfigurationError(
-            f"cannot load the DICOM TLS files ({type(exc).__name__}); check "
-            "RADSTREAM_INGEST_DICOM_TLS_CERTFILE, _KEYFILE and _CA_FILE"
-        ) from exc
-    return context
+    return listener_tls_context(
+        settings.tls_certfile,
+        settings.tls_keyfile,
+        settings.tls_ca_file,
+        settings="RADSTREAM_INGEST_DICOM_TLS_CERTFILE, _KEYFILE and _CA_FILE",
+    )
 
 
 class DicomScp:

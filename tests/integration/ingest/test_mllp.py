@@ -294,5 +294,5 @@ class TestTlsSettings:
         settings = MllpSettings(
             tls_certfile=tmp_path / "missing.crt", tls_keyfile=tmp_path / "missing.key"
         )
-        with pytest.raises(IngestConfigurationError, match="cannot load the MLLP TLS files"):
+        with pytest.raises(IngestConfigurationError, match="INGEST_MLLP_TLS_CERTFILE"):
             MllpServer(settings, sink=running.stack.sink, rejections=running.stack.rejections)
