@@ -20,9 +20,8 @@ of a consumer share one table).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +29,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from radstream.common.errors import MisconfiguredError, MissingExtraError, TransientError
+from radstream.common.errors import MisconfiguredError, TransientError
+from radstream.common.postgres import ReconnectingConnection
 
 TABLE = "radstream_processed_events"
 _MARK_DONE = f"INSERT OR IGNORE INTO {TABLE} (scope, event_id, completed_at) VALUES (?, ?, ?)"
@@ -205,43 +205,27 @@ class PostgresIdempotencyGuard:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn: Any = None
+        self._pg = ReconnectingConnection(
+            dsn,
+            ddl=f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, "
+            "event_id TEXT NOT NULL, completed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (scope, event_id))",
+            unavailable=lambda: TransientError("PostgreSQL idempotency store unavailable"),
+        )
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Connect and create the table if needed."""
         async with self._lock:
-            await self._connection()
-
-    async def _connection(self) -> Any:
-        try:
-            import psycopg  # noqa: PLC0415 -- optional extra
-        except ImportError as exc:
-            raise MissingExtraError("psycopg", "postgres") from exc
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, "
-                "event_id TEXT NOT NULL, completed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
-                "PRIMARY KEY (scope, event_id))"
-            )
-        except psycopg.OperationalError as exc:
-            raise TransientError("PostgreSQL idempotency store unreachable") from exc
-        self._conn = conn
-        return conn
+            await self._pg.connection()
 
     async def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._pg.close()
 
     async def is_done(self, scope: str, event_id: str) -> bool:
         """Whether ``scope`` already finished ``event_id``."""
-        async with self._lock, self._translated_errors():
-            conn = await self._connection()
+        async with self._lock, self._pg.session() as conn:
             cur = await conn.execute(
                 f"SELECT 1 FROM {TABLE} WHERE scope=%s AND event_id=%s", (scope, event_id)
             )
@@ -249,30 +233,16 @@ class PostgresIdempotencyGuard:
 
     async def complete(self, claim: Claim) -> bool:
         """Commit the staged effects and the done mark in one transaction."""
-        async with self._lock, self._translated_errors():
-            conn = await self._connection()
-            async with conn.transaction():
-                cur = await conn.execute(
-                    f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (claim.scope, claim.event_id),
-                )
-                if cur.rowcount != 1:
-                    return False  # nothing was written: leaving the block commits a no-op
-                for sql, params in claim.staged:
-                    await conn.execute(sql, params)
+        async with self._lock, self._pg.session() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (claim.scope, claim.event_id),
+            )
+            if cur.rowcount != 1:
+                return False  # nothing was written: leaving the block commits a no-op
+            for sql, params in claim.staged:
+                await conn.execute(sql, params)
         return True
-
-    @contextlib.asynccontextmanager
-    async def _translated_errors(self) -> AsyncIterator[None]:
-        import psycopg  # noqa: PLC0415 -- optional extra
-
-        try:
-            yield
-        except psycopg.OperationalError as exc:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None  # reconnect on the next call
-            raise TransientError("PostgreSQL idempotency store unavailable") from exc
 
     async def check(self) -> None:
         """Raise if PostgreSQL cannot be reached."""

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from radstream.common.errors import MissingExtraError, TransientError
+from radstream.common.errors import TransientError
+from radstream.common.postgres import ReconnectingConnection
 from radstream.ingest.errors import IngestConfigurationError, IngestError
 
 __all__ = [
@@ -128,46 +129,26 @@ class PostgresPullCursor:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn: Any = None
-
-    async def _connection(self) -> Any:
-        try:
-            import psycopg  # noqa: PLC0415 -- optional extra
-        except ImportError as exc:
-            raise MissingExtraError("psycopg", "postgres") from exc
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
-                "sequence BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-        except psycopg.OperationalError as exc:
-            raise PullCursorUnavailableError("PostgreSQL PACS pull cursor unreachable") from exc
-        self._conn = conn
-        return conn
+        self._pg = ReconnectingConnection(
+            dsn,
+            ddl=f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
+            "sequence BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            unavailable=lambda: PullCursorUnavailableError(
+                "PostgreSQL PACS pull cursor unreachable"
+            ),
+        )
 
     async def _execute(self, sql: str, params: tuple[object, ...]) -> Any:
-        import psycopg  # noqa: PLC0415 -- optional extra
-
-        conn = await self._connection()
-        try:
+        async with self._pg.session() as conn:
             return await conn.execute(sql, params)
-        except psycopg.OperationalError as exc:
-            await conn.close()
-            self._conn = None
-            raise PullCursorUnavailableError("PostgreSQL PACS pull cursor unreachable") from exc
 
     async def open(self) -> None:
         """Connect and create the table if needed."""
-        await self._connection()
+        await self._pg.connection()
 
     async def close(self) -> None:
         """Close the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        await self._pg.close()
 
     async def load(self, source: str) -> int | None:
         """The last sequence number saved for ``source``, or None if there is none yet."""
