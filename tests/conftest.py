@@ -66,6 +66,18 @@ def _letters() -> str:
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def drop_postgres_connections(dsn: str) -> None:
+    """End every server connection to ``dsn``'s database, as a PostgreSQL restart would."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dsn.rsplit("/", 1)[1],),
+        )
+
+
 @pytest.fixture
 def postgres_dsn() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL, dropped afterwards; skips without one."""

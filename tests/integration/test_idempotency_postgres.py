@@ -9,11 +9,9 @@ import pytest
 
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import PostgresIdempotencyGuard, claim_for, open_guard
-from tests.conftest import POSTGRES_ADMIN_DSN
+from tests.conftest import drop_postgres_connections
 
 pytestmark = pytest.mark.integration
-
-ADMIN_DSN = POSTGRES_ADMIN_DSN
 
 
 @pytest.fixture
@@ -63,12 +61,7 @@ async def test_two_replicas_sharing_the_table_complete_an_event_once(database) -
 
 
 async def test_lost_connection_is_transient_and_the_guard_reconnects(guard, database) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database.rsplit("/", 1)[1],),
-        )
+    drop_postgres_connections(database)
     with pytest.raises(TransientError):
         await guard.is_done("g/t", "e-4")
     assert not await guard.is_done("g/t", "e-4")  # reconnected

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from radstream.common.errors import TransientError
 from radstream.ingest.pull_cursor import PostgresPullCursor, open_pull_cursor
-from tests.conftest import POSTGRES_ADMIN_DSN
+from tests.conftest import drop_postgres_connections
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +37,7 @@ async def test_a_lost_server_is_transient_and_the_cursor_reconnects(postgres_dsn
     await cursor.open()
     try:
         await cursor.save("orthanc", 5)
-        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (postgres_dsn.rsplit("/", 1)[1],),
-            )
+        drop_postgres_connections(postgres_dsn)
         with pytest.raises(TransientError):
             await cursor.load("orthanc")
         assert await cursor.load("orthanc") == 5  # reconnected
