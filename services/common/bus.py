@@ -44,7 +44,7 @@ from radstream.common.delivery import (
     RetryPolicy,
     deliver,
 )
-from radstream.common.envelope import Event, derived_event_id, encode
+from radstream.common.envelope import Event, derived_event_id, encode, new_event_id
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import IdempotencyGuard, open_guard
 from radstream.common.kafka_client import aiokafka_options, faststream_security
@@ -296,17 +296,20 @@ class Bus:
         """
         if topic.message is not type(message):
             raise TypeError(f"{topic.name} carries {topic.event_type}, not {type(message)}")
-        if event_id is None and caused_by is not None:
-            event_id = derived_event_id(caused_by.id, f"{topic.name}/{purpose}")
+        if event_id is not None:
+            ce_id = event_id
+        elif caused_by is not None:
+            ce_id = derived_event_id(caused_by.id, f"{topic.name}/{purpose}")
+        else:
+            ce_id = new_event_id()
         value, headers = encode(
             message,
             source=self.config.source,
-            event_id=event_id,
+            event_id=ce_id,
             subject=subject,
             causation_id=caused_by.id if caused_by is not None else None,
             inject_trace=False,  # the publish span below writes traceparent
         )
-        ce_id = headers["ce_id"].decode()
         with self._telemetry.publishing(topic.name, ce_id, len(value)) as scope:
             headers.update(scope.headers)
             try:
@@ -332,15 +335,11 @@ class Bus:
             if any(s.running() for s in self._subscriptions):
                 raise RuntimeError("subscribe before the bus starts consuming")
             typed = cast(Handler[Message], handler)
-
-            async def deliver_record(record: RawRecord) -> None:
-                await self._deliver(topic, group, typed, record)
-
             self._subscriptions.append(
                 ConsumeLoop(
                     topic=topic.name,
                     group=group,
-                    deliver=deliver_record,
+                    deliver=functools.partial(self._deliver, topic, group, typed),
                     telemetry=self._telemetry,
                     consumer_options={
                         "fetch_max_wait_ms": self.config.fetch_max_wait_ms,

@@ -7,8 +7,10 @@ continues the trace from that header and is current while the handler runs, so t
 own publishes become its children. Attributes follow OpenTelemetry's messaging conventions and
 carry no record keys or bodies: keys are study UIDs, which are PHI.
 
-Without an SDK tracer provider the spans are OpenTelemetry's no-op, and the incoming trace
-context is still passed through, so a service without tracing does not cut a trace in two.
+Without an SDK tracer provider no span is started at all (not even OpenTelemetry's no-op ones,
+whose attribute dictionaries cost more than the rest of a publish), and the incoming trace
+context is still passed through, so a service without tracing does not cut a trace in two. An
+SDK provider installed globally after the bus was built is picked up at the next record.
 
 The benchmark (``make bench``) measured why: FastStream's OpenTelemetry and Prometheus
 middlewares cost about 300 us of CPU per event on this path, more than the 20% budget of the
@@ -29,7 +31,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
+    INVALID_SPAN,
     NonRecordingSpan,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanContext,
     SpanKind,
@@ -47,6 +52,8 @@ TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _SYSTEM = "kafka"
+# What a handler sees as current when its record carries no trace and nothing is recorded.
+_NO_TRACE: Final = trace.set_span_in_context(INVALID_SPAN)
 
 
 class BusMetrics:
@@ -131,26 +138,37 @@ def trace_headers(span_context: SpanContext) -> dict[str, bytes]:
     return headers
 
 
-def _trace_and_id(headers: Iterable[tuple[str, bytes]]) -> tuple[SpanContext, str]:
-    """The parent span context and the event id of a record's headers, in one pass."""
-    parent = state = event_id = None
+def _trace_context(headers: Iterable[tuple[str, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """A record's ``traceparent`` and ``tracestate`` (the last of each, as in the envelope)."""
+    parent = state = None
     for name, value in headers:  # Kafka allows repeats; the last one wins, as in the envelope
         if name == TRACEPARENT:
             parent = value
         elif name == TRACESTATE:
             state = value
-        elif name == "ce_id":
-            event_id = value
-    return parse_traceparent(parent, state), (event_id or b"").decode("utf-8", "replace")[:128]
+    return parent, state
+
+
+def _trace_and_id(headers: Iterable[tuple[str, bytes]]) -> tuple[SpanContext, str]:
+    """The parent span context and the event id of a record's headers, in one pass."""
+    headers = tuple(headers)
+    event_id = next((value for name, value in reversed(headers) if name == "ce_id"), b"")
+    return parse_traceparent(*_trace_context(headers)), event_id.decode("utf-8", "replace")[:128]
 
 
 class BusTelemetry:
     """The tracer and metrics one bus reports to."""
 
     def __init__(self, *, tracer_provider: TracerProvider | None, registry: CollectorRegistry):
+        self._provider = tracer_provider  # None: the global one, which may be installed later
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer = provider.get_tracer("radstream.bus")
         self.metrics = bus_metrics(registry)
+
+    def recording(self) -> bool:
+        """Whether spans can be recorded: an SDK provider was given, or is installed globally."""
+        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+        return not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
 
     def publishing(self, topic: str, event_id: str, size: int) -> PublishScope:
         """A scope around one publish: its span, its timing and its outcome."""
@@ -194,19 +212,22 @@ class PublishScope:
     def __init__(self, telemetry: BusTelemetry, topic: str, event_id: str, size: int) -> None:
         self._telemetry = telemetry
         self._topic = topic
-        self.span: Span = telemetry.tracer.start_span(
-            f"{topic} publish",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": _SYSTEM,
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": topic,
-                "messaging.message.id": event_id,
-                "messaging.message.body.size": size,
-            },
-        )
-        context = self.span.get_span_context()
-        if not context.is_valid:  # no tracer: pass the caller's trace on unchanged
+        self.span: Span | None = None
+        context = trace.INVALID_SPAN_CONTEXT
+        if telemetry.recording():
+            self.span = telemetry.tracer.start_span(
+                f"{topic} publish",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": _SYSTEM,
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": topic,
+                    "messaging.message.id": event_id,
+                    "messaging.message.body.size": size,
+                },
+            )
+            context = self.span.get_span_context()
+        if not context.is_valid:  # nothing recorded: pass the caller's trace on unchanged
             context = trace.get_current_span().get_span_context()
         self.headers: Mapping[str, bytes] = trace_headers(context)
         self._started = time.perf_counter()
@@ -226,15 +247,17 @@ class PublishScope:
             metrics.published_child(self._topic, "ok").inc()
         else:
             metrics.published_child(self._topic, "error").inc()
-            if self.span.is_recording():
+        if self.span is not None:
+            if exc is not None and self.span.is_recording():
                 self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        self.span.end()
+            self.span.end()
 
 
 class ProcessScope:
     """A ``CONSUMER`` span continuing the record's trace, current while the record is handled."""
 
     __slots__ = ("_current", "_token", "span")
+    _current: Context
 
     def __init__(
         self,
@@ -247,11 +270,20 @@ class ProcessScope:
         headers: Iterable[tuple[str, bytes]],
         size: int,
     ) -> None:
+        self._token: Token[Context] | None = None
+        self.span: Span | None = None
+        if not telemetry.recording():
+            # No span; the handler still continues the record's trace (or none at all).
+            parent = parse_traceparent(*_trace_context(headers))
+            self._current = _NO_TRACE
+            if parent.is_valid:
+                self._current = trace.set_span_in_context(NonRecordingSpan(parent))
+            return
         parent, event_id = _trace_and_id(headers)
         parent_context = (
             trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
         )
-        self.span: Span = telemetry.tracer.start_span(
+        self.span = telemetry.tracer.start_span(
             f"{topic} process",
             context=parent_context,
             kind=SpanKind.CONSUMER,
@@ -266,14 +298,13 @@ class ProcessScope:
                 "messaging.message.body.size": size,
             },
         )
-        current = self.span
+        current: Span = self.span
         if not current.get_span_context().is_valid and parent.is_valid:
-            current = NonRecordingSpan(parent)  # no tracer: the handler still continues the trace
-        self._current = current
-        self._token: Token[Context] | None = None
+            current = NonRecordingSpan(parent)  # a provider that made no span: keep the trace
+        self._current = trace.set_span_in_context(current)
 
     def __enter__(self) -> ProcessScope:
-        self._token = otel_context.attach(trace.set_span_in_context(self._current))
+        self._token = otel_context.attach(self._current)
         return self
 
     def __exit__(
@@ -284,6 +315,7 @@ class ProcessScope:
     ) -> None:
         if self._token is not None:
             otel_context.detach(self._token)
-        if exc is not None and self.span.is_recording():
-            self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        self.span.end()
+        if self.span is not None:
+            if exc is not None and self.span.is_recording():
+                self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            self.span.end()

@@ -17,6 +17,7 @@ bounded retries, with their original bytes and headers.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -66,7 +67,8 @@ def _descriptor(message: type[Message]) -> Descriptor:
     return cast(Descriptor, message.DESCRIPTOR)
 
 
-def _key_field_path(descriptor: Descriptor, key_field: str) -> list[FieldDescriptor]:
+@functools.cache  # every publish asks for its key; the answer never changes
+def _key_field_path(descriptor: Descriptor, key_field: str) -> tuple[FieldDescriptor, ...]:
     """Resolve a dotted *key_field* on *descriptor* to its chain of fields, or raise ValueError."""
     path: list[FieldDescriptor] = []
     current: Descriptor | None = descriptor
@@ -78,7 +80,7 @@ def _key_field_path(descriptor: Descriptor, key_field: str) -> list[FieldDescrip
         current = field.message_type
     if path[-1].type != FieldDescriptor.TYPE_STRING or any(field.is_repeated for field in path):
         raise ValueError(f"key field {key_field!r} of {descriptor.full_name} must be a string")
-    return path
+    return tuple(path)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -171,3 +171,43 @@ class TestProcessScope:
             forwarded = dict(scope.headers)["traceparent"]
 
         assert forwarded == UPSTREAM
+
+    def test_without_a_tracer_an_untraced_record_leaves_the_handler_outside_any_trace(
+        self, registry: CollectorRegistry
+    ) -> None:
+        quiet = BusTelemetry(tracer_provider=trace.NoOpTracerProvider(), registry=registry)
+        ambient = trace.NonRecordingSpan(parse_traceparent(UPSTREAM))
+
+        with (
+            trace.use_span(ambient),
+            quiet.processing(topic="in", group="g", partition=0, offset=0, headers=[], size=0),
+            quiet.publishing("out", "ev-7", 1) as scope,
+        ):
+            inside = trace.get_current_span()
+
+        assert inside is trace.INVALID_SPAN, "the consume loop's own context does not leak in"
+        assert "traceparent" not in dict(scope.headers)
+
+
+class TestRecording:
+    def test_spans_are_made_only_when_a_provider_can_record_them(
+        self, telemetry: BusTelemetry, registry: CollectorRegistry
+    ) -> None:
+        quiet = BusTelemetry(tracer_provider=trace.NoOpTracerProvider(), registry=registry)
+
+        assert telemetry.recording() and not quiet.recording()
+        with (
+            quiet.publishing("t", "ev-8", 1) as silent,
+            telemetry.publishing("t", "ev-9", 1) as live,
+        ):
+            assert silent.span is None
+            assert live.span is not None and live.span.is_recording()
+
+    def test_publish_metrics_are_kept_without_a_tracer(self, registry: CollectorRegistry) -> None:
+        quiet = BusTelemetry(tracer_provider=trace.NoOpTracerProvider(), registry=registry)
+
+        with quiet.publishing("t", "ev-10", 1):
+            pass
+
+        labels = {"topic": "t", "outcome": "ok"}
+        assert registry.get_sample_value("radstream_events_published_total", labels) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,17 @@ async def test_effects_of_a_failed_attempt_are_not_committed(guard) -> None:
 def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(max_attempts=10, initial_s=0.5, max_s=3.0, multiplier=2)
     assert [policy.delay_after(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+async def test_the_done_mark_records_when_the_event_completed_in_utc(guard) -> None:
+    async def handler(event, claim: Claim) -> None:
+        return None
+
+    before = datetime.now(UTC)
+    await run(record(event_id="c"), handler, guard)
+    [(completed_at,)] = guard._db.execute(
+        "SELECT completed_at FROM radstream_processed_events WHERE event_id = 'c'"
+    ).fetchall()
+    stamped = datetime.fromisoformat(completed_at.replace("Z", "+00:00"))
+    assert completed_at.endswith("Z")
+    assert before - timedelta(seconds=1) <= stamped <= datetime.now(UTC) + timedelta(seconds=1)

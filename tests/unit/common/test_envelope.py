@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -85,6 +86,38 @@ def test_derived_ids_are_stable_and_distinct_per_purpose() -> None:
     assert derived_event_id("in-1", "out") == derived_event_id("in-1", "out")
     assert derived_event_id("in-1", "out") != derived_event_id("in-1", "other")
     assert derived_event_id("in-1", "out") != derived_event_id("in-2", "out")
+
+
+def test_derived_ids_are_rfc4122_version_5_uuids_of_cause_and_purpose() -> None:
+    namespace = uuid.UUID("6f1c7e0a-3f5b-5d8e-9b7a-726164737472")
+    for cause, purpose in [("in-1", "out"), ("é/ü", ""), ("x" * 300, "radstream.a.b.v1/series-2")]:
+        derived = derived_event_id(cause, purpose)
+        assert derived == str(uuid.uuid5(namespace, f"{cause}/{purpose}"))
+        assert uuid.UUID(derived).version == 5
+
+
+def test_event_time_defaults_to_now_in_utc_with_microseconds() -> None:
+    before = datetime.now(UTC)
+    _, headers = encode(StringValue(value="x"), source="/radstream/test")
+    after = datetime.now(UTC)
+    text = headers["ce_time"].decode()
+    assert text.endswith("Z") and len(text) == len("2026-01-02T03:04:05.678901Z")
+    stamped = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= stamped <= after + timedelta(milliseconds=1)
+
+
+def test_an_explicit_time_in_another_zone_is_written_in_utc() -> None:
+    plus_two = WHEN.astimezone(timezone(timedelta(hours=2)))
+    _, headers = encode(StringValue(value="x"), source="/radstream/test", time=plus_two)
+    assert headers["ce_time"] == b"2026-01-02T03:04:05.678901Z"
+
+
+def test_headers_that_are_not_ours_may_hold_any_bytes() -> None:
+    value, headers = encoded()
+    headers["x-connect-offset"] = b"\xff\x00\x01"  # another tool's binary header
+    event = decode(value, headers, StringValue)
+    assert event.message.value == "chest ct"
+    assert ("x-connect-offset", b"\xff\x00\x01") in event.headers
 
 
 @pytest.mark.parametrize("header", envelope.REQUIRED_HEADERS)
