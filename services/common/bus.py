@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from google.protobuf.message import Message
 from opentelemetry.trace import TracerProvider
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.consume_loop import ConsumeLoop
@@ -50,6 +50,7 @@ from radstream.common.idempotency import IdempotencyGuard, open_guard
 from radstream.common.kafka_client import aiokafka_options, faststream_security
 from radstream.common.metrics import per_registry
 from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.tallies import CounterTally, HistogramTally
 from radstream.common.topics import Topic
 
 M = TypeVar("M", bound=Message)
@@ -65,11 +66,11 @@ class DeliveryMetrics:
     """Prometheus counters for delivery outcomes; also logs retries and dead letters (no PHI)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
+        self.events = CounterTally(
             "radstream_events_consumed_total",
             "Records delivered to a handler, by outcome (processed, duplicate, dead_lettered).",
             ["topic", "group", "outcome"],
-            registry=registry,
+            registry,
         )
         self.retries = Counter(
             "radstream_event_retries_total",
@@ -77,24 +78,20 @@ class DeliveryMetrics:
             ["topic", "group", "error_type"],
             registry=registry,
         )
-        self.seconds = Histogram(
+        self.seconds = HistogramTally(
             "radstream_event_handling_seconds",
             "Time from first attempt to outcome, retries and backoff included.",
             ["topic", "group"],
-            registry=registry,
+            registry,
         )
-
-        # Label lookups cost more than the increments; cache the children per label tuple.
-        self._events = functools.cache(self.events.labels)
-        self._seconds = functools.cache(self.seconds.labels)
         self._retries = functools.cache(self.retries.labels)
 
     def on_outcome(
         self, record: RawRecord, group: str, outcome: Outcome, attempts: int, seconds: float
     ) -> None:
         """Count the outcome and time it."""
-        self._events(record.topic, group, outcome.value).inc()
-        self._seconds(record.topic, group).observe(seconds)
+        self.events.inc((record.topic, group, outcome.value))
+        self.seconds.observe((record.topic, group), seconds)
         if outcome is Outcome.DEAD_LETTERED:
             log.warning(
                 "event dead-lettered",

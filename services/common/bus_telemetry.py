@@ -19,7 +19,6 @@ whole plumbing over bare aiokafka.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -44,9 +43,10 @@ from opentelemetry.trace import (
     TracerProvider,
     TraceState,
 )
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 from radstream.common.metrics import per_registry
+from radstream.common.tallies import CounterTally, GaugeTally, HistogramTally
 
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
@@ -57,21 +57,25 @@ _NO_TRACE: Final = trace.set_span_in_context(INVALID_SPAN)
 
 
 class BusMetrics:
-    """Prometheus metrics of the bus's producer side and of its consume loops."""
+    """Prometheus metrics of the bus's producer side and of its consume loops.
+
+    Those updated per record are tallies (:mod:`radstream.common.tallies`); the rare ones are
+    ordinary ``prometheus_client`` metrics.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.published = Counter(
+        self.published = CounterTally(
             "radstream_events_published_total",
             "Records published, by outcome (ok: acknowledged by the broker, error: not).",
             ["topic", "outcome"],
-            registry=registry,
+            registry,
         )
-        self.publish_seconds = Histogram(
+        self.publish_seconds = HistogramTally(
             "radstream_event_publish_seconds",
             "Time from publish to the broker's acknowledgement.",
             ["topic"],
+            registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=registry,
         )
         self.consumer_errors = Counter(
             "radstream_consumer_errors_total",
@@ -80,16 +84,12 @@ class BusMetrics:
             ["topic", "group", "stage", "error_type"],
             registry=registry,
         )
-        self.lag = Gauge(
+        self.lag = GaugeTally(
             "radstream_consumer_lag",
             "Records behind the partition's end, as of the last record this consumer handled.",
             ["topic", "group", "partition"],
-            registry=registry,
+            registry,
         )
-        # Label lookups cost more than the increments; cache the children per label tuple.
-        self.lag_child = functools.cache(self.lag.labels)
-        self.published_child = functools.cache(self.published.labels)
-        self.publish_seconds_child = functools.cache(self.publish_seconds.labels)
 
 
 bus_metrics = per_registry(BusMetrics)
@@ -197,7 +197,7 @@ class BusTelemetry:
 
     def handled(self, topic: str, group: str, partition: int, lag: int) -> None:
         """Record how far a partition's consumer is behind after handling a record."""
-        self.metrics.lag_child(topic, group, str(partition)).set(lag)
+        self.metrics.lag.set((topic, group, str(partition)), lag)
 
     def consumer_error(self, topic: str, group: str, stage: str, error: BaseException) -> None:
         """Count a consume-loop failure at ``stage``."""
@@ -243,10 +243,10 @@ class PublishScope:
     ) -> None:
         metrics = self._telemetry.metrics
         if exc is None:
-            metrics.publish_seconds_child(self._topic).observe(time.perf_counter() - self._started)
-            metrics.published_child(self._topic, "ok").inc()
+            metrics.publish_seconds.observe((self._topic,), time.perf_counter() - self._started)
+            metrics.published.inc((self._topic, "ok"))
         else:
-            metrics.published_child(self._topic, "error").inc()
+            metrics.published.inc((self._topic, "error"))
         if self.span is not None:
             if exc is not None and self.span.is_recording():
                 self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
