@@ -10,7 +10,8 @@ carry no record keys or bodies: keys are study UIDs, which are PHI.
 Without an SDK tracer provider no span is started at all (not even OpenTelemetry's no-op ones,
 whose attribute dictionaries cost more than the rest of a publish), and the incoming trace
 context is still passed through, so a service without tracing does not cut a trace in two. An
-SDK provider installed globally after the bus was built is picked up at the next record.
+SDK provider installed globally after the bus was built is picked up at the next record. A
+span's attributes are set once it is known to be recorded, so samplers decide without them.
 
 The benchmark (``make bench``) measured why: FastStream's OpenTelemetry and Prometheus
 middlewares cost about 300 us of CPU per event on this path, more than the 20% budget of the
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import Final
@@ -149,11 +150,10 @@ def _trace_context(headers: Iterable[tuple[str, bytes]]) -> tuple[bytes | None, 
     return parent, state
 
 
-def _trace_and_id(headers: Iterable[tuple[str, bytes]]) -> tuple[SpanContext, str]:
-    """The parent span context and the event id of a record's headers, in one pass."""
-    headers = tuple(headers)
-    event_id = next((value for name, value in reversed(headers) if name == "ce_id"), b"")
-    return parse_traceparent(*_trace_context(headers)), event_id.decode("utf-8", "replace")[:128]
+def _event_id(headers: Sequence[tuple[str, bytes]]) -> str:
+    """A record's ``ce_id`` (the last one), bounded, for span attributes."""
+    value = next((value for name, value in reversed(headers) if name == "ce_id"), b"")
+    return value.decode("utf-8", "replace")[:128]
 
 
 class BusTelemetry:
@@ -215,17 +215,17 @@ class PublishScope:
         self.span: Span | None = None
         context = trace.INVALID_SPAN_CONTEXT
         if telemetry.recording():
-            self.span = telemetry.tracer.start_span(
-                f"{topic} publish",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": _SYSTEM,
-                    "messaging.operation.type": "publish",
-                    "messaging.destination.name": topic,
-                    "messaging.message.id": event_id,
-                    "messaging.message.body.size": size,
-                },
-            )
+            self.span = telemetry.tracer.start_span(f"{topic} publish", kind=SpanKind.PRODUCER)
+            if self.span.is_recording():  # a trace sampled out gets no attributes built
+                self.span.set_attributes(
+                    {
+                        "messaging.system": _SYSTEM,
+                        "messaging.operation.type": "publish",
+                        "messaging.destination.name": topic,
+                        "messaging.message.id": event_id,
+                        "messaging.message.body.size": size,
+                    }
+                )
             context = self.span.get_span_context()
         if not context.is_valid:  # nothing recorded: pass the caller's trace on unchanged
             context = trace.get_current_span().get_span_context()
@@ -279,25 +279,27 @@ class ProcessScope:
             if parent.is_valid:
                 self._current = trace.set_span_in_context(NonRecordingSpan(parent))
             return
-        parent, event_id = _trace_and_id(headers)
+        headers = tuple(headers)
+        parent = parse_traceparent(*_trace_context(headers))
         parent_context = (
             trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
         )
         self.span = telemetry.tracer.start_span(
-            f"{topic} process",
-            context=parent_context,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": _SYSTEM,
-                "messaging.operation.type": "process",
-                "messaging.destination.name": topic,
-                "messaging.consumer.group.name": group,
-                "messaging.destination.partition.id": str(partition),
-                "messaging.message.id": event_id,
-                "messaging.kafka.offset": offset,
-                "messaging.message.body.size": size,
-            },
+            f"{topic} process", context=parent_context, kind=SpanKind.CONSUMER
         )
+        if self.span.is_recording():  # a trace sampled out gets no attributes built
+            self.span.set_attributes(
+                {
+                    "messaging.system": _SYSTEM,
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": topic,
+                    "messaging.consumer.group.name": group,
+                    "messaging.destination.partition.id": str(partition),
+                    "messaging.message.id": _event_id(headers),
+                    "messaging.kafka.offset": offset,
+                    "messaging.message.body.size": size,
+                }
+            )
         current: Span = self.span
         if not current.get_span_context().is_valid and parent.is_valid:
             current = NonRecordingSpan(parent)  # a provider that made no span: keep the trace
