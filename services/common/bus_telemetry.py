@@ -204,6 +204,13 @@ class BusTelemetry:
         self.metrics.consumer_errors.labels(topic, group, stage, type(error).__name__).inc()
 
 
+def _end(span: Span, error: BaseException | None) -> None:
+    """End ``span``; a failure's status names the error's type only (its message may hold PHI)."""
+    if error is not None and span.is_recording():
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    span.end()
+
+
 class PublishScope:
     """Times one publish in a ``PRODUCER`` span; :attr:`headers` carry its trace context."""
 
@@ -248,9 +255,7 @@ class PublishScope:
         else:
             metrics.published.inc((self._topic, "error"))
         if self.span is not None:
-            if exc is not None and self.span.is_recording():
-                self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            self.span.end()
+            _end(self.span, exc)
 
 
 class ProcessScope:
@@ -272,18 +277,15 @@ class ProcessScope:
     ) -> None:
         self._token: Token[Context] | None = None
         self.span: Span | None = None
-        if not telemetry.recording():
-            # No span; the handler still continues the record's trace (or none at all).
-            parent = parse_traceparent(*_trace_context(headers))
-            self._current = _NO_TRACE
-            if parent.is_valid:
-                self._current = trace.set_span_in_context(NonRecordingSpan(parent))
-            return
         headers = tuple(headers)
         parent = parse_traceparent(*_trace_context(headers))
         parent_context = (
             trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
         )
+        if not telemetry.recording():
+            # No span; the handler still continues the record's trace (or none at all).
+            self._current = parent_context if parent_context is not None else _NO_TRACE
+            return
         self.span = telemetry.tracer.start_span(
             f"{topic} process", context=parent_context, kind=SpanKind.CONSUMER
         )
@@ -318,6 +320,4 @@ class ProcessScope:
         if self._token is not None:
             otel_context.detach(self._token)
         if self.span is not None:
-            if exc is not None and self.span.is_recording():
-                self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            self.span.end()
+            _end(self.span, exc)

@@ -64,8 +64,8 @@ class _Tally(Collector):
         raise NotImplementedError
 
 
-class CounterTally(_Tally):
-    """A counter; ``name`` may end in ``_total``, which is what the exposition shows."""
+class _ValueTally(_Tally):
+    """One number per label combination."""
 
     def __init__(
         self,
@@ -76,6 +76,20 @@ class CounterTally(_Tally):
     ) -> None:
         self._values: dict[Labels, float] = {}
         super().__init__(name, documentation, labelnames, registry)
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        """The family, one sample per label combination."""
+        family = self._family()
+        for labels, value in list(self._values.items()):
+            family.add_metric(labels, value)
+        yield family
+
+
+class CounterTally(_ValueTally):
+    """A counter; ``name`` may end in ``_total``, which is what the exposition shows."""
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
         """Add ``amount`` to the count of ``labels`` (label values in ``labelnames`` order)."""
@@ -84,26 +98,9 @@ class CounterTally(_Tally):
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
-    def collect(self) -> Iterator[Metric]:
-        """The counter family."""
-        family = self._family()
-        for labels, value in list(self._values.items()):
-            family.add_metric(labels, value)
-        yield family
 
-
-class GaugeTally(_Tally):
+class GaugeTally(_ValueTally):
     """A gauge: the last value set per label combination."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        registry: CollectorRegistry,
-    ) -> None:
-        self._values: dict[Labels, float] = {}
-        super().__init__(name, documentation, labelnames, registry)
 
     def set(self, labels: Labels, value: float) -> None:
         """Set the gauge of ``labels`` to ``value``."""
@@ -111,13 +108,6 @@ class GaugeTally(_Tally):
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def collect(self) -> Iterator[Metric]:
-        """The gauge family."""
-        family = self._family()
-        for labels, value in list(self._values.items()):
-            family.add_metric(labels, value)
-        yield family
 
 
 class HistogramTally(_Tally):
