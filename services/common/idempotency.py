@@ -32,7 +32,7 @@ from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.postgres import ReconnectingConnection
 
 TABLE = "radstream_processed_events"
-# SQLite writes the time itself: formatting it in Python cost more than the statement's parsing.
+# SQLite writes the time itself: one Python datetime fewer to make and format per record.
 _MARK_DONE = (
     f"INSERT OR IGNORE INTO {TABLE} (scope, event_id, completed_at) "
     "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"

@@ -19,8 +19,8 @@ Every variant runs the same chain, in one process and event loop, on one embedde
   the handler, ``complete`` after it), the offset committed after the handler returned.
   ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (every span
   recorded and batched like in production, then dropped instead of exported);
-  ``radstream-notrace`` gives it none (OpenTelemetry's no-op API: what a service runs with
-  when no tracer provider is configured).
+  ``radstream-notrace`` gives it none (the bus then starts no spans and only passes the trace
+  context on: what a service runs with when no tracer provider is configured).
 
 The sink is the same plain, partition-assigned consumer on B for every variant. Both sides send
 the same payload (a serialized ``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s)
@@ -113,7 +113,7 @@ DESCRIPTIONS = {
     "-> Bus.publish(caused_by) -> sink",
     RADSTREAM_SAMPLED: f"as radstream, {SAMPLE_RATIO:.0%} of traces sampled "
     "(ParentBased(TraceIdRatioBased)); the rest pass their trace context on unrecorded",
-    RADSTREAM_NOTRACE: "as radstream, tracer_provider=None (no-op OpenTelemetry API): a service "
+    RADSTREAM_NOTRACE: "as radstream, tracer_provider=None (no spans started): a service "
     "with no tracer provider configured, today's default",
     MEMORY_GUARD: "ablation: as radstream, an in-memory guard (no SQLite, no thread)",
     FASTSTREAM_PATH: "ablation: the same envelope, guard and deliver() behind a FastStream "
