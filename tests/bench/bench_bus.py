@@ -12,6 +12,10 @@ Every variant runs the same chain, in one process and event loop, on one embedde
 * **bare**: an ``AIOKafkaProducer`` sends to A; a consumer in a group on A takes one record at
   a time (``getone``), parses it, ``send_and_wait``\\ s it to B, and commits the offset after
   that send was acknowledged. No envelope headers, tracing, metrics or idempotency.
+* **bare-otel**: the same, its producers and consumer traced by OpenTelemetry's own
+  ``opentelemetry-instrumentation-aiokafka`` (a send span per record sent, a receive span per
+  record consumed), with the SDK set up as for traced radstream: how a team that writes plain
+  aiokafka traces it. ``bare-otel-sampled`` samples 10% of traces.
 * **radstream**: ``Bus.publish`` to A; an ``@bus.subscribe`` handler republishes the event to
   B with ``caused_by``. The buses are what ``create_bus`` builds: CloudEvents envelope, a
   producer span per publish and a consumer span per record (``traceparent`` continued), the
@@ -21,6 +25,10 @@ Every variant runs the same chain, in one process and event loop, on one embedde
   recorded and batched like in production, then dropped instead of exported);
   ``radstream-notrace`` gives it none (the bus then starts no spans and only passes the trace
   context on: what a service runs with when no tracer provider is configured).
+
+Each radstream configuration is judged against the bare variant with the same tracing: no
+tracer against ``bare``, every span against ``bare-otel``, 10% against ``bare-otel-sampled``.
+What tracing itself costs (traced against untraced bare, for both) is printed beside it.
 
 The sink is the same plain, partition-assigned consumer on B for every variant. Both sides send
 the same payload (a serialized ``radstream.v1.StudyReceived`` with a few ``InstanceRef``\\ s)
@@ -74,10 +82,13 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.instrumentation.aiokafka.utils import _wrap_getone, _wrap_send
+from opentelemetry.instrumentation.aiokafka.version import __version__ as otel_aiokafka_version
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CollectorRegistry
+from wrapt import wrap_function_wrapper
 
 from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
@@ -99,16 +110,30 @@ from tests.bench.report import save_report
 DEFAULT_JSON = Path(".build/bench/bus.json")
 TARGET = 0.20  # radstream may cost at most 20% over bare aiokafka
 BARE = "bare"
+BARE_OTEL = "bare-otel"
+BARE_OTEL_SAMPLED = "bare-otel-sampled"
 RADSTREAM = "radstream"
 RADSTREAM_NOTRACE = "radstream-notrace"
 RADSTREAM_SAMPLED = "radstream-sampled"
 SAMPLE_RATIO = 0.1
 MEMORY_GUARD = "rs-memory-guard"
 FASTSTREAM_PATH = "rs-faststream"
-VARIANTS = (BARE, RADSTREAM, RADSTREAM_SAMPLED, RADSTREAM_NOTRACE)
+VARIANTS = (
+    BARE,
+    BARE_OTEL,
+    BARE_OTEL_SAMPLED,
+    RADSTREAM,
+    RADSTREAM_SAMPLED,
+    RADSTREAM_NOTRACE,
+)
+BARE_VARIANTS = (BARE, BARE_OTEL, BARE_OTEL_SAMPLED)
 ABLATIONS = (MEMORY_GUARD, FASTSTREAM_PATH)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
+    BARE_OTEL: "as bare, its producers and consumer traced by opentelemetry-instrumentation-"
+    "aiokafka, every span recorded (same SDK set-up as radstream)",
+    BARE_OTEL_SAMPLED: f"as bare-otel, {SAMPLE_RATIO:.0%} of traces sampled "
+    "(ParentBased(TraceIdRatioBased))",
     RADSTREAM: "Bus.publish -> @bus.subscribe handler (SQLite guard, spans, metrics, SDK tracer) "
     "-> Bus.publish(caused_by) -> sink",
     RADSTREAM_SAMPLED: f"as radstream, {SAMPLE_RATIO:.0%} of traces sampled "
@@ -272,6 +297,41 @@ class DiscardingExporter(SpanExporter):
         """Nothing to release."""
 
 
+def recording_provider(sample_ratio: float) -> tuple[TracerProvider, DiscardingExporter]:
+    """The SDK set-up of every traced variant: a sampler, batched spans, a discarding exporter.
+
+    Spans are recorded and batched like in production, then dropped instead of exported.
+    """
+    exporter = DiscardingExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider, exporter
+
+
+def otel_instrumented(
+    provider: TracerProvider,
+) -> tuple[type[AIOKafkaProducer], type[AIOKafkaConsumer]]:
+    """aiokafka client classes traced by OpenTelemetry's own aiokafka instrumentation.
+
+    ``AIOKafkaInstrumentor().instrument()`` wraps ``send``, ``getone`` and ``getmany`` on
+    aiokafka's classes, for every client in the process; the sink, plain for every variant,
+    would then be traced too. The same wrappers (the instrumentation's ``_wrap_send`` and
+    ``_wrap_getone``, pinned with the package) go on subclasses instead, which only the bare
+    chain's own clients use.
+    """
+    tracer = provider.get_tracer("opentelemetry.instrumentation.aiokafka", otel_aiokafka_version)
+
+    class TracedProducer(AIOKafkaProducer):
+        """An ``AIOKafkaProducer`` whose ``send`` starts a producer span and injects it."""
+
+    class TracedConsumer(AIOKafkaConsumer):
+        """An ``AIOKafkaConsumer`` whose ``getone`` records a receive span from the headers."""
+
+    wrap_function_wrapper(TracedProducer, "send", _wrap_send(tracer, None))
+    wrap_function_wrapper(TracedConsumer, "getone", _wrap_getone(tracer, None))
+    return TracedProducer, TracedConsumer
+
+
 # -- the chains --------------------------------------------------------------------------------
 
 
@@ -295,7 +355,12 @@ class Chain(Protocol):
 
 
 class BareChain:
-    """Plain aiokafka: producer to A; worker consumes A, sends to B, commits after the ack."""
+    """Plain aiokafka: producer to A; worker consumes A, sends to B, commits after the ack.
+
+    With ``sample_ratio`` its producers and consumer are traced by OpenTelemetry's aiokafka
+    instrumentation (:func:`otel_instrumented`): a send span per record sent and a receive span
+    per record consumed, each continued from the record's ``traceparent``.
+    """
 
     def __init__(
         self,
@@ -306,18 +371,26 @@ class BareChain:
         probe: Probe,
         *,
         consumer_options: dict[str, Any],
+        sample_ratio: float | None = None,
     ) -> None:
         options = aiokafka_options(settings)
         self.source, self.target, self.probe = source, target, probe
+        self.tracer_provider: TracerProvider | None = None
+        self.exporter: DiscardingExporter | None = None
+        producer_class: type[AIOKafkaProducer] = AIOKafkaProducer
+        consumer_class: type[AIOKafkaConsumer] = AIOKafkaConsumer
+        if sample_ratio is not None:
+            self.tracer_provider, self.exporter = recording_provider(sample_ratio)
+            producer_class, consumer_class = otel_instrumented(self.tracer_provider)
         # The acks and idempotence radstream's create_bus takes from the same settings.
         producer_options = {
             "acks": settings.producer_acks,
             "enable_idempotence": settings.enable_idempotence,
             **options,
         }
-        self.producer = AIOKafkaProducer(**producer_options)
-        self.worker_producer = AIOKafkaProducer(**producer_options)
-        self.consumer = AIOKafkaConsumer(
+        self.producer = producer_class(**producer_options)
+        self.worker_producer = producer_class(**producer_options)
+        self.consumer = consumer_class(
             source.name,
             group_id=group,
             enable_auto_commit=False,
@@ -363,6 +436,8 @@ class BareChain:
         await self.consumer.stop()
         await self.worker_producer.stop()
         await self.producer.stop()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
 
     def ready(self) -> bool:
         """Whether the worker's consumer holds every partition of A."""
@@ -377,8 +452,11 @@ class BareChain:
         )
 
     def facts(self) -> dict[str, Any]:
-        """The producer settings in effect."""
-        return self._facts
+        """The producer settings in effect and the spans the tracer recorded."""
+        facts = dict(self._facts)
+        if self.exporter is not None:
+            facts["spans_exported"] = self.exporter.spans
+        return facts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -390,6 +468,12 @@ class RadstreamOptions:
     guard: Literal["sqlite", "memory"] = "sqlite"
     transport: Literal["radstream", "faststream"] = "radstream"
 
+
+BARE_SAMPLE_RATIOS: dict[str, float | None] = {
+    BARE: None,  # no tracing at all
+    BARE_OTEL: 1.0,
+    BARE_OTEL_SAMPLED: SAMPLE_RATIO,
+}
 
 VARIANT_OPTIONS = {
     RADSTREAM: RadstreamOptions(),
@@ -574,11 +658,7 @@ class RadstreamChain:
         self.exporter: DiscardingExporter | None = None
         self.tracer_provider: TracerProvider | None = None
         if options.tracing:
-            self.exporter = DiscardingExporter()
-            self.tracer_provider = TracerProvider(
-                sampler=ParentBased(TraceIdRatioBased(options.sample_ratio))
-            )
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
+            self.tracer_provider, self.exporter = recording_provider(options.sample_ratio)
         self._facts: dict[str, Any] = {}
         self.publisher = self._bus(settings, workdir / "ingest.sqlite3", "bench-ingest")
         self.worker = self._bus(settings, workdir / "deid.sqlite3", "bench-deid")
@@ -806,9 +886,15 @@ def make_chain(
 ) -> Chain:
     """Build the chain of ``variant``."""
     group = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
-    if variant == BARE:
+    if variant in BARE_VARIANTS:
         return BareChain(
-            settings, source, target, group, probe, consumer_options=config.consumer_options()
+            settings,
+            source,
+            target,
+            group,
+            probe,
+            consumer_options=config.consumer_options(),
+            sample_ratio=BARE_SAMPLE_RATIOS[variant],
         )
     return RadstreamChain(
         settings,
@@ -847,7 +933,7 @@ async def run_round(
     """Warm up, then measure paced latency and burst throughput of one variant."""
     started = time.perf_counter()
     source, target = bench_topic("in"), bench_topic("out")
-    await ensure_topics(settings, [source, target], with_dlq=variant != BARE)
+    await ensure_topics(settings, [source, target], with_dlq=variant not in BARE_VARIANTS)
     probe = Probe()
     chain = make_chain(variant, settings, source, target, probe, workdir, config)
     sink = Sink(settings, target, probe, fetch_max_wait_ms=config.fetch_max_wait_ms)
@@ -944,24 +1030,29 @@ def ratios(of: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-# The verdict lines: radstream as configured, from every span recorded to no tracer at all.
+# The verdict lines: each radstream configuration next to bare aiokafka with the same tracing
+# (a traced service pays the OpenTelemetry SDK's cost whatever carries its records).
 HEADLINE = {
-    RADSTREAM: "every span recorded:",
-    RADSTREAM_SAMPLED: f"{SAMPLE_RATIO:.0%} of traces sampled:",
-    RADSTREAM_NOTRACE: "no tracer configured (default):",
+    RADSTREAM_NOTRACE: ("no tracer configured (default)", BARE),
+    RADSTREAM_SAMPLED: (f"{SAMPLE_RATIO:.0%} of traces sampled", BARE_OTEL_SAMPLED),
+    RADSTREAM: ("every span recorded", BARE_OTEL),
 }
+# The price of tracing itself: traced variants against untraced bare aiokafka.
+TRACING_COST = ((BARE_OTEL, RADSTREAM), (BARE_OTEL_SAMPLED, RADSTREAM_SAMPLED))
 
 
 PAIRED = ("events_per_s", "hop1_p50", "hop2_p50")
 
 
-def paired_ratios(results: dict[str, list[RoundResult]], variant: str) -> dict[str, list[float]]:
-    """Each round's ratio to the bare round run beside it, for throughput and hop p50.
+def paired_ratios(
+    results: dict[str, list[RoundResult]], variant: str, peer: str = BARE
+) -> dict[str, list[float]]:
+    """Each round's ratio to the ``peer`` round run beside it, for throughput and hop p50.
 
     The machine drifts between rounds (bare alone moves ~10%); a ratio within one round, where
     both ran minutes apart at most, cancels most of that drift.
     """
-    bare = {r.round: r for r in results[BARE]}
+    bare = {r.round: r for r in results[peer]}
     out: dict[str, list[float]] = {name: [] for name in PAIRED}
     for r in results[variant]:
         base = bare[r.round]
@@ -1011,25 +1102,42 @@ def table(medians: dict[str, dict[str, Any]]) -> str:
             f"{lat['e2e']['p50']:>9.2f}{lat['e2e']['p99']:>7.2f}{m['events_per_s']:>10.0f}"
             f"{m['cpu_us_per_event']:>11.0f}"
         )
-    lines.append("ratio to bare")
-    for variant, m in medians.items():
-        if variant == BARE:
-            continue
-        r = ratios(m, medians[BARE])
-        cells = [
-            (r["hop1_p50"], 9),
-            (r["hop1_p99"], 7),
-            (r["hop2_p50"], 10),
-            (r["hop2_p99"], 7),
-            (r["e2e_p50"], 9),
-            (r["e2e_p99"], 7),
-            (r["events_per_s"], 10),
-            (r["cpu_us_per_event"], 11),
-        ]
-        lines.append(
-            f"  {variant:<17}" + "".join(f"{'x' + format(v, '.2f'):>{w}}" for v, w in cells)
-        )
+    lines.append("ratio to bare (untraced)")
+    lines += [ratio_row(v, m, medians[BARE]) for v, m in medians.items() if v != BARE]
+    peers = [(v, peer) for v, (_, peer) in HEADLINE.items() if peer != BARE]
+    if all(v in medians and peer in medians for v, peer in peers):
+        lines.append("ratio to bare aiokafka with the same tracing")
+        lines += [f"{ratio_row(v, medians[v], medians[peer])}  (vs {peer})" for v, peer in peers]
     return "\n".join(lines)
+
+
+def ratio_row(variant: str, of: dict[str, Any], base: dict[str, Any]) -> str:
+    """One line of ratios, in the columns of :func:`table`."""
+    r = ratios(of, base)
+    cells = [
+        (r["hop1_p50"], 9),
+        (r["hop1_p99"], 7),
+        (r["hop2_p50"], 10),
+        (r["hop2_p99"], 7),
+        (r["e2e_p50"], 9),
+        (r["e2e_p99"], 7),
+        (r["events_per_s"], 10),
+        (r["cpu_us_per_event"], 11),
+    ]
+    return f"  {variant:<17}" + "".join(f"{'x' + format(v, '.2f'):>{w}}" for v, w in cells)
+
+
+def tracing_cost(medians: dict[str, dict[str, Any]]) -> str:
+    """What recording spans costs in throughput, bare aiokafka and radstream alike."""
+    parts = []
+    for bare_traced, rad_traced in TRACING_COST:
+        if {BARE, bare_traced, rad_traced} <= medians.keys():
+            base = medians[BARE]["events_per_s"]
+            parts.append(
+                f"{bare_traced} x{medians[bare_traced]['events_per_s'] / base:.2f}, "
+                f"{rad_traced} x{medians[rad_traced]['events_per_s'] / base:.2f}"
+            )
+    return "cost of tracing, throughput vs untraced bare: " + "; ".join(parts) if parts else ""
 
 
 def describe(
@@ -1498,16 +1606,23 @@ async def run(
         medians = {variant: median_of(rounds) for variant, rounds in results.items()}
         verdicts = {
             variant: verdict(
-                ratios(medians[variant], medians[BARE]), paired_ratios(results, variant)
+                ratios(medians[variant], medians[peer]), paired_ratios(results, variant, peer)
             )
-            for variant in HEADLINE
-            if variant in medians
+            for variant, (_, peer) in HEADLINE.items()
+            if variant in medians and peer in medians
         }
         line = "\n".join(
-            [f"overhead vs bare aiokafka (target: within {TARGET:.0%}), radstream with"]
-            + [f"  {HEADLINE[variant]:<33}{text}" for variant, (text, _) in verdicts.items()]
+            [
+                f"overhead vs bare aiokafka with the same tracing (target: within {TARGET:.0%}), "
+                "radstream with"
+            ]
+            + [
+                f"  {HEADLINE[v][0] + ' (vs ' + HEADLINE[v][1] + '):':<51}{text}"
+                for v, (text, _) in verdicts.items()
+            ]
+            + [tracing_cost(medians)]
         )
-        # Within target means with every span recorded, the strictest configuration run.
+        # Within target means in every configuration run, each against its like-for-like peer.
         ok = all(within for _, within in verdicts.values())
         profile_report: dict[str, Any] | None = None
         if profile or (profile is None and not ok):
@@ -1520,6 +1635,15 @@ async def run(
         "median": medians,
         "ratio_vs_bare": {v: ratios(medians[v], medians[BARE]) for v in variants if v != BARE},
         "paired_ratios_vs_bare": {v: paired_ratios(results, v) for v in variants if v != BARE},
+        "peer": {v: peer for v, (_, peer) in HEADLINE.items() if v in verdicts},
+        "ratio_vs_peer": {
+            v: ratios(medians[v], medians[peer])
+            for v, (_, peer) in HEADLINE.items()
+            if v in verdicts
+        },
+        "paired_ratios_vs_peer": {
+            v: paired_ratios(results, v, peer) for v, (_, peer) in HEADLINE.items() if v in verdicts
+        },
         "summary": line,
         "within_target": ok,
         "within_target_by_variant": {v: within for v, (_, within) in verdicts.items()},
