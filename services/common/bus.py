@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -43,10 +43,12 @@ from radstream.common.delivery import (
     RawRecord,
     RetryPolicy,
     deliver,
+    event_id_of,
+    scope_of,
 )
 from radstream.common.envelope import Event, derived_event_id, encode, new_event_id
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import IdempotencyGuard, open_guard
+from radstream.common.idempotency import IdempotencyGuard, open_guard, prefetch
 from radstream.common.kafka_client import aiokafka_options, faststream_security
 from radstream.common.metrics import per_registry
 from radstream.common.settings import DeliverySettings, KafkaSettings
@@ -178,6 +180,8 @@ class BusConfig:
     observers: tuple[DeliveryObserver, ...] = ()
     fetch_max_wait_ms: int = 500
     session_timeout_ms: int = 10_000
+    # Records a consume loop takes per poll; the guard is asked about each batch in one query.
+    fetch_max_records: int = 100
     # How long a stop waits for records in flight before it cancels them (they are redelivered).
     graceful_timeout_s: float = 30.0
 
@@ -323,9 +327,10 @@ class Bus:
         """Register ``handler(event, claim)`` for ``topic`` in consumer group ``group``.
 
         Each subscription has its own consumer and handles one record at a time, in partition
-        order; its offset is committed once the handler succeeded or the record reached the
-        dead-letter topic. A record whose delivery raises (a dependency down, the dead-letter
-        topic unwritable) is not committed: the loop seeks back to it and tries again later.
+        order (fetched in batches, the guard asked about each batch at once); its offset is
+        committed once the handler succeeded or the record reached the dead-letter topic. A
+        record whose delivery raises (a dependency down, the dead-letter topic unwritable) is
+        not committed: the loop seeks back to it and tries again later.
         """
 
         def register(handler: Handler[M]) -> Handler[M]:
@@ -336,7 +341,7 @@ class Bus:
                 ConsumeLoop(
                     topic=topic.name,
                     group=group,
-                    deliver=functools.partial(self._deliver, topic, group, typed),
+                    deliverer=functools.partial(self._batch, topic, group, typed),
                     telemetry=self._telemetry,
                     consumer_options={
                         "fetch_max_wait_ms": self.config.fetch_max_wait_ms,
@@ -344,14 +349,29 @@ class Bus:
                         **self._client_options,
                     },
                     retry_after_s=self.config.policy.max_s,
+                    max_records=self.config.fetch_max_records,
                 )
             )
             return handler
 
         return register
 
+    async def _batch(
+        self, topic: Topic, group: str, handler: Handler[Message], records: Sequence[RawRecord]
+    ) -> Callable[[RawRecord], Awaitable[None]]:
+        """The delivery of one fetched batch, its events asked of the guard all at once."""
+        guard = await prefetch(
+            self.config.guard, scope_of(group, topic.name), map(event_id_of, records)
+        )
+        return functools.partial(self._deliver, topic, group, handler, guard)
+
     async def _deliver(
-        self, topic: Topic, group: str, handler: Handler[Message], record: RawRecord
+        self,
+        topic: Topic,
+        group: str,
+        handler: Handler[Message],
+        guard: IdempotencyGuard,
+        record: RawRecord,
     ) -> None:
         with self._telemetry.processing(
             topic=record.topic,
@@ -366,7 +386,7 @@ class Bus:
                 message_type=topic.message,
                 handler=handler,
                 group=group,
-                guard=self.config.guard,
+                guard=guard,
                 dead_letters=self._dead_letters,
                 policy=self.config.policy,
                 observer=self._observer,

@@ -10,7 +10,7 @@ carry no record keys or bodies: keys are study UIDs, which are PHI.
 Without an SDK tracer provider no span is started at all (not even OpenTelemetry's no-op ones,
 whose attribute dictionaries cost more than the rest of a publish), and the incoming trace
 context is still passed through, so a service without tracing does not cut a trace in two. An
-SDK provider installed globally after the bus was built is picked up at the next record. A
+SDK provider installed globally after the bus was built is picked up within a second. A
 span's attributes are set once it is known to be recorded, so samplers decide without them.
 
 The benchmark (``make bench``) measured why: FastStream's OpenTelemetry and Prometheus
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import Final
@@ -156,19 +156,43 @@ def _event_id(headers: Sequence[tuple[str, bytes]]) -> str:
     return value.decode("utf-8", "replace")[:128]
 
 
-class BusTelemetry:
-    """The tracer and metrics one bus reports to."""
+def _can_record(provider: TracerProvider) -> bool:
+    return not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
 
-    def __init__(self, *, tracer_provider: TracerProvider | None, registry: CollectorRegistry):
-        self._provider = tracer_provider  # None: the global one, which may be installed later
+
+class BusTelemetry:
+    """The tracer and metrics one bus reports to.
+
+    Without a provider of its own the bus follows the global one, which a service may install
+    after the bus was built. OpenTelemetry installs a global provider once and for good, but
+    asking for it reads the environment on every call, so the answer is looked up again at most
+    every ``recheck_s`` seconds while it is "not recording", and kept once it is "recording".
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None,
+        registry: CollectorRegistry,
+        recheck_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer = provider.get_tracer("radstream.bus")
         self.metrics = bus_metrics(registry)
+        self._recording = _can_record(provider)
+        # A given provider is final; the global one is looked up again until it records.
+        self._follows_global = tracer_provider is None and not self._recording
+        self._recheck_s, self._clock = recheck_s, clock
+        self._checked_at = clock()
 
     def recording(self) -> bool:
         """Whether spans can be recorded: an SDK provider was given, or is installed globally."""
-        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
-        return not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
+        if self._follows_global and self._clock() - self._checked_at >= self._recheck_s:
+            self._checked_at = self._clock()
+            if _can_record(trace.get_tracer_provider()):
+                self._recording, self._follows_global = True, False
+        return self._recording
 
     def publishing(self, topic: str, event_id: str, size: int) -> PublishScope:
         """A scope around one publish: its span, its timing and its outcome."""

@@ -1,15 +1,22 @@
-"""The consume loop behind each ``Bus.subscribe``: one record at a time, committed after it.
+"""The consume loop behind each ``Bus.subscribe``: records in partition order, each committed.
 
-For each record the loop hands the raw record to the bus's delivery (decode, idempotency guard,
-handler, retries, dead letters: :func:`radstream.common.delivery.deliver`) and then commits
-``offset + 1`` for its partition. When delivery raises, the event was not at fault and could not
-be handled now (a dependency down past the retries, the dead-letter topic unwritable): the loop
-does not commit, seeks the partition back to the record, pauses and meets it again. A failed
-commit (a rebalance took the partition) is counted and left: the partition's next owner gets
-the record again and the idempotency guard recognises it.
+The loop takes what the consumer has fetched (``getmany``, up to ``max_records``) and asks the
+bus for a deliverer for that batch, which queries the idempotency guard about all of its events
+at once (:func:`radstream.common.idempotency.prefetch`). Then it hands each record to the
+deliverer (decode, guard, handler, retries, dead letters:
+:func:`radstream.common.delivery.deliver`) and commits ``offset + 1`` for its partition after
+each one, so a crash repeats at most the record in flight.
 
-A stop is graceful: a record in flight finishes and is committed; a loop that is waiting for a
-record or pausing is cancelled, since nothing of it is in flight.
+When delivery raises, the event was not at fault and could not be handled now (a dependency
+down past the retries, the dead-letter topic unwritable): the loop does not commit, seeks every
+partition of the batch back to its first record not yet handled, pauses and meets them again. A
+failed commit (a rebalance took the partition) is counted and left: the partition's next owner
+gets the record again and the idempotency guard recognises it. A partition taken away in the
+middle of a batch is left there: its next owner starts from the last committed offset.
+
+A stop is graceful: a record in flight finishes and is committed, and the rest of its batch is
+left uncommitted for the group's next owner; a loop that is waiting for records or pausing is
+cancelled, since nothing of it is in flight.
 """
 
 from __future__ import annotations
@@ -17,33 +24,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.delivery import RawRecord
 
+Deliver = Callable[[RawRecord], Awaitable[None]]
+"""Delivers one record; raises only when the record must come again."""
+
+Deliverer = Callable[[Sequence[RawRecord]], Awaitable[Deliver]]
+"""Prepares a fetched batch (asks the guard about all of it) and returns its ``Deliver``."""
+
+# How long one poll waits for records when none are buffered; it returns as soon as some are.
+_POLL_WAIT_MS = 1000
+
 log = logging.getLogger(__name__)
 
 
 class ConsumeLoop:
-    """One topic, one consumer group, one record at a time."""
+    """One topic, one consumer group, one record at a time, fetched in batches."""
 
     def __init__(
         self,
         *,
         topic: str,
         group: str,
-        deliver: Callable[[RawRecord], Awaitable[None]],
+        deliverer: Deliverer,
         telemetry: BusTelemetry,
         consumer_options: dict[str, Any],
         retry_after_s: float,
+        max_records: int = 100,
     ) -> None:
         self.topic, self.group = topic, group
-        self._deliver = deliver
+        self._deliverer = deliverer
+        self._max_records = max_records
         self._telemetry = telemetry
         self._consumer_options = consumer_options
         self._retry_after_s = retry_after_s
@@ -113,65 +131,104 @@ class ConsumeLoop:
         consumer, telemetry = self.consumer, self._telemetry
         assert consumer is not None
         topic, group = self.topic, self.group
-        retry_after = self._retry_after_s
         while not self._stopping:
             self._idle = True
             try:
-                message = await consumer.getone()
+                fetched = await consumer.getmany(
+                    timeout_ms=_POLL_WAIT_MS, max_records=self._max_records
+                )
             except KafkaError as exc:
                 telemetry.consumer_error(topic, group, "poll", exc)
                 log.warning(
                     "fetch failed, will retry",
                     extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
                 )
-                await asyncio.sleep(retry_after)
+                await asyncio.sleep(self._retry_after_s)
                 continue
             finally:
                 self._idle = False
             if self._stopping:
-                return  # not started, not committed: the group's next owner gets it
-            record = RawRecord(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                headers=tuple(message.headers),
+                return  # not started, not committed: the group's next owner gets them
+            if fetched:
+                await self._handle(consumer, fetched)
+
+    async def _handle(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Deliver and commit a fetched batch, partition by partition, record by record."""
+        batch = [
+            (partition, [_raw(message) for message in messages])
+            for partition, messages in fetched.items()
+        ]
+        deliver = await self._deliverer([record for _, records in batch for record in records])
+        telemetry, topic, group = self._telemetry, self.topic, self.group
+        for index, (partition, records) in enumerate(batch):
+            for position, record in enumerate(records):
+                if self._stopping:
+                    return  # the record in flight was committed; the next owner gets the rest
+                if partition not in consumer.assignment():
+                    break  # taken away meanwhile: its next owner starts from the last commit
+                try:
+                    await deliver(record)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # deliver raises only when the record must come again
+                    telemetry.consumer_error(topic, group, "redeliver", exc)
+                    log.warning(
+                        "record not handled, will redeliver",
+                        extra={
+                            "topic": topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "group": group,
+                            "error_type": type(exc).__name__,
+                        },
+                    )
+                    _rewind(consumer, [(partition, records[position:]), *batch[index + 1 :]])
+                    self._idle = True  # a stop may cancel the wait: nothing is in flight
+                    await asyncio.sleep(self._retry_after_s)
+                    self._idle = False
+                    return
+                await self._commit(consumer, partition, record)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, record: RawRecord
+    ) -> None:
+        telemetry, topic, group = self._telemetry, self.topic, self.group
+        with contextlib.suppress(IllegalStateError):  # unless the partition just moved
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                telemetry.handled(topic, group, record.partition, highwater - record.offset - 1)
+        try:
+            await consumer.commit({partition: record.offset + 1})
+        except (KafkaError, IllegalStateError) as exc:
+            # A rebalance took the partition; its next owner redelivers the record and the
+            # idempotency guard recognises it.
+            telemetry.consumer_error(topic, group, "commit", exc)
+            log.info(
+                "offset commit failed",
+                extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
             )
-            partition = TopicPartition(message.topic, message.partition)
-            try:
-                await self._deliver(record)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # deliver raises only when the record must come again
-                telemetry.consumer_error(topic, group, "redeliver", exc)
-                log.warning(
-                    "record not handled, will redeliver",
-                    extra={
-                        "topic": topic,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                        "group": group,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-                with contextlib.suppress(IllegalStateError):  # the partition moved on meanwhile
-                    consumer.seek(partition, record.offset)
-                self._idle = True  # a stop may cancel the wait: the record is not committed
-                await asyncio.sleep(retry_after)
-                self._idle = False
-                continue
-            with contextlib.suppress(IllegalStateError):  # unless the partition just moved
-                highwater = consumer.highwater(partition)
-                if highwater is not None:
-                    telemetry.handled(topic, group, record.partition, highwater - record.offset - 1)
-            try:
-                await consumer.commit({partition: record.offset + 1})
-            except (KafkaError, IllegalStateError) as exc:
-                # A rebalance took the partition; its next owner redelivers the record and the
-                # idempotency guard recognises it.
-                telemetry.consumer_error(topic, group, "commit", exc)
-                log.info(
-                    "offset commit failed",
-                    extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
-                )
+
+
+def _raw(message: ConsumerRecord[bytes, bytes]) -> RawRecord:
+    return RawRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple(message.headers),
+    )
+
+
+def _rewind(
+    consumer: AIOKafkaConsumer, pending: Sequence[tuple[TopicPartition, list[RawRecord]]]
+) -> None:
+    """Seek each partition back to its first record not handled, so none is skipped."""
+    for partition, records in pending:
+        if records:
+            with contextlib.suppress(IllegalStateError):  # the partition moved on meanwhile
+                consumer.seek(partition, records[0].offset)

@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
-from radstream.common.envelope import Event, decode
+from radstream.common.envelope import H_ID, Event, decode
 from radstream.common.errors import MisconfiguredError, PoisonEventError, TransientError
 from radstream.common.idempotency import Claim, IdempotencyGuard, claim_for
 from radstream.common.logs import scrub_phi
@@ -138,6 +138,29 @@ def error_text(error: BaseException) -> str:
     return text[:_MAX_ERROR_TEXT]
 
 
+def scope_of(group: str, topic: str) -> str:
+    """The idempotency scope of a consumer group on a topic: what "done" is remembered for."""
+    return f"{group}/{topic}"
+
+
+def event_id_of(record: RawRecord) -> str | None:
+    """The record's ``ce_id`` as decoding will read it (the last one), or None if it has none.
+
+    Read before decoding, to ask the guard about a whole batch at once; a record whose id is
+    unreadable is asked about on its own, once decoded (or dead-lettered).
+    """
+    found: bytes | None = None
+    for name, value in record.headers:
+        if name == H_ID and value is not None:  # as decoding normalizes them
+            found = value
+    if not found:
+        return None
+    try:
+        return found.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -156,7 +179,7 @@ async def deliver(
 ) -> Outcome:
     """Deliver one record to ``handler`` at least once; see the module docstring."""
     started = time.perf_counter()
-    scope = f"{group}/{record.topic}"
+    scope = scope_of(group, record.topic)
     attempt = 0
     outcome: Outcome
     while True:

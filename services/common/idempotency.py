@@ -3,7 +3,8 @@
 Delivery is at-least-once, so any event may arrive twice (a crash between the work and the
 offset commit, a rebalance). The guard turns that into effectively-once:
 
-1. ``is_done(scope, event_id)`` -- skip the handler if this consumer already finished the event;
+1. ``is_done(scope, event_id)`` -- skip the handler if this consumer already finished the event
+   (for a fetched batch, ``done_among`` asks about all its events at once: :func:`prefetch`);
 2. the handler runs and *stages* any database side effects on its :class:`Claim`;
 3. ``complete(claim)`` writes the staged effects and the "done" mark in **one transaction**.
    If another delivery of the same event completed first, the insert of the mark conflicts,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ _MARK_DONE = (
 # a file created with it; older guard files keep theirs.
 _PAGE_SIZE = 1024
 _CHECKPOINT_PAGES = 10_000
+# Ids per batch query: under SQLite's oldest limit of 999 bound parameters.
+_IDS_PER_QUERY = 500
 SqlParams = Sequence[object]
 
 
@@ -79,6 +82,9 @@ class IdempotencyGuard(Protocol):
     async def is_done(self, scope: str, event_id: str) -> bool:
         """Whether ``scope`` (a consumer group + topic) already finished ``event_id``."""
 
+    async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` ``scope`` already finished: one query for a fetched batch."""
+
     async def complete(self, claim: Claim) -> bool:
         """Commit the claim's staged effects and its done mark; False if it was already done."""
 
@@ -89,6 +95,73 @@ class IdempotencyGuard(Protocol):
 def claim_for(guard: IdempotencyGuard, scope: str, event_id: str) -> Claim:
     """Start a claim on ``event_id`` for ``scope`` with the guard's placeholder style."""
     return Claim(scope=scope, event_id=event_id, paramstyle=guard.paramstyle)
+
+
+class BatchGuard:
+    """The guard as one fetched batch sees it: asked about all its events at once.
+
+    The consume loop handles a batch's records one after another. Instead of one ``is_done``
+    query per record (a PostgreSQL round trip each), :func:`prefetch` asks about every event of
+    the batch in one query; this view answers ``is_done`` for those events from the answer, and
+    remembers the events completed since, so an event that comes twice in one batch runs once.
+
+    It answers as of the batch's start: another replica that finishes one of its events
+    meanwhile is the race every ``is_done`` has, and ``complete`` still settles it (the mark
+    conflicts and the staged effects are dropped).
+    """
+
+    def __init__(
+        self, guard: IdempotencyGuard, scope: str, asked: set[str], done: set[str]
+    ) -> None:
+        self._guard, self._scope = guard, scope
+        self._asked, self._done = asked, done
+        self.paramstyle = guard.paramstyle
+
+    async def open(self) -> None:
+        """The guard is opened by its owner, not by a batch."""
+
+    async def close(self) -> None:
+        """The guard is closed by its owner, not by a batch."""
+
+    async def is_done(self, scope: str, event_id: str) -> bool:
+        """From the batch's answer for its events; from the guard for any other."""
+        if scope == self._scope and event_id in self._asked:
+            return event_id in self._done
+        return await self._guard.is_done(scope, event_id)
+
+    async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        """Asked of the guard itself."""
+        return await self._guard.done_among(scope, event_ids)
+
+    async def complete(self, claim: Claim) -> bool:
+        """Complete in the guard; the event is done from then on, whoever finished it."""
+        completed = await self._guard.complete(claim)
+        if claim.scope == self._scope:
+            self._asked.add(claim.event_id)
+            self._done.add(claim.event_id)
+        return completed
+
+    async def check(self) -> None:
+        """Check the guard itself."""
+        await self._guard.check()
+
+
+async def prefetch(
+    guard: IdempotencyGuard, scope: str, event_ids: Iterable[str | None]
+) -> IdempotencyGuard:
+    """The guard for a batch of events: :class:`BatchGuard` once asked about them all.
+
+    A batch of one gains nothing and gets the guard itself. When the store cannot answer, each
+    record asks on its own and meets the failure there (it is redelivered, not lost).
+    """
+    asked = {event_id for event_id in event_ids if event_id}
+    if len(asked) < 2:
+        return guard
+    try:
+        done = await guard.done_among(scope, sorted(asked))
+    except TransientError:
+        return guard
+    return BatchGuard(guard, scope, asked, done)
 
 
 class SqliteIdempotencyGuard:
@@ -175,6 +248,26 @@ class SqliteIdempotencyGuard:
             return bool(await self._call(self._is_done, self._require(), scope, event_id))
 
     @staticmethod
+    def _done_among(db: sqlite3.Connection, scope: str, event_ids: Sequence[str]) -> set[str]:
+        done: set[str] = set()
+        for start in range(0, len(event_ids), _IDS_PER_QUERY):
+            chunk = event_ids[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT event_id FROM {TABLE} WHERE scope=? AND event_id IN ({marks})",
+                (scope, *chunk),
+            )
+            done.update(row[0] for row in rows)
+        return done
+
+    async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` ``scope`` already finished, in one query per 500 ids."""
+        try:
+            return self._done_among(self._require_fast(), scope, event_ids)
+        except sqlite3.OperationalError:  # locked: wait for it off the loop
+            return set(await self._call(self._done_among, self._require(), scope, event_ids))
+
+    @staticmethod
     def _complete(db: sqlite3.Connection, claim: Claim) -> bool:
         mark = (claim.scope, claim.event_id)
         if not claim.staged:  # the mark alone: one statement is its own transaction
@@ -242,6 +335,15 @@ class PostgresIdempotencyGuard:
                 f"SELECT 1 FROM {TABLE} WHERE scope=%s AND event_id=%s", (scope, event_id)
             )
             return await cur.fetchone() is not None
+
+    async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` ``scope`` already finished, in one round trip."""
+        async with self._lock, self._pg.session() as conn:
+            cur = await conn.execute(
+                f"SELECT event_id FROM {TABLE} WHERE scope=%s AND event_id = ANY(%s)",
+                (scope, list(event_ids)),
+            )
+            return {row[0] for row in await cur.fetchall()}
 
     async def complete(self, claim: Claim) -> bool:
         """Commit the staged effects and the done mark in one transaction."""

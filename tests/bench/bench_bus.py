@@ -505,6 +505,10 @@ class MemoryGuard:
         """Whether the pair was completed."""
         return (scope, event_id) in self._done
 
+    async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of the ids were completed in ``scope``."""
+        return {event_id for event_id in event_ids if (scope, event_id) in self._done}
+
     async def complete(self, claim: Claim) -> bool:
         """Mark the pair done; False when it already was."""
         key = (claim.scope, claim.event_id)
@@ -1286,6 +1290,21 @@ def _stamp_send(producer: AIOKafkaProducer, probe: Probe, attribute: str) -> Non
     _patch(producer, "send", send)
 
 
+def _stamp_getmany(consumer: AIOKafkaConsumer, probe: Probe) -> None:
+    """Record when each record of a batch leaves ``consumer.getmany``."""
+    inner = consumer.getmany
+
+    async def getmany(*args: Any, **kwargs: Any) -> Any:
+        batch = await inner(*args, **kwargs)
+        now = time.perf_counter_ns()
+        for records in batch.values():
+            for record in records:
+                probe.fetched.setdefault(seq_of_key(record.key), now)
+        return batch
+
+    _patch(consumer, "getmany", getmany)
+
+
 def _stamp_getone(consumer: AIOKafkaConsumer, probe: Probe) -> None:
     """Record when each record leaves ``consumer.getone``."""
     inner = consumer.getone
@@ -1339,13 +1358,19 @@ def instrument(chain: Chain, probe: Probe, timeline: Timeline) -> None:
         producer_in = chain.publisher.producer
         producer_out = worker.producer
         guard = worker.config.guard
+        _wrap_async(guard, "done_among", timeline, "prefetch in", "prefetch out")
         _wrap_async(guard, "is_done", timeline, "is_done in", "is_done out")
         _wrap_async(guard, "complete", timeline, "complete in", "complete out")
+        _wrap_work(guard, "_done_among", timeline, "sqlite done_among")
         _wrap_work(guard, "_is_done", timeline, "sqlite is_done")
         _wrap_work(guard, "_complete", timeline, "sqlite complete")
         _wrap_async(bus_module, "deliver", timeline, "deliver in", "deliver out")
-    _stamp_getone(consumer, probe)
-    _wrap_async(consumer, "getone", timeline, None, "fetched")
+        # Records come in batches (getmany); each one's delivery starts at "fetched".
+        _wrap_async(worker, "_deliver", timeline, "fetched", None)
+        _stamp_getmany(consumer, probe)
+    if isinstance(chain, BareChain):
+        _stamp_getone(consumer, probe)
+        _wrap_async(consumer, "getone", timeline, None, "fetched")
     _wrap_async(consumer, "commit", timeline, "commit in", "commit out")
     _stamp_send(producer_in, probe, "handed_in")
     _stamp_send(producer_out, probe, "handed_out")
@@ -1360,7 +1385,10 @@ def uninstrument() -> None:
 
 # (row label, bare step, radstream step): steps are "mark -> next mark" of the Timeline.
 STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
-    ("consumer.getone (next record)", "commit out -> fetched", "commit out -> fetched"),
+    ("next record (bare: getone)", "commit out -> fetched", "commit out -> fetched"),
+    ("  a new batch: getmany, then the guard asked", None, "commit out -> prefetch in"),
+    ("  guard.done_among (one query per batch)", None, "prefetch in -> prefetch out"),
+    ("  the batch's first record", None, "prefetch out -> fetched"),
     (
         "getone -> handler: consume loop, process span",
         "fetched -> handler in",

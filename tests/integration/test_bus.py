@@ -273,6 +273,61 @@ async def test_a_dependency_down_past_the_retries_redelivers_the_record_instead_
     )
 
 
+async def test_an_outage_in_the_middle_of_a_fetched_batch_loses_none_of_its_records(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=3)
+    uids = [f"study-{n:02d}" for n in range(30)]
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(publisher):
+        for uid in uids:  # all there before the consumer's first fetch: one batch
+            await publisher.publish(topic, study(uid))
+
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid")
+    failed: list[str] = []
+    processed: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        uid = event.message.study_instance_uid
+        if not failed or (uid == failed[0] and len(failed) < 3):
+            failed.append(uid)  # the batch's first record fails a whole round of attempts
+            raise TransientError("blob store unreachable")
+        processed.append(uid)
+
+    async with running(consumer):
+        await eventually(lambda: sorted(processed) == uids)
+        await asyncio.sleep(0.5)  # nothing comes twice afterwards either
+
+    assert len(failed) == 3 and failed[0] in processed
+    assert sorted(processed) == uids, "each record handled once, none skipped"
+
+
+async def test_an_event_twice_in_one_batch_runs_its_handler_once(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    registry = CollectorRegistry()
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(publisher):
+        for uid, event_id in (("first", "ev-1"), ("again", "ev-1"), ("last", "ev-2")):
+            await publisher.publish(topic, study(uid), event_id=event_id)
+
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid", registry)
+    handled: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        handled.append(event.message.study_instance_uid)
+
+    async with running(consumer):
+        await eventually(lambda: "last" in handled)
+
+    assert handled == ["first", "last"], "the producer's repeat of ev-1 is recognised"
+    labels = {"topic": topic.name, "group": "deid", "outcome": "duplicate"}
+    assert registry.get_sample_value("radstream_events_consumed_total", labels) == 1
+
+
 async def test_stop_lets_the_record_in_flight_finish_and_commits_it(
     kafka_settings, new_topic, idempotency_dsn, tmp_path
 ) -> None:

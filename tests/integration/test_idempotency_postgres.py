@@ -36,6 +36,14 @@ async def test_completed_event_is_done_for_its_scope_only(guard) -> None:
     assert not await guard.is_done("restructure/radstream.study.received.v1", "e-1")
 
 
+async def test_a_batch_is_asked_about_in_one_query_per_scope(guard) -> None:
+    for scope, event_id in (("deid/t", "e-1"), ("deid/t", "e-3"), ("other/t", "e-2")):
+        await guard.complete(claim_for(guard, scope, event_id))
+
+    assert await guard.done_among("deid/t", ["e-1", "e-2", "e-3", "e-4"]) == {"e-1", "e-3"}
+    assert await guard.done_among("deid/t", []) == set()
+
+
 async def test_second_completion_loses_and_its_staged_effects_are_dropped(guard, database) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("CREATE TABLE findings (event_id TEXT)")

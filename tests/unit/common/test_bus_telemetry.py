@@ -203,6 +203,38 @@ class TestRecording:
             assert silent.span is None
             assert live.span is not None and live.span.is_recording()
 
+    def test_a_global_provider_installed_later_is_picked_up_within_the_recheck_interval(
+        self, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        now = [100.0]
+        monkeypatch.setattr(trace, "get_tracer_provider", trace.NoOpTracerProvider)
+        follower = BusTelemetry(
+            tracer_provider=None, registry=registry, recheck_s=1.0, clock=lambda: now[0]
+        )
+        assert not follower.recording()
+
+        monkeypatch.setattr(trace, "get_tracer_provider", TracerProvider)
+        now[0] += 0.5
+        assert not follower.recording(), "not asked again before the interval is over"
+        now[0] += 0.5
+        assert follower.recording()
+
+        monkeypatch.setattr(trace, "get_tracer_provider", trace.NoOpTracerProvider)
+        now[0] += 10
+        assert follower.recording(), "a global provider, once installed, stays"
+
+    def test_a_provider_given_to_the_bus_is_final(
+        self, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        now = [100.0]
+        quiet = BusTelemetry(
+            tracer_provider=trace.NoOpTracerProvider(), registry=registry, clock=lambda: now[0]
+        )
+        monkeypatch.setattr(trace, "get_tracer_provider", TracerProvider)
+        now[0] += 10
+
+        assert not quiet.recording(), "the global provider does not override the bus's own"
+
     def test_publish_metrics_are_kept_without_a_tracer(self, registry: CollectorRegistry) -> None:
         quiet = BusTelemetry(tracer_provider=trace.NoOpTracerProvider(), registry=registry)
 

@@ -1,0 +1,139 @@
+"""The consume loop's handling of a fetched batch: commits, rewinds, stops (a fake consumer).
+
+The loop against the real broker is in tests/integration/test_bus.py; these pin down what it
+does with a batch when a record must come again, when it is told to stop, and when a partition
+is taken away, which a real broker cannot be made to do on cue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from radstream.common.bus_telemetry import BusTelemetry
+from radstream.common.consume_loop import ConsumeLoop
+from radstream.common.delivery import RawRecord
+from radstream.common.errors import TransientError
+
+TOPIC = "radstream.study.received.v1"
+P0, P1, P2 = (TopicPartition(TOPIC, n) for n in range(3))
+
+
+class FakeConsumer:
+    """Records commits and seeks; the assignment can change under the loop."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+        self.commits: list[tuple[int, int]] = []
+        self.seeks: list[tuple[int, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    def highwater(self, partition: TopicPartition) -> int:
+        return 100
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition.partition, offset))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        [(partition, offset)] = offsets.items()
+        self.commits.append((partition.partition, offset))
+
+
+def fetched(**offsets: Sequence[int]) -> dict[TopicPartition, list[Any]]:
+    """A getmany result: ``p0=[10, 11]`` is partition 0's records at offsets 10 and 11."""
+    return {
+        TopicPartition(TOPIC, int(name[1:])): [
+            SimpleNamespace(
+                topic=TOPIC, partition=int(name[1:]), offset=o, key=None, value=b"", headers=[]
+            )
+            for o in numbers
+        ]
+        for name, numbers in offsets.items()
+    }
+
+
+def make_loop(deliver: Any) -> tuple[ConsumeLoop, list[list[tuple[int, int]]]]:
+    """A loop whose deliverer records each batch it was asked to prepare."""
+    prepared: list[list[tuple[int, int]]] = []
+
+    async def deliverer(records: Sequence[RawRecord]) -> Any:
+        prepared.append([(r.partition, r.offset) for r in records])
+        return deliver
+
+    loop = ConsumeLoop(
+        topic=TOPIC,
+        group="deid",
+        deliverer=deliverer,
+        telemetry=BusTelemetry(tracer_provider=None, registry=CollectorRegistry()),
+        consumer_options={},
+        retry_after_s=0.0,
+    )
+    return loop, prepared
+
+
+async def test_a_batch_is_prepared_once_and_each_record_committed_after_it() -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def deliver(record: RawRecord) -> None:
+        seen.append((record.partition, record.offset))
+
+    loop, prepared = make_loop(deliver)
+    consumer = FakeConsumer({P0, P1})
+
+    await loop._handle(consumer, fetched(p0=[10, 11], p1=[5]))  # type: ignore[arg-type]
+
+    assert prepared == [[(0, 10), (0, 11), (1, 5)]]
+    assert seen == [(0, 10), (0, 11), (1, 5)]
+    assert consumer.commits == [(0, 11), (0, 12), (1, 6)]
+
+
+async def test_a_record_that_must_come_again_rewinds_every_partition_not_yet_done() -> None:
+    async def deliver(record: RawRecord) -> None:
+        if (record.partition, record.offset) == (1, 6):
+            raise TransientError("blob store unreachable")
+
+    loop, _ = make_loop(deliver)
+    consumer = FakeConsumer({P0, P1, P2})
+
+    await loop._handle(consumer, fetched(p0=[10], p1=[5, 6, 7], p2=[3, 4]))  # type: ignore[arg-type]
+
+    assert consumer.commits == [(0, 11), (1, 6)], "nothing after the failure is committed"
+    assert consumer.seeks == [(1, 6), (2, 3)], "the failed record, and the partition after it"
+
+
+async def test_a_stop_ends_the_batch_after_the_record_in_flight() -> None:
+    loops: list[ConsumeLoop] = []
+
+    async def deliver(record: RawRecord) -> None:
+        loops[0]._stopping = True  # stop() arrives while this record is handled
+
+    loop, _ = make_loop(deliver)
+    loops.append(loop)
+    consumer = FakeConsumer({P0})
+
+    await loop._handle(consumer, fetched(p0=[10, 11, 12]))  # type: ignore[arg-type]
+
+    assert consumer.commits == [(0, 11)], "the record in flight is committed, the rest left"
+    assert consumer.seeks == [], "the group's next owner starts from the last commit"
+
+
+async def test_a_partition_taken_away_mid_batch_is_left_to_its_next_owner() -> None:
+    consumer = FakeConsumer({P0, P1})
+    seen: list[tuple[int, int]] = []
+
+    async def deliver(record: RawRecord) -> None:
+        seen.append((record.partition, record.offset))
+        consumer.assigned = {P1}  # a rebalance while the first record was handled
+
+    loop, _ = make_loop(deliver)
+
+    await loop._handle(consumer, fetched(p0=[10, 11], p1=[5]))  # type: ignore[arg-type]
+
+    assert seen == [(0, 10), (1, 5)]
+    assert consumer.commits == [(0, 11), (1, 6)]
