@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -34,7 +34,7 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from radstream.common.bus_telemetry import BusTelemetry
-from radstream.common.consume_loop import ConsumeLoop
+from radstream.common.consume_loop import ConsumeLoop, Deliver
 from radstream.common.delivery import (
     DeadLetter,
     DeliveryObserver,
@@ -358,7 +358,7 @@ class Bus:
 
     async def _batch(
         self, topic: Topic, group: str, handler: Handler[Message], records: Sequence[RawRecord]
-    ) -> Callable[[RawRecord], Awaitable[None]]:
+    ) -> Deliver:
         """The delivery of one fetched batch, its events asked of the guard all at once."""
         guard = await prefetch(
             self.config.guard, scope_of(group, topic.name), map(event_id_of, records)

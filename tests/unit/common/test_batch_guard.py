@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -18,14 +17,6 @@ from radstream.common.idempotency import (
 )
 
 SCOPE = "deid/radstream.study.received.v1"
-
-
-@pytest.fixture
-async def guard(tmp_path: Path) -> AsyncIterator[SqliteIdempotencyGuard]:
-    store = SqliteIdempotencyGuard(tmp_path / "idempotency.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class CountingGuard:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
@@ -18,7 +16,7 @@ from radstream.common.delivery import (
 )
 from radstream.common.envelope import encode
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import Claim, SqliteIdempotencyGuard
+from radstream.common.idempotency import Claim
 
 
 class CollectedDeadLetters:
@@ -52,14 +50,6 @@ def record(text: str = "ok", *, event_id: str = "e-1", offset: int = 0) -> RawRe
         value=value,
         headers=tuple(headers.items()),
     )
-
-
-@pytest.fixture
-async def guard(tmp_path: Path) -> AsyncIterator[SqliteIdempotencyGuard]:
-    store = SqliteIdempotencyGuard(tmp_path / "idempotency.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 POLICY = RetryPolicy(max_attempts=3, initial_s=0.1, max_s=0.3, multiplier=2)
