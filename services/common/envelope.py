@@ -51,7 +51,8 @@ H_TRACEPARENT = "traceparent"
 H_TRACESTATE = "tracestate"
 
 REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_CONTENT_TYPE)
-_READ_HEADERS = (*REQUIRED_HEADERS, H_SUBJECT, H_CAUSATION, H_TRACEPARENT, H_TRACESTATE)
+_REQUIRED = frozenset(REQUIRED_HEADERS)
+_READ_HEADERS = frozenset({*REQUIRED_HEADERS, H_SUBJECT, H_CAUSATION, H_TRACEPARENT, H_TRACESTATE})
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -208,14 +209,13 @@ def _meta(found: Mapping[str, bytes]) -> EventMeta:
     """:func:`decode_meta` of headers already normalized (one pass per record, not two)."""
     text: dict[str, str] = {}
     try:
-        for name in _READ_HEADERS:  # others are not ours to judge: another tool's may be binary
-            value = found.get(name)
-            if value:
+        for name, value in found.items():
+            if value and name in _READ_HEADERS:  # others are not ours: another tool's may be binary
                 text[name] = value.decode()
     except UnicodeDecodeError as exc:
         raise InvalidHeaderError(f"header {name} is not UTF-8") from exc
-    missing = [name for name in REQUIRED_HEADERS if name not in text]
-    if missing:
+    if not text.keys() >= _REQUIRED:
+        missing = [name for name in REQUIRED_HEADERS if name not in text]
         raise MissingHeaderError(f"event lacks required header(s): {', '.join(missing)}")
     if text[H_SPECVERSION] != SPECVERSION:
         raise InvalidHeaderError(
