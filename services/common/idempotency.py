@@ -38,6 +38,8 @@ _MARK_DONE = (
     f"INSERT OR IGNORE INTO {TABLE} (scope, event_id, completed_at) "
     "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 )
+# PostgreSQL's column defaults to now().
+_PG_MARK_DONE = f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 # Each mark dirties a b-tree leaf, which a commit appends to the WAL whole, one write for the
 # frame header and one for the page. With 1 KiB pages a leaf holds a few marks, so a quarter of
 # the commits also split a page and write three or four frames; with SQLite's default 4 KiB,
@@ -349,16 +351,21 @@ class PostgresIdempotencyGuard:
             return {row[0] for row in await cur.fetchall()}
 
     async def complete(self, claim: Claim) -> bool:
-        """Commit the staged effects and the done mark in one transaction."""
-        async with self._lock, self._pg.session() as conn, conn.transaction():
-            cur = await conn.execute(
-                f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (claim.scope, claim.event_id),
-            )
-            if cur.rowcount != 1:
-                return False  # nothing was written: leaving the block commits a no-op
-            for sql, params in claim.staged:
-                await conn.execute(sql, params)
+        """Commit the staged effects and the done mark in one transaction.
+
+        The connection autocommits, so the mark alone is one statement and one round trip; a
+        transaction block would add a ``BEGIN`` and a ``COMMIT``, two more.
+        """
+        async with self._lock, self._pg.session() as conn:
+            if not claim.staged:
+                cur = await conn.execute(_PG_MARK_DONE, (claim.scope, claim.event_id))
+                return bool(cur.rowcount == 1)
+            async with conn.transaction():
+                cur = await conn.execute(_PG_MARK_DONE, (claim.scope, claim.event_id))
+                if cur.rowcount != 1:
+                    return False  # nothing was written: leaving the block commits a no-op
+                for sql, params in claim.staged:
+                    await conn.execute(sql, params)
         return True
 
     async def check(self) -> None:

@@ -117,6 +117,7 @@ RADSTREAM_NOTRACE = "radstream-notrace"
 RADSTREAM_SAMPLED = "radstream-sampled"
 SAMPLE_RATIO = 0.1
 MEMORY_GUARD = "rs-memory-guard"
+POSTGRES_GUARD = "rs-postgres-guard"
 FASTSTREAM_PATH = "rs-faststream"
 VARIANTS = (
     BARE,
@@ -127,7 +128,7 @@ VARIANTS = (
     RADSTREAM_NOTRACE,
 )
 BARE_VARIANTS = (BARE, BARE_OTEL, BARE_OTEL_SAMPLED)
-ABLATIONS = (MEMORY_GUARD, FASTSTREAM_PATH)
+ABLATIONS = (MEMORY_GUARD, POSTGRES_GUARD, FASTSTREAM_PATH)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
     BARE_OTEL: "as bare, its producers and consumer traced by opentelemetry-instrumentation-"
@@ -141,6 +142,8 @@ DESCRIPTIONS = {
     RADSTREAM_NOTRACE: "as radstream, tracer_provider=None (no spans started): a service "
     "with no tracer provider configured, today's default",
     MEMORY_GUARD: "ablation: as radstream, an in-memory guard (no SQLite, no thread)",
+    POSTGRES_GUARD: "ablation: as radstream-notrace, production's PostgreSQL guard on the "
+    "machine's server (loopback) instead of SQLite",
     FASTSTREAM_PATH: "ablation: the same envelope, guard and deliver() behind a FastStream "
     "KafkaBroker subscriber and publisher with its OTel and Prometheus middlewares",
 }
@@ -465,7 +468,7 @@ class RadstreamOptions:
 
     tracing: bool = True
     sample_ratio: float = 1.0
-    guard: Literal["sqlite", "memory"] = "sqlite"
+    guard: Literal["sqlite", "memory", "postgres"] = "sqlite"
     transport: Literal["radstream", "faststream"] = "radstream"
 
 
@@ -480,6 +483,7 @@ VARIANT_OPTIONS = {
     RADSTREAM_SAMPLED: RadstreamOptions(sample_ratio=SAMPLE_RATIO),
     RADSTREAM_NOTRACE: RadstreamOptions(tracing=False),
     MEMORY_GUARD: RadstreamOptions(guard="memory"),
+    POSTGRES_GUARD: RadstreamOptions(tracing=False, guard="postgres"),
     FASTSTREAM_PATH: RadstreamOptions(transport="faststream"),
 }
 
@@ -518,10 +522,51 @@ class MemoryGuard:
         return True
 
 
+class BenchDatabase:
+    """A PostgreSQL database of the benchmark's own for the PostgreSQL guard, dropped after it.
+
+    On the server ``RADSTREAM_BENCH_POSTGRES`` names (default: the machine's, on loopback).
+    """
+
+    admin_dsn = os.environ.get(
+        "RADSTREAM_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+    def __init__(self) -> None:
+        self.dsn: str | None = None
+
+    @contextlib.contextmanager
+    def created(self) -> Iterator[bool]:
+        """Create the database; yields whether there is one (no server: False)."""
+        import psycopg
+
+        name = f"radstream_bench_{uuid.uuid4().hex[:12]}"
+        try:
+            admin = psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=3)
+        except psycopg.OperationalError:
+            yield False
+            return
+        with admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        self.dsn = f"{self.admin_dsn.rsplit('/', 1)[0]}/{name}"
+        try:
+            yield True
+        finally:
+            self.dsn = None
+            with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+BENCH_DATABASE = BenchDatabase()
+
+
 def make_guard(kind: str, db: Path) -> IdempotencyGuard:
     """The idempotency guard a variant uses."""
     if kind == "memory":
         return MemoryGuard()
+    if kind == "postgres":
+        assert BENCH_DATABASE.dsn is not None, "run() creates the database first"
+        return open_guard(BENCH_DATABASE.dsn)  # PostgresIdempotencyGuard
     return open_guard(f"sqlite:///{db}")  # the real default: SqliteIdempotencyGuard
 
 
@@ -1606,12 +1651,20 @@ async def run(
     config: BenchConfig, variants: Sequence[str], *, profile: bool | None
 ) -> dict[str, Any]:
     """Run every round of every variant, then profile if asked (``None``: if over target)."""
-    results: dict[str, list[RoundResult]] = {variant: [] for variant in variants}
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp,
         EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
+        (
+            BENCH_DATABASE.created()
+            if POSTGRES_GUARD in variants
+            else contextlib.nullcontext(False)
+        ) as have_postgres,
     ):
+        if POSTGRES_GUARD in variants and not have_postgres:
+            print(f"  {POSTGRES_GUARD}: no PostgreSQL at {BENCH_DATABASE.admin_dsn}, skipped")
+            variants = [v for v in variants if v != POSTGRES_GUARD]
+        results: dict[str, list[RoundResult]] = {variant: [] for variant in variants}
         # The bus takes the consumer options from its settings; the bare side from config too.
         settings = KafkaSettings(
             bootstrap=broker.bootstrap,
@@ -1717,7 +1770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = True if args.profile else False if args.no_profile else None
     report = asyncio.run(run(config, variants, profile=profile))
     print()
-    print(describe(config, variants, report["facts"], report["payload_bytes"]))
+    print(describe(config, list(report["variants"]), report["facts"], report["payload_bytes"]))
     print()
     print(table(report["median"]))
     print()
