@@ -1435,13 +1435,14 @@ STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("  guard.done_among (one query per batch)", None, "prefetch in -> prefetch out"),
     ("  the batch's first record", None, "prefetch out -> fetched"),
     (
-        "getone -> handler: consume loop, process span",
+        "record -> handler: consume loop, process span",
         "fetched -> handler in",
         "fetched -> deliver in",
     ),
-    ("  envelope decode", None, "deliver in -> is_done in"),
-    ("  guard.is_done (SQLite SELECT)", None, "is_done in -> is_done out"),
-    ("  claim, call the handler", None, "is_done out -> handler in"),
+    ("  decode, the batch's answer, claim, handler", None, "deliver in -> handler in"),
+    ("  batch of one: envelope decode", None, "deliver in -> is_done in"),
+    ("  batch of one: guard.is_done (SQLite SELECT)", None, "is_done in -> is_done out"),
+    ("  batch of one: claim, call the handler", None, "is_done out -> handler in"),
     (
         "output publish up to aiokafka send()",
         "handler in -> aiokafka send in",
