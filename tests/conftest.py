@@ -12,6 +12,7 @@ from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.kafka_client import ensure_topics
 from radstream.common.settings import EMBEDDED_BROKER_TUNING, KafkaSettings
 from radstream.common.topics import Topic
+from tests.scratch_database import scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -81,15 +82,7 @@ def drop_postgres_connections(dsn: str) -> None:
 @pytest.fixture
 def postgres_dsn() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL, dropped afterwards; skips without one."""
-    import psycopg
-
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(POSTGRES_ADMIN_DSN, "radstream_test") as dsn:
+        if dsn is None:
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        yield dsn

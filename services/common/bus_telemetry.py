@@ -188,8 +188,8 @@ class BusTelemetry:
 
     def recording(self) -> bool:
         """Whether spans can be recorded: an SDK provider was given, or is installed globally."""
-        if self._follows_global and self._clock() - self._checked_at >= self._recheck_s:
-            self._checked_at = self._clock()
+        if self._follows_global and (now := self._clock()) - self._checked_at >= self._recheck_s:
+            self._checked_at = now
             if _can_record(trace.get_tracer_provider()):
                 self._recording, self._follows_global = True, False
         return self._recording

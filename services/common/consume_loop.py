@@ -159,7 +159,7 @@ class ConsumeLoop:
     ) -> None:
         """Deliver and commit a fetched batch, partition by partition, record by record."""
         batch = [
-            (partition, [_raw(message) for message in messages])
+            (partition, [raw_record(message) for message in messages])
             for partition, messages in fetched.items()
         ]
         deliver = await self._deliverer([record for _, records in batch for record in records])
@@ -213,7 +213,8 @@ class ConsumeLoop:
             )
 
 
-def _raw(message: ConsumerRecord[bytes, bytes]) -> RawRecord:
+def raw_record(message: ConsumerRecord[bytes, bytes]) -> RawRecord:
+    """A consumed record as delivery takes it: undecoded, its headers a tuple."""
     return RawRecord(
         topic=message.topic,
         partition=message.partition,

@@ -92,7 +92,8 @@ from wrapt import wrap_function_wrapper
 
 from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
-from radstream.common.delivery import RawRecord, deliver
+from radstream.common.consume_loop import raw_record
+from radstream.common.delivery import deliver
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.envelope import Event, derived_event_id, encode
 from radstream.common.idempotency import (
@@ -106,6 +107,7 @@ from radstream.common.topics import Topic
 from radstream.contracts.v1.common_pb2 import BlobRef, InstanceRef
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
 from tests.bench.report import save_report
+from tests.scratch_database import scratch_database
 
 DEFAULT_JSON = Path(".build/bench/bus.json")
 TARGET = 0.20  # radstream may cost at most 20% over bare aiokafka
@@ -538,23 +540,12 @@ class BenchDatabase:
     @contextlib.contextmanager
     def created(self) -> Iterator[bool]:
         """Create the database; yields whether there is one (no server: False)."""
-        import psycopg
-
-        name = f"radstream_bench_{uuid.uuid4().hex[:12]}"
-        try:
-            admin = psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=3)
-        except psycopg.OperationalError:
-            yield False
-            return
-        with admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        self.dsn = f"{self.admin_dsn.rsplit('/', 1)[0]}/{name}"
-        try:
-            yield True
-        finally:
-            self.dsn = None
-            with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_database(self.admin_dsn, "radstream_bench") as dsn:
+            self.dsn = dsn
+            try:
+                yield dsn is not None
+            finally:
+                self.dsn = None
 
 
 BENCH_DATABASE = BenchDatabase()
@@ -657,14 +648,7 @@ class FastStreamBus:
             async def on_record(msg: StreamMessage[Any]) -> None:
                 raw = msg.raw_message
                 await deliver(
-                    RawRecord(
-                        topic=raw.topic,
-                        partition=raw.partition,
-                        offset=raw.offset,
-                        key=raw.key,
-                        value=raw.value,
-                        headers=tuple(raw.headers),
-                    ),
+                    raw_record(raw),
                     message_type=topic.message,
                     handler=handler,
                     group=group,
