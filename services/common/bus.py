@@ -34,7 +34,7 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from radstream.common.bus_telemetry import BusTelemetry
-from radstream.common.consume_loop import ConsumeLoop, Deliver
+from radstream.common.consume_loop import ConsumeLoop
 from radstream.common.delivery import (
     DeadLetter,
     DeliveryObserver,
@@ -48,7 +48,7 @@ from radstream.common.delivery import (
 )
 from radstream.common.envelope import Event, derived_event_id, encode, new_event_id
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import IdempotencyGuard, open_guard, prefetch
+from radstream.common.idempotency import BatchGuard, IdempotencyGuard, open_guard, prefetch
 from radstream.common.kafka_client import aiokafka_options, faststream_security
 from radstream.common.metrics import per_registry
 from radstream.common.settings import DeliverySettings, KafkaSettings
@@ -358,21 +358,45 @@ class Bus:
 
     async def _batch(
         self, topic: Topic, group: str, handler: Handler[Message], records: Sequence[RawRecord]
-    ) -> Deliver:
+    ) -> _BatchDelivery:
         """The delivery of one fetched batch, its events asked of the guard all at once."""
         guard = await prefetch(
             self.config.guard, scope_of(group, topic.name), map(event_id_of, records)
         )
-        return functools.partial(self._deliver, topic, group, handler, guard)
+        return _BatchDelivery(
+            topic,
+            group,
+            handler,
+            guard,
+            telemetry=self._telemetry,
+            dead_letters=self._dead_letters,
+            policy=self.config.policy,
+            observer=self._observer,
+        )
 
-    async def _deliver(
+
+class _BatchDelivery:
+    """One fetched batch on its way to a handler: each record delivered, then the marks written."""
+
+    def __init__(
         self,
         topic: Topic,
         group: str,
         handler: Handler[Message],
-        guard: IdempotencyGuard,
-        record: RawRecord,
+        guard: BatchGuard,
+        *,
+        telemetry: BusTelemetry,
+        dead_letters: _KafkaDeadLetters,
+        policy: RetryPolicy,
+        observer: DeliveryObserver,
     ) -> None:
+        self._topic, self._group, self._handler, self._guard = topic, group, handler, guard
+        self._telemetry, self._dead_letters = telemetry, dead_letters
+        self._policy, self._observer = policy, observer
+
+    async def deliver(self, record: RawRecord) -> None:
+        """Deliver one record inside its process span (see :func:`deliver`)."""
+        group = self._group
         with self._telemetry.processing(
             topic=record.topic,
             group=group,
@@ -383,14 +407,18 @@ class Bus:
         ):
             await deliver(
                 record,
-                message_type=topic.message,
-                handler=handler,
+                message_type=self._topic.message,
+                handler=self._handler,
                 group=group,
-                guard=guard,
+                guard=self._guard,
                 dead_letters=self._dead_letters,
-                policy=self.config.policy,
+                policy=self._policy,
                 observer=self._observer,
             )
+
+    async def finish(self) -> None:
+        """Write the done marks of the records that staged nothing, in one transaction."""
+        await self._guard.write_marks()
 
 
 def create_bus(

@@ -81,7 +81,8 @@ class BusMetrics:
         self.consumer_errors = Counter(
             "radstream_consumer_errors_total",
             "Consume-loop failures by stage: poll (fetch failed), redeliver (the record is "
-            "delivered again later), commit (offset not committed; the guard absorbs the repeat).",
+            "delivered again later), commit (offset not committed; the guard absorbs the repeat), "
+            "mark (a batch's done marks not written; its records stay committed).",
             ["topic", "group", "stage", "error_type"],
             registry=registry,
         )

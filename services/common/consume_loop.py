@@ -1,11 +1,15 @@
 """The consume loop behind each ``Bus.subscribe``: records in partition order, each committed.
 
 The loop takes what the consumer has fetched (``getmany``, up to ``max_records``) and asks the
-bus for a deliverer for that batch, which queries the idempotency guard about all of its events
-at once (:func:`radstream.common.idempotency.prefetch`). Then it hands each record to the
-deliverer (decode, guard, handler, retries, dead letters:
+bus to prepare that batch's delivery, which queries the idempotency guard about all of its
+events at once (:func:`radstream.common.idempotency.prefetch`). Then it hands each record to
+the batch (decode, guard, handler, retries, dead letters:
 :func:`radstream.common.delivery.deliver`) and commits ``offset + 1`` for its partition after
-each one, so a crash repeats at most the record in flight.
+each one, so a crash repeats at most the record in flight. When the batch is through, however
+it ends, the loop has the batch write the done marks its records left
+(:meth:`~radstream.common.idempotency.BatchGuard.write_marks`): one write for the batch, after
+the commits, or at once when a commit fails (the partition's next owner may soon ask). A failure
+to write them is counted and logged; the records stay committed.
 
 When delivery raises, the event was not at fault and could not be handled now (a dependency
 down past the retries, the dead-letter topic unwritable): the loop does not commit, seeks every
@@ -25,19 +29,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.delivery import RawRecord
+from radstream.common.frozen import build_frozen
 
-Deliver = Callable[[RawRecord], Awaitable[None]]
-"""Delivers one record; raises only when the record must come again."""
 
-Deliverer = Callable[[Sequence[RawRecord]], Awaitable[Deliver]]
-"""Prepares a fetched batch (asks the guard about all of it) and returns its ``Deliver``."""
+class BatchDelivery(Protocol):
+    """The delivery of one fetched batch, as the bus prepared it."""
+
+    async def deliver(self, record: RawRecord) -> None:
+        """Deliver one record of the batch; raises only when the record must come again."""
+
+    async def finish(self) -> None:
+        """Write what the batch's records left to write once it is through (the done marks)."""
+
+
+Deliverer = Callable[[Sequence[RawRecord]], Awaitable[BatchDelivery]]
+"""Prepares a fetched batch (asks the guard about all of it) for delivery."""
 
 # How long one poll waits for records when none are buffered; it returns as soon as some are.
 _POLL_WAIT_MS = 1000
@@ -162,7 +175,19 @@ class ConsumeLoop:
             (partition, [raw_record(message) for message in messages])
             for partition, messages in fetched.items()
         ]
-        deliver = await self._deliverer([record for _, records in batch for record in records])
+        delivery = await self._deliverer([record for _, records in batch for record in records])
+        try:
+            await self._deliver_all(consumer, delivery, batch)
+        finally:
+            await self._finish(delivery)
+
+    async def _deliver_all(
+        self,
+        consumer: AIOKafkaConsumer,
+        delivery: BatchDelivery,
+        batch: list[tuple[TopicPartition, list[RawRecord]]],
+    ) -> None:
+        deliver = delivery.deliver
         telemetry, topic, group = self._telemetry, self.topic, self.group
         for index, (partition, records) in enumerate(batch):
             for position, record in enumerate(records):
@@ -191,11 +216,28 @@ class ConsumeLoop:
                     await asyncio.sleep(self._retry_after_s)
                     self._idle = False
                     return
-                await self._commit(consumer, partition, record)
+                if not await self._commit(consumer, partition, record):
+                    # The partition's next owner may get the record before the batch ends:
+                    # the marks so far should be there when it asks.
+                    await self._finish(delivery)
+
+    async def _finish(self, delivery: BatchDelivery) -> None:
+        """Let the batch write its done marks; its records are committed whatever happens."""
+        try:
+            await delivery.finish()
+        except Exception as exc:
+            # Committed records are not delivered again; only a copy published again upstream
+            # would run its handler a second time (its outputs are dropped downstream).
+            self._telemetry.consumer_error(self.topic, self.group, "mark", exc)
+            log.warning(
+                "done marks not written",
+                extra={"topic": self.topic, "group": self.group, "error_type": type(exc).__name__},
+            )
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partition: TopicPartition, record: RawRecord
-    ) -> None:
+    ) -> bool:
+        """Commit ``offset + 1`` for the record's partition; False when the commit failed."""
         telemetry, topic, group = self._telemetry, self.topic, self.group
         with contextlib.suppress(IllegalStateError):  # unless the partition just moved
             highwater = consumer.highwater(partition)
@@ -211,17 +253,22 @@ class ConsumeLoop:
                 "offset commit failed",
                 extra={"topic": topic, "group": group, "error_type": type(exc).__name__},
             )
+            return False
+        return True
 
 
 def raw_record(message: ConsumerRecord[bytes, bytes]) -> RawRecord:
     """A consumed record as delivery takes it: undecoded, its headers a tuple."""
-    return RawRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=tuple(message.headers),
+    return build_frozen(
+        RawRecord,
+        {
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": message.key,
+            "value": message.value,
+            "headers": tuple(message.headers),
+        },
     )
 
 

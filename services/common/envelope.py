@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import propagate
 
 from radstream.common.errors import PoisonEventError
+from radstream.common.frozen import build_frozen
 
 M = TypeVar("M", bound=Message)
 
@@ -196,7 +197,12 @@ def encode(
 
 def normalize_headers(headers: Headers) -> dict[str, bytes]:
     """Return headers as a dict; Kafka allows repeated names, and the last value wins."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # A consumed record's headers are a tuple: asked first, since the Mapping check is slow.
+    items = (
+        headers
+        if isinstance(headers, tuple) or not isinstance(headers, Mapping)
+        else headers.items()
+    )
     return {name: value for name, value in items if value is not None}
 
 
@@ -234,15 +240,18 @@ def _meta(found: Mapping[str, bytes]) -> EventMeta:
         raise InvalidHeaderError(
             "traceparent is not a W3C trace context (version-trace-span-flags)"
         )
-    return EventMeta(
-        id=text[H_ID],
-        type=text[H_TYPE],
-        source=text[H_SOURCE],
-        time=_parse_time(text[H_TIME]),
-        subject=text.get(H_SUBJECT),
-        causation_id=text.get(H_CAUSATION),
-        traceparent=traceparent,
-        tracestate=text.get(H_TRACESTATE),
+    return build_frozen(
+        EventMeta,
+        {
+            "id": text[H_ID],
+            "type": text[H_TYPE],
+            "source": text[H_SOURCE],
+            "time": _parse_time(text[H_TIME]),
+            "subject": text.get(H_SUBJECT),
+            "causation_id": text.get(H_CAUSATION),
+            "traceparent": traceparent,
+            "tracestate": text.get(H_TRACESTATE),
+        },
     )
 
 
@@ -271,14 +280,17 @@ def decode(
             f"body of {len(value)} bytes does not parse as {expected_type} "
             "(truncated or not protobuf)"
         ) from exc
-    return Event(
-        meta=meta,
-        message=message,
-        key=key,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        headers=tuple(found.items()),
+    return build_frozen(
+        Event,
+        {
+            "meta": meta,
+            "message": message,
+            "key": key,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "headers": tuple(found.items()),
+        },
     )
 
 

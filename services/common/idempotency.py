@@ -10,6 +10,11 @@ offset commit, a rebalance). The guard turns that into effectively-once:
    If another delivery of the same event completed first, the insert of the mark conflicts,
    the transaction rolls back and the staged effects are dropped.
 
+A claim that staged nothing has only its mark to write, and the consume loop writes those of a
+fetched batch together once the batch is through (``mark_done``, see :class:`BatchGuard`),
+after the records' offset commits rather than before each: an event whose offset is committed
+is not delivered again, so its mark only matters for a copy published again upstream.
+
 Effects outside the database (blobs, published events) must be idempotent themselves: the blob
 store is content-addressed and output events get ids derived from the input's id, so the
 guards of downstream consumers drop repeats. No lock is held while the handler runs.
@@ -40,6 +45,9 @@ _MARK_DONE = (
 )
 # PostgreSQL's column defaults to now().
 _PG_MARK_DONE = f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+_PG_MARK_ALL_DONE = (
+    f"INSERT INTO {TABLE} (scope, event_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
+)
 # Each mark dirties a b-tree leaf, which a commit appends to the WAL whole, one write for the
 # frame header and one for the page. With 1 KiB pages a leaf holds a few marks, so a quarter of
 # the commits also split a page and write three or four frames; with SQLite's default 4 KiB,
@@ -93,6 +101,9 @@ class IdempotencyGuard(Protocol):
     async def complete(self, claim: Claim) -> bool:
         """Commit the claim's staged effects and its done mark; False if it was already done."""
 
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        """Mark events done that staged nothing, in one transaction (ids already done are kept)."""
+
     async def check(self) -> None:
         """Raise if the store cannot be reached (readiness probes, ``radstream doctor``)."""
 
@@ -103,16 +114,27 @@ def claim_for(guard: IdempotencyGuard, scope: str, event_id: str) -> Claim:
 
 
 class BatchGuard:
-    """The guard as one fetched batch sees it: asked about all its events at once.
+    """The guard as one fetched batch sees it: asked about all its events at once, marks last.
 
     The consume loop handles a batch's records one after another. Instead of one ``is_done``
     query per record (a PostgreSQL round trip each), :func:`prefetch` asks about every event of
     the batch in one query; this view answers ``is_done`` for those events from the answer, and
     remembers the events completed since, so an event that comes twice in one batch runs once.
 
+    A claim that staged nothing is not written when it completes: its mark waits for
+    :meth:`write_marks`, which the loop calls once the batch is through, so a batch of records
+    costs one write instead of one per record (one round trip with PostgreSQL). Each record's
+    offset is committed before its mark is written. That is safe for redelivery, because
+    an event whose offset is committed is not delivered again, and a crash before the commit
+    delivers it again either way. What a crash before :meth:`write_marks` does lose is the
+    marks themselves: a copy of one of those events published again upstream runs its handler
+    again, and its outputs, whose ids derive from the input's, are dropped by the guards
+    downstream. A claim with staged effects completes at once, as the guard does it.
+
     It answers as of the batch's start: another replica that finishes one of its events
-    meanwhile is the race every ``is_done`` has, and ``complete`` still settles it (the mark
-    conflicts and the staged effects are dropped).
+    meanwhile is the race every ``is_done`` has. ``complete`` settles it for staged effects
+    (the mark conflicts and they are dropped); a deferred mark reports the event processed and
+    leaves the other replica's mark as it is.
     """
 
     def __init__(
@@ -120,6 +142,7 @@ class BatchGuard:
     ) -> None:
         self._guard, self._scope = guard, scope
         self._asked, self._done = asked, done
+        self._unwritten: list[str] = []
         self.paramstyle = guard.paramstyle
 
     async def open(self) -> None:
@@ -139,12 +162,41 @@ class BatchGuard:
         return await self._guard.done_among(scope, event_ids)
 
     async def complete(self, claim: Claim) -> bool:
-        """Complete in the guard; the event is done from then on, whoever finished it."""
-        completed = await self._guard.complete(claim)
-        if claim.scope == self._scope:
-            self._asked.add(claim.event_id)
-            self._done.add(claim.event_id)
+        """Staged effects: complete in the guard now. The mark alone: at :meth:`write_marks`.
+
+        Either way the event is done for the rest of the batch, whoever finished it.
+        """
+        if claim.scope != self._scope:
+            return await self._guard.complete(claim)
+        if claim.staged:
+            completed = await self._guard.complete(claim)
+        elif claim.event_id in self._done:
+            completed = False  # the batch finished it already
+        else:
+            self._unwritten.append(claim.event_id)
+            completed = True
+        self._asked.add(claim.event_id)
+        self._done.add(claim.event_id)
         return completed
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        """Written by the guard itself."""
+        await self._guard.mark_done(scope, event_ids)
+
+    async def write_marks(self) -> None:
+        """Write the marks the batch's completed claims left, in one transaction.
+
+        On failure they stay unwritten and the store's error propagates; a later call tries
+        them again.
+        """
+        if self._unwritten:
+            await self._guard.mark_done(self._scope, self._unwritten)
+            self._unwritten = []
+
+    @property
+    def unwritten(self) -> int:
+        """How many marks wait for :meth:`write_marks`."""
+        return len(self._unwritten)
 
     async def check(self) -> None:
         """Check the guard itself."""
@@ -153,19 +205,22 @@ class BatchGuard:
 
 async def prefetch(
     guard: IdempotencyGuard, scope: str, event_ids: Iterable[str | None]
-) -> IdempotencyGuard:
-    """The guard for a batch of events: :class:`BatchGuard` once asked about them all.
+) -> BatchGuard:
+    """The guard as a fetched batch sees it: :class:`BatchGuard`, asked about every event at once.
 
-    A batch of one gains nothing and gets the guard itself. When the store cannot answer, each
-    record asks on its own and meets the failure there (it is redelivered, not lost).
+    A batch of one event asks nothing in advance (the record asks as it comes). When the store
+    cannot answer, each record asks on its own and meets the failure there (it is redelivered,
+    not lost).
     """
     asked = {event_id for event_id in event_ids if event_id}
+    done: set[str] = set()
     if len(asked) < 2:
-        return guard
-    try:
-        done = await guard.done_among(scope, sorted(asked))
-    except TransientError:
-        return guard
+        asked = set()
+    else:
+        try:
+            done = await guard.done_among(scope, sorted(asked))
+        except TransientError:
+            asked = set()
     return BatchGuard(guard, scope, asked, done)
 
 
@@ -299,6 +354,29 @@ class SqliteIdempotencyGuard:
         except sqlite3.OperationalError:  # locked (or failed): redo it off the loop, waiting
             return bool(await self._call(self._complete, self._require(), claim))
 
+    @staticmethod
+    def _mark_done(db: sqlite3.Connection, scope: str, event_ids: Sequence[str]) -> None:
+        if len(event_ids) == 1:  # one statement is its own transaction
+            db.execute(_MARK_DONE, (scope, event_ids[0]))
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_MARK_DONE, [(scope, event_id) for event_id in event_ids])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        """Mark ``event_ids`` done in one transaction."""
+        if not event_ids:
+            return
+        try:
+            self._mark_done(self._require_fast(), scope, event_ids)
+        except sqlite3.OperationalError:  # locked (or failed): redo it off the loop, waiting
+            await self._call(self._mark_done, self._require(), scope, event_ids)
+
     async def check(self) -> None:
         """Raise if the database file cannot be read."""
         await self.is_done("radstream.check", "-")
@@ -367,6 +445,13 @@ class PostgresIdempotencyGuard:
                 for sql, params in claim.staged:
                     await conn.execute(sql, params)
         return True
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        """Mark ``event_ids`` done: one autocommitted statement, one round trip."""
+        if not event_ids:
+            return
+        async with self._lock, self._pg.session() as conn:
+            await conn.execute(_PG_MARK_ALL_DONE, (scope, list(event_ids)))
 
     async def check(self) -> None:
         """Raise if PostgreSQL cannot be reached."""

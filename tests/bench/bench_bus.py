@@ -19,8 +19,9 @@ Every variant runs the same chain, in one process and event loop, on one embedde
 * **radstream**: ``Bus.publish`` to A; an ``@bus.subscribe`` handler republishes the event to
   B with ``caused_by``. The buses are what ``create_bus`` builds: CloudEvents envelope, a
   producer span per publish and a consumer span per record (``traceparent`` continued), the
-  Prometheus publish and delivery metrics, the SQLite idempotency guard (``is_done`` before
-  the handler, ``complete`` after it), the offset committed after the handler returned.
+  Prometheus publish and delivery metrics, the SQLite idempotency guard (asked about each
+  fetched batch before its handlers, its done marks written once the batch is through), the
+  offset committed after the handler returned.
   ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (every span
   recorded and batched like in production, then dropped instead of exported);
   ``radstream-notrace`` gives it none (the bus then starts no spans and only passes the trace
@@ -47,7 +48,8 @@ number (the end of its study UID, the record key):
 * hop 2: just before the handler publishes to B -> sink receipt;
 * end to end: just before publishing to A -> sink receipt.
 
-Latency comes from paced publishing (so queueing does not dominate); throughput (events/s)
+Latency comes from paced publishing at random moments (Poisson arrivals, so queueing does not
+dominate and sends do not lock into phase with the fetch cycle); throughput (events/s)
 from a burst published by a few concurrent publishers, timed until the sink holds every event,
 with the process CPU time (all threads) per event beside it.
 """
@@ -65,6 +67,7 @@ import math
 import os
 import platform
 import pstats
+import random
 import statistics
 import sys
 import tempfile
@@ -93,7 +96,7 @@ from wrapt import wrap_function_wrapper
 from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
 from radstream.common.consume_loop import raw_record
-from radstream.common.delivery import deliver
+from radstream.common.delivery import RawRecord, deliver
 from radstream.common.embedded_broker import EmbeddedBroker
 from radstream.common.envelope import Event, derived_event_id, encode
 from radstream.common.idempotency import (
@@ -121,6 +124,7 @@ SAMPLE_RATIO = 0.1
 MEMORY_GUARD = "rs-memory-guard"
 POSTGRES_GUARD = "rs-postgres-guard"
 FASTSTREAM_PATH = "rs-faststream"
+MARKS_PER_RECORD = "rs-marks-per-record"
 VARIANTS = (
     BARE,
     BARE_OTEL,
@@ -130,7 +134,7 @@ VARIANTS = (
     RADSTREAM_NOTRACE,
 )
 BARE_VARIANTS = (BARE, BARE_OTEL, BARE_OTEL_SAMPLED)
-ABLATIONS = (MEMORY_GUARD, POSTGRES_GUARD, FASTSTREAM_PATH)
+ABLATIONS = (MEMORY_GUARD, POSTGRES_GUARD, FASTSTREAM_PATH, MARKS_PER_RECORD)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
     BARE_OTEL: "as bare, its producers and consumer traced by opentelemetry-instrumentation-"
@@ -148,6 +152,8 @@ DESCRIPTIONS = {
     "machine's server (loopback) instead of SQLite",
     FASTSTREAM_PATH: "ablation: the same envelope, guard and deliver() behind a FastStream "
     "KafkaBroker subscriber and publisher with its OTel and Prometheus middlewares",
+    MARKS_PER_RECORD: "ablation: as radstream-notrace, each done mark written as its handler "
+    "returns, before the offset commit, instead of once per fetched batch",
 }
 MS = 1e6  # nanoseconds per millisecond
 
@@ -472,6 +478,7 @@ class RadstreamOptions:
     sample_ratio: float = 1.0
     guard: Literal["sqlite", "memory", "postgres"] = "sqlite"
     transport: Literal["radstream", "faststream"] = "radstream"
+    marks: Literal["per-batch", "per-record"] = "per-batch"
 
 
 BARE_SAMPLE_RATIOS: dict[str, float | None] = {
@@ -487,7 +494,31 @@ VARIANT_OPTIONS = {
     MEMORY_GUARD: RadstreamOptions(guard="memory"),
     POSTGRES_GUARD: RadstreamOptions(tracing=False, guard="postgres"),
     FASTSTREAM_PATH: RadstreamOptions(transport="faststream"),
+    MARKS_PER_RECORD: RadstreamOptions(tracing=False, marks="per-record"),
 }
+
+
+def mark_each_record(bus: Bus) -> None:
+    """Make ``bus`` write each done mark before its record's offset commit (ablation).
+
+    How the bus wrote marks until it wrote them once per fetched batch: each batch delivery
+    writes its marks after every record instead of at the end. Call it before ``subscribe``,
+    which binds the bus's batch preparation.
+    """
+    prepare = bus._batch
+
+    async def batch(topic: Topic, group: str, handler: Any, records: Sequence[RawRecord]) -> Any:
+        delivery = await prepare(topic, group, handler, records)
+        deliver = delivery.deliver
+
+        async def deliver_and_mark(record: RawRecord) -> None:
+            await deliver(record)
+            await delivery.finish()
+
+        delivery.deliver = deliver_and_mark  # type: ignore[method-assign]
+        return delivery
+
+    bus._batch = batch  # type: ignore[method-assign]
 
 
 class MemoryGuard:
@@ -522,6 +553,10 @@ class MemoryGuard:
             return False
         self._done.add(key)
         return True
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        """Mark the pairs done."""
+        self._done.update((scope, event_id) for event_id in event_ids)
 
 
 class BenchDatabase:
@@ -696,6 +731,9 @@ class RadstreamChain:
         self.publisher = self._bus(settings, workdir / "ingest.sqlite3", "bench-ingest")
         self.worker = self._bus(settings, workdir / "deid.sqlite3", "bench-deid")
         worker = self.worker
+        if options.marks == "per-record":
+            assert isinstance(worker, Bus)
+            mark_each_record(worker)
 
         @worker.subscribe(source, group=group)
         async def forward(event: Event[StudyReceived], claim: Claim) -> None:
@@ -884,10 +922,19 @@ async def drained(probe: Probe, timeout: float, what: str) -> None:
 
 
 async def paced(chain: Chain, probe: Probe, messages: Sequence[StudyReceived], rate: float) -> None:
-    """Publish one message every ``1/rate`` seconds, each awaited, stamping its send time."""
-    start = time.perf_counter()
-    for i, message in enumerate(messages):
-        delay = start + i / rate - time.perf_counter()
+    """Publish ``rate`` messages a second at random moments, each awaited, stamping its send time.
+
+    The gaps are exponential (Poisson arrivals), from one fixed seed, so every variant gets the
+    same schedule. Evenly spaced sends would lock into phase with the consumers' fetch cycle
+    (``fetch_max_wait_ms``, which Tansu always waits out): at 100/s and 10 ms both repeat every
+    10 ms, and a hop's median then depends on where the two phases happen to meet in that
+    round (hop 2 medians of one variant moved by half between rounds).
+    """
+    gaps = random.Random(len(messages))
+    due = time.perf_counter()
+    for message in messages:
+        delay = due - time.perf_counter()
+        due += gaps.expovariate(rate)
         if delay > 0:
             await asyncio.sleep(delay)
         probe.sent[seq_of_uid(message.study_instance_uid)] = time.perf_counter_ns()
@@ -1192,7 +1239,7 @@ def describe(
         "publish is acknowledged; the sink is the same plain consumer for every variant",
         f"every consumer: fetch_max_wait_ms={'/'.join(waits)} (Tansu does not answer a waiting "
         f"Fetch early), session_timeout_ms={config.session_timeout_ms} (Tansu joins in half)",
-        f"latency: {config.latency_events} events paced at {config.rate_per_s:.0f}/s; "
+        f"latency: {config.latency_events} events at {config.rate_per_s:.0f}/s, Poisson arrivals; "
         f"throughput: burst of {config.burst_events} from {config.burst_publishers} concurrent "
         "publishers, until the sink has all; CPU = process CPU time (all threads) per event",
         f"{config.rounds} round(s) per variant, fresh topics and groups each, order rotated "
@@ -1390,12 +1437,14 @@ def instrument(chain: Chain, probe: Probe, timeline: Timeline) -> None:
         _wrap_async(guard, "done_among", timeline, "prefetch in", "prefetch out")
         _wrap_async(guard, "is_done", timeline, "is_done in", "is_done out")
         _wrap_async(guard, "complete", timeline, "complete in", "complete out")
+        _wrap_async(guard, "mark_done", timeline, "marks in", "marks out")
         _wrap_work(guard, "_done_among", timeline, "sqlite done_among")
         _wrap_work(guard, "_is_done", timeline, "sqlite is_done")
         _wrap_work(guard, "_complete", timeline, "sqlite complete")
+        _wrap_work(guard, "_mark_done", timeline, "sqlite mark_done")
         _wrap_async(bus_module, "deliver", timeline, "deliver in", "deliver out")
         # Records come in batches (getmany); each one's delivery starts at "fetched".
-        _wrap_async(worker, "_deliver", timeline, "fetched", None)
+        _wrap_async(bus_module._BatchDelivery, "deliver", timeline, "fetched", None)
         _stamp_getmany(consumer, probe)
     if isinstance(chain, BareChain):
         _stamp_getone(consumer, probe)
@@ -1415,7 +1464,8 @@ def uninstrument() -> None:
 # (row label, bare step, radstream step): steps are "mark -> next mark" of the Timeline.
 STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("next record (bare: getone)", "commit out -> fetched", "commit out -> fetched"),
-    ("  a new batch: getmany, then the guard asked", None, "commit out -> prefetch in"),
+    ("  after a batch: its done marks written at once", None, "marks in -> marks out"),
+    ("  a new batch: getmany, then the guard asked", None, "marks out -> prefetch in"),
     ("  guard.done_among (one query per batch)", None, "prefetch in -> prefetch out"),
     ("  the batch's first record", None, "prefetch out -> fetched"),
     (
@@ -1438,7 +1488,7 @@ STEP_ROWS: tuple[tuple[str, str | None, str | None], ...] = (
         "aiokafka send in -> publish acked",
     ),
     ("handler return", "publish acked -> commit in", "publish acked -> complete in"),
-    ("  guard.complete (SQLite INSERT)", None, "complete in -> complete out"),
+    ("  guard.complete (the mark left for the batch's end)", None, "complete in -> complete out"),
     ("  delivery metrics (observer)", None, "complete out -> deliver out"),
     ("  after deliver(): end the process span", None, "deliver out -> commit in"),
     (
@@ -1562,9 +1612,13 @@ def package_table(bare: dict[str, float], rad: dict[str, float]) -> str:
 
 
 async def profile_rounds(
-    settings: KafkaSettings, config: BenchConfig, workdir: Path
+    settings: KafkaSettings, config: BenchConfig, workdir: Path, variant: str
 ) -> dict[str, Any]:
-    """Where radstream's time goes: a timeline of the worker and a cProfile, next to bare."""
+    """Where ``variant``'s time goes: a timeline of the worker and a cProfile, next to its peer.
+
+    The peer is the bare variant with the same tracing (``HEADLINE``).
+    """
+    peer = HEADLINE[variant][1]
     burst = min(config.burst_events, config.profile_burst_events)
     config = BenchConfig(**{**asdict(config), "burst_events": burst})
     no_latency = BenchConfig(**{**asdict(config), "latency_events": 0})
@@ -1573,34 +1627,35 @@ async def profile_rounds(
     hops: dict[str, dict[str, Any]] = {}
     packages: dict[str, dict[str, float]] = {}
     functions = ""
-    for variant in (BARE, RADSTREAM):
+    for side, name in ((BARE, peer), (RADSTREAM, variant)):
         # Two instrumented rounds; the less disturbed one (more events/s) is reported.
         best: tuple[float, Timeline, RoundResult] | None = None
         for attempt in range(2):
             timeline = Timeline()
             result = await run_round(
-                variant,
+                name,
                 -1,
                 settings,
                 config,
-                workdir / f"timeline-{variant}-{attempt}",
+                workdir / f"timeline-{name}-{attempt}",
                 timeline=timeline,
             )
             if best is None or result.events_per_s > best[0]:
                 best = (result.events_per_s, timeline, result)
         assert best is not None
         _, timeline, result = best
-        steps[variant] = timeline.per_record_us()
-        hops_per_record[variant] = timeline.hops_per_record()
-        hops[variant] = result.latency
+        steps[side] = timeline.per_record_us()
+        hops_per_record[side] = timeline.hops_per_record()
+        hops[side] = result.latency
         profiler = cProfile.Profile()
         await run_round(
-            variant, -1, settings, no_latency, workdir / f"cprofile-{variant}", profiler=profiler
+            name, -1, settings, no_latency, workdir / f"cprofile-{name}", profiler=profiler
         )
-        packages[variant] = profile_by_package(profiler, burst)
-        if variant == RADSTREAM:
+        packages[side] = profile_by_package(profiler, burst)
+        if side == RADSTREAM:
             functions = top_functions(profiler)
     return {
+        "profiled": {BARE: peer, RADSTREAM: variant},
         "burst_events": burst,
         "steps_us": steps,
         "thread_hops_per_record": hops_per_record,
@@ -1616,9 +1671,10 @@ def profile_text(report: dict[str, Any]) -> str:
     steps, hops, cpu = report["steps_us"], report["hops_ms"], report["cpu_us_by_package"]
     return "\n\n".join(
         [
-            f"where the time goes: extra rounds, bursts of {events}; timeline = the less disturbed "
-            "of 2 instrumented rounds (marks cost a few us each); cProfile inflates "
-            "Python-heavy code: compare columns, not absolutes",
+            f"where the time goes: {report['profiled'][RADSTREAM]} (the 'radstream' column) "
+            f"next to {report['profiled'][BARE]} (the 'bare' column); extra rounds, bursts of "
+            f"{events}; timeline = the less disturbed of 2 instrumented rounds (marks cost a few "
+            "us each); cProfile inflates Python-heavy code: compare columns, not absolutes",
             hop_table(hops[BARE], hops[RADSTREAM]),
             breakdown_table(steps[BARE], steps[RADSTREAM]),
             hops_table(report["thread_hops_per_record"]),
@@ -1693,7 +1749,14 @@ async def run(
         profile_report: dict[str, Any] | None = None
         if profile or (profile is None and not ok):
             print("  profiling: instrumented and cProfile rounds (not part of the figures)")
-            profile_report = await profile_rounds(settings, config, Path(tmp) / "profile")
+            # The configuration furthest from its target; the default when all are within.
+            over = sorted(
+                (ratios(medians[v], medians[HEADLINE[v][1]])["events_per_s"], v)
+                for v, (_, within) in verdicts.items()
+                if not within
+            )
+            profiled = over[0][1] if over else RADSTREAM_NOTRACE
+            profile_report = await profile_rounds(settings, config, Path(tmp) / "profile", profiled)
     return {
         "config": asdict(config),
         "variants": {v: DESCRIPTIONS[v] for v in variants},
@@ -1743,8 +1806,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ablations",
         action="store_true",
-        help="also run radstream with an in-memory guard, and with FastStream's subscriber, "
-        "publisher and middlewares as the transport (longer)",
+        help="also run radstream with single parts swapped: an in-memory guard, the "
+        "PostgreSQL guard, FastStream's subscriber, publisher and middlewares as the transport, "
+        "a done mark per record (longer)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=lambda text: text.split(","),
+        help="run only these variants, comma-separated (for side-by-side checks while "
+        f"developing): {', '.join((*VARIANTS, *ABLATIONS))}",
     )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
@@ -1752,6 +1822,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = BenchConfig(**{**asdict(config), "rounds": args.rounds})
     logging.basicConfig(level=logging.WARNING)  # FastStream's start/stop lines are INFO
     variants = [*VARIANTS, *(ABLATIONS if args.ablations else ())]
+    if args.variants:
+        unknown = set(args.variants) - {*VARIANTS, *ABLATIONS}
+        if unknown:
+            parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+        variants = args.variants
     profile = True if args.profile else False if args.no_profile else None
     report = asyncio.run(run(config, variants, profile=profile))
     print()

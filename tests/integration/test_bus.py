@@ -328,6 +328,36 @@ async def test_an_event_twice_in_one_batch_runs_its_handler_once(
     assert registry.get_sample_value("radstream_events_consumed_total", labels) == 1
 
 
+async def test_a_batchs_marks_outlive_the_consumer_so_a_later_repeat_is_recognised(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    handled: list[str] = []
+
+    def consumer_bus() -> Bus:
+        bus = make_bus(kafka_settings, idempotency_dsn, "deid")
+
+        @bus.subscribe(topic, group="deid")
+        async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+            handled.append(event.message.study_instance_uid)
+
+        return bus
+
+    async with running(publisher):
+        for n in range(5):
+            await publisher.publish(topic, study(f"study-{n}"), event_id=f"ev-{n}")
+        async with running(consumer_bus()):
+            await eventually(lambda: len(handled) == 5)
+        # An upstream service that crashed before its commit publishes its output again.
+        await publisher.publish(topic, study("study-3 again"), event_id="ev-3")
+        await publisher.publish(topic, study("study-5"), event_id="ev-5")
+        async with running(consumer_bus()):  # a new consumer: the marks come from the store
+            await eventually(lambda: "study-5" in handled)
+
+    assert handled == [f"study-{n}" for n in range(6)], "the repeat of ev-3 ran no handler"
+
+
 async def test_stop_lets_the_record_in_flight_finish_and_commits_it(
     kafka_settings, new_topic, idempotency_dsn, tmp_path
 ) -> None:

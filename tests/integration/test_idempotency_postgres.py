@@ -44,6 +44,16 @@ async def test_a_batch_is_asked_about_in_one_query_per_scope(guard) -> None:
     assert await guard.done_among("deid/t", []) == set()
 
 
+async def test_a_batchs_marks_are_written_in_one_statement_keeping_those_done(guard) -> None:
+    await guard.complete(claim_for(guard, "deid/t", "e-1"))
+
+    await guard.mark_done("deid/t", ["e-1", "e-2", "e-3"])
+    await guard.mark_done("deid/t", [])
+
+    assert await guard.done_among("deid/t", ["e-1", "e-2", "e-3", "e-4"]) == {"e-1", "e-2", "e-3"}
+    assert await guard.done_among("other/t", ["e-2"]) == set()
+
+
 async def test_second_completion_loses_and_its_staged_effects_are_dropped(guard, database) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("CREATE TABLE findings (event_id TEXT)")

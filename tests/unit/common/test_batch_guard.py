@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import pytest
@@ -41,11 +42,19 @@ class CountingGuard:
         return await self.inner.done_among(scope, event_ids)
 
     async def complete(self, claim: Claim) -> bool:
+        self.queries.append(f"complete {claim.event_id}")
         return await self.inner.complete(claim)
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
+        self.queries.append(f"mark_done {' '.join(event_ids)}")
+        await self.inner.mark_done(scope, event_ids)
 
 
 class UnreachableGuard(CountingGuard):
     async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
+        raise TransientError("idempotency store unavailable")
+
+    async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
         raise TransientError("idempotency store unavailable")
 
 
@@ -96,8 +105,23 @@ class TestPrefetch:
         await guard.complete(claim_for(guard, SCOPE, "raced"))  # the other replica
 
         assert not await view.is_done(SCOPE, "raced"), "answered as of the batch's start"
-        assert not await view.complete(claim_for(view, SCOPE, "raced")), "complete settles it"
+        claim = claim_for(view, SCOPE, "raced")
+        claim.stage("CREATE TABLE effect_of_raced (x)")
+        assert not await view.complete(claim), "complete settles it for staged effects"
         assert await view.is_done(SCOPE, "raced")
+        assert await guard.done_among(SCOPE, ["raced"]) == {"raced"}
+        with sqlite3.connect(guard.path) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert "effect_of_raced" not in tables, "its staged effects were dropped"
+
+    async def test_a_mark_another_replica_wrote_first_is_kept(self, guard) -> None:
+        view = await prefetch(guard, SCOPE, ["raced", "other"])
+        await guard.complete(claim_for(guard, SCOPE, "raced"))  # the other replica
+
+        assert await view.complete(claim_for(view, SCOPE, "raced")), "processed here too"
+        await view.write_marks()
+
+        assert await guard.done_among(SCOPE, ["raced"]) == {"raced"}
 
     async def test_events_outside_the_batch_are_asked_of_the_guard(self, guard) -> None:
         counting = CountingGuard(guard)
@@ -111,18 +135,96 @@ class TestPrefetch:
     async def test_a_batch_of_one_asks_nothing_in_advance(self, guard) -> None:
         counting = CountingGuard(guard)
 
-        assert await prefetch(counting, SCOPE, ["only", None, "only"]) is counting
+        view = await prefetch(counting, SCOPE, ["only", None, "only"])
         assert counting.queries == []
+
+        assert not await view.is_done(SCOPE, "only")
+        assert counting.queries == ["is_done only"], "the record asks as it comes"
 
     async def test_a_store_that_cannot_answer_leaves_each_record_to_ask_alone(self, guard) -> None:
         unreachable = UnreachableGuard(guard)
+        view = await prefetch(unreachable, SCOPE, ["a", "b"])
 
-        assert await prefetch(unreachable, SCOPE, ["a", "b"]) is unreachable
+        await view.is_done(SCOPE, "a")
+
+        assert unreachable.queries == ["is_done a"]
 
     async def test_the_view_keeps_the_guards_placeholder_style(self, guard) -> None:
         view = await prefetch(guard, SCOPE, ["a", "b"])
 
         assert isinstance(view, BatchGuard) and view.paramstyle == "qmark"
+
+
+class TestMarksWrittenPerBatch:
+    async def test_a_claim_that_staged_nothing_is_marked_when_the_batch_writes_its_marks(
+        self, guard
+    ) -> None:
+        counting = CountingGuard(guard)
+        view = await prefetch(counting, SCOPE, ["a", "b", "c"])
+
+        for event_id in ("a", "b"):
+            assert await view.complete(claim_for(view, SCOPE, event_id))
+        assert await guard.done_among(SCOPE, ["a", "b"]) == set(), "not written yet"
+        assert await view.is_done(SCOPE, "a"), "yet done for the rest of the batch"
+
+        await view.write_marks()
+
+        assert await guard.done_among(SCOPE, ["a", "b", "c"]) == {"a", "b"}
+        assert counting.queries == ["done_among 3", "mark_done a b"], "one write for the batch"
+        await view.write_marks()
+        assert counting.queries[-1] == "mark_done a b", "each mark is written once"
+
+    async def test_a_claim_with_staged_effects_completes_at_once(self, guard) -> None:
+        counting = CountingGuard(guard)
+        view = await prefetch(counting, SCOPE, ["a", "b"])
+        claim = claim_for(view, SCOPE, "a")
+        claim.stage("CREATE TABLE effect_of_a (x)")
+
+        assert await view.complete(claim)
+
+        assert await guard.is_done(SCOPE, "a")
+        assert view.unwritten == 0
+
+    async def test_a_claim_in_another_scope_completes_at_once(self, guard) -> None:
+        view = await prefetch(guard, SCOPE, ["a", "b"])
+
+        assert await view.complete(claim_for(view, "other/scope", "a"))
+
+        assert await guard.is_done("other/scope", "a")
+        assert not await view.is_done(SCOPE, "a")
+
+    async def test_marks_the_store_refused_stay_for_the_next_write(self, guard) -> None:
+        unreachable = UnreachableGuard(guard)
+        view = await prefetch(unreachable, SCOPE, ["a"])
+        await view.complete(claim_for(view, SCOPE, "a"))
+
+        with pytest.raises(TransientError):
+            await view.write_marks()
+
+        assert view.unwritten == 1
+
+    async def test_an_event_the_batch_finished_is_not_completed_twice(self, guard) -> None:
+        view = await prefetch(guard, SCOPE, ["a", "b"])
+
+        assert await view.complete(claim_for(view, SCOPE, "a"))
+        assert not await view.complete(claim_for(view, SCOPE, "a"))
+        assert view.unwritten == 1
+
+
+class TestMarkDone:
+    async def test_marks_every_event_and_keeps_those_already_done(self, guard) -> None:
+        await guard.complete(claim_for(guard, SCOPE, "old"))
+
+        await guard.mark_done(SCOPE, ["old", "new-1", "new-2"])
+        await guard.mark_done(SCOPE, ["one"])
+        await guard.mark_done(SCOPE, [])
+
+        assert await guard.done_among(SCOPE, ["old", "new-1", "new-2", "one"]) == {
+            "old",
+            "new-1",
+            "new-2",
+            "one",
+        }
 
 
 class TestEventIdOf:

@@ -7,11 +7,13 @@ is taken away, which a real broker cannot be made to do on cue.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
 from radstream.common.bus_telemetry import BusTelemetry
@@ -21,6 +23,7 @@ from radstream.common.errors import TransientError
 
 TOPIC = "radstream.study.received.v1"
 P0, P1, P2 = (TopicPartition(TOPIC, n) for n in range(3))
+REGISTRY = CollectorRegistry()
 
 
 class FakeConsumer:
@@ -30,6 +33,7 @@ class FakeConsumer:
         self.assigned = assigned
         self.commits: list[tuple[int, int]] = []
         self.seeks: list[tuple[int, int]] = []
+        self.refused: set[int] = set()
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
@@ -42,6 +46,8 @@ class FakeConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         [(partition, offset)] = offsets.items()
+        if partition.partition in self.refused:
+            raise CommitFailedError("a rebalance took the partition")
         self.commits.append((partition.partition, offset))
 
 
@@ -58,23 +64,45 @@ def fetched(**offsets: Sequence[int]) -> dict[TopicPartition, list[Any]]:
     }
 
 
-def make_loop(deliver: Any) -> tuple[ConsumeLoop, list[list[tuple[int, int]]]]:
+class Batch:
+    """A prepared batch: delivers with ``deliver``, notes when it was finished."""
+
+    def __init__(self, deliver: Any, events: list[str], finish_fails: bool) -> None:
+        self._deliver, self._events, self._finish_fails = deliver, events, finish_fails
+
+    async def deliver(self, record: RawRecord) -> None:
+        await self._deliver(record)
+
+    async def finish(self) -> None:
+        self._events.append("finished")
+        if self._finish_fails:
+            raise TransientError("idempotency store unavailable")
+
+
+def make_loop(
+    deliver: Any, *, events: list[str] | None = None, finish_fails: bool = False
+) -> tuple[ConsumeLoop, list[list[tuple[int, int]]]]:
     """A loop whose deliverer records each batch it was asked to prepare."""
     prepared: list[list[tuple[int, int]]] = []
 
-    async def deliverer(records: Sequence[RawRecord]) -> Any:
+    async def deliverer(records: Sequence[RawRecord]) -> Batch:
         prepared.append([(r.partition, r.offset) for r in records])
-        return deliver
+        return Batch(deliver, events if events is not None else [], finish_fails)
 
     loop = ConsumeLoop(
         topic=TOPIC,
         group="deid",
         deliverer=deliverer,
-        telemetry=BusTelemetry(tracer_provider=None, registry=CollectorRegistry()),
+        telemetry=BusTelemetry(tracer_provider=None, registry=REGISTRY),
         consumer_options={},
         retry_after_s=0.0,
     )
     return loop, prepared
+
+
+def consumer_errors(stage: str) -> float:
+    labels = {"topic": TOPIC, "group": "deid", "stage": stage, "error_type": "TransientError"}
+    return REGISTRY.get_sample_value("radstream_consumer_errors_total", labels) or 0.0
 
 
 async def test_a_batch_is_prepared_once_and_each_record_committed_after_it() -> None:
@@ -137,3 +165,74 @@ async def test_a_partition_taken_away_mid_batch_is_left_to_its_next_owner() -> N
 
     assert seen == [(0, 10), (1, 5)]
     assert consumer.commits == [(0, 11), (1, 6)]
+
+
+class RecordingConsumer(FakeConsumer):
+    def __init__(self, assigned: set[TopicPartition], events: list[str]) -> None:
+        super().__init__(assigned)
+        self.events = events
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await super().commit(offsets)
+        self.events.append("commit")
+
+
+async def test_a_batch_is_finished_once_after_its_last_commit() -> None:
+    events: list[str] = []
+
+    async def deliver(record: RawRecord) -> None:
+        events.append(f"deliver {record.offset}")
+
+    loop, _ = make_loop(deliver, events=events)
+
+    await loop._handle(RecordingConsumer({P0}, events), fetched(p0=[10, 11]))  # type: ignore[arg-type]
+
+    assert events == ["deliver 10", "commit", "deliver 11", "commit", "finished"]
+
+
+async def test_a_batch_cut_short_is_finished_too() -> None:
+    events: list[str] = []
+    loops: list[ConsumeLoop] = []
+
+    async def deliver(record: RawRecord) -> None:
+        if record.offset == 11:
+            raise TransientError("blob store unreachable")
+        if record.partition == 1:
+            loops[0]._stopping = True
+
+    loop, _ = make_loop(deliver, events=events)
+    loops.append(loop)
+
+    await loop._handle(FakeConsumer({P0}), fetched(p0=[10, 11, 12]))  # type: ignore[arg-type]
+    await loop._handle(FakeConsumer({P1}), fetched(p1=[3, 4]))  # type: ignore[arg-type]
+
+    assert events == ["finished", "finished"], "after the rewind, and after the stop"
+
+
+async def test_marks_that_cannot_be_written_are_counted_and_the_loop_goes_on() -> None:
+    before = consumer_errors("mark")
+    loop, prepared = make_loop(lambda record: asyncio.sleep(0), finish_fails=True)
+    consumer = FakeConsumer({P0})
+
+    await loop._handle(consumer, fetched(p0=[10]))  # type: ignore[arg-type]
+    await loop._handle(consumer, fetched(p0=[11]))  # type: ignore[arg-type]
+
+    assert consumer.commits == [(0, 11), (0, 12)], "the records stay committed"
+    assert len(prepared) == 2
+    assert consumer_errors("mark") == before + 2
+
+
+async def test_a_failed_commit_has_the_marks_so_far_written_at_once() -> None:
+    events: list[str] = []
+
+    async def deliver(record: RawRecord) -> None:
+        events.append(f"deliver {record.partition}:{record.offset}")
+
+    loop, _ = make_loop(deliver, events=events)
+    consumer = FakeConsumer({P0, P1})
+    consumer.refused = {0}
+
+    await loop._handle(consumer, fetched(p0=[10], p1=[5]))  # type: ignore[arg-type]
+
+    assert events == ["deliver 0:10", "finished", "deliver 1:5", "finished"]
+    assert consumer.commits == [(1, 6)]
