@@ -20,10 +20,12 @@ cost more CPU per record than the whole plumbing may (``make bench``; docs/archi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -184,6 +186,9 @@ class BusConfig:
     fetch_max_records: int = 100
     # How long a stop waits for records in flight before it cancels them (they are redelivered).
     graceful_timeout_s: float = 30.0
+    # Done marks older than this are pruned while the bus consumes; None keeps them for ever.
+    mark_retention_s: float | None = 30 * 86_400.0
+    prune_interval_s: float = 3600.0
 
 
 class PublishFailedError(TransientError):
@@ -216,6 +221,7 @@ class Bus:
         self._observer = _Observers((delivery_metrics(config.registry), *config.observers))
         self._telemetry = BusTelemetry(tracer_provider=tracer_provider, registry=config.registry)
         self._subscriptions: list[ConsumeLoop] = []
+        self._pruning: asyncio.Task[None] | None = None
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -240,13 +246,46 @@ class Bus:
         await self.config.guard.close()
 
     async def start_consuming(self) -> None:
-        """Join each subscription's consumer group and start its consume loop."""
+        """Join each subscription's consumer group and start its consume loop.
+
+        A bus that consumes also prunes old done marks from its guard, at once and then every
+        ``prune_interval_s`` (unless ``mark_retention_s`` is None).
+        """
         for subscription in self._subscriptions:
             await subscription.start()
+        if self._subscriptions and self.config.mark_retention_s is not None and not self._pruning:
+            self._pruning = asyncio.create_task(
+                self._prune_marks(self.config.mark_retention_s), name="prune done marks"
+            )
 
     async def stop_consuming(self) -> None:
         """Let records in flight finish, commit them, and leave the consumer groups."""
+        pruning, self._pruning = self._pruning, None
+        if pruning is not None:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
         await asyncio.gather(*(s.stop(self.config.graceful_timeout_s) for s in self._subscriptions))
+
+    async def _prune_marks(self, retention_s: float) -> None:
+        """Delete the guard's marks older than ``retention_s``, once per interval, until cancelled.
+
+        A failure is counted and logged and the next round tries again: the store only grows
+        meanwhile.
+        """
+        metrics = self._telemetry.metrics
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+            try:
+                pruned = await self.config.guard.prune(cutoff)
+            except Exception as exc:
+                metrics.prune_failures.labels(type(exc).__name__).inc()
+                log.warning("old done marks not pruned", extra={"error_type": type(exc).__name__})
+            else:
+                metrics.marks_pruned.inc(pruned)
+                if pruned:
+                    log.info("old done marks pruned", extra={"count": pruned})
+            await asyncio.sleep(self.config.prune_interval_s)
 
     async def start(self) -> None:
         """Open resources, then start consuming."""
@@ -455,6 +494,8 @@ def create_bus(
         observers=observers,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         session_timeout_ms=kafka.session_timeout_ms,
+        mark_retention_s=delivery.idempotency_retention_days * 86_400.0 or None,
+        prune_interval_s=delivery.idempotency_prune_interval_s,
     )
     return Bus(
         broker,

@@ -86,6 +86,17 @@ class BusMetrics:
             ["topic", "group", "stage", "error_type"],
             registry=registry,
         )
+        self.marks_pruned = Counter(
+            "radstream_idempotency_marks_pruned_total",
+            "Done marks deleted from the idempotency store for being older than the retention.",
+            registry=registry,
+        )
+        self.prune_failures = Counter(
+            "radstream_idempotency_prune_failures_total",
+            "Pruning rounds of the idempotency store that failed (the store keeps growing).",
+            ["error_type"],
+            registry=registry,
+        )
         self.lag = GaugeTally(
             "radstream_consumer_lag",
             "Records behind the partition's end, as of the last record this consumer handled.",

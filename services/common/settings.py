@@ -100,6 +100,11 @@ class DeliverySettings(BaseSettings):
     backoff_multiplier: float = Field(default=2.0, ge=1)
     # sqlite:///path (embedded default) or postgresql://user@host/db (production).
     idempotency_dsn: str = "sqlite:///.radstream/idempotency.sqlite3"
+    # How long a done mark is kept; an event that comes again later runs its handler again.
+    # Keep it longer than the topics' retention. 0 keeps marks for ever.
+    idempotency_retention_days: float = Field(default=30.0, ge=0)
+    # How often a consuming service deletes the marks older than that.
+    idempotency_prune_interval_s: float = Field(default=3600.0, gt=0)
 
 
 class BlobSettings(BaseSettings):

@@ -558,6 +558,10 @@ class MemoryGuard:
         """Mark the pairs done."""
         self._done.update((scope, event_id) for event_id in event_ids)
 
+    async def prune(self, completed_before: Any, *, chunk: int = 0) -> int:
+        """Nothing is pruned: the set keeps no times, and a round is short."""
+        return 0
+
 
 class BenchDatabase:
     """A PostgreSQL database of the benchmark's own for the PostgreSQL guard, dropped after it.

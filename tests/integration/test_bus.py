@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from radstream.common import topics
 from radstream.common.bus import Bus, create_bus
 from radstream.common.envelope import REQUIRED_HEADERS, Event
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import Claim
+from radstream.common.idempotency import TABLE, Claim, SqliteIdempotencyGuard
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
@@ -356,6 +357,49 @@ async def test_a_batchs_marks_outlive_the_consumer_so_a_later_repeat_is_recognis
             await eventually(lambda: "study-5" in handled)
 
     assert handled == [f"study-{n}" for n in range(6)], "the repeat of ev-3 ran no handler"
+
+
+async def test_a_consuming_bus_prunes_marks_older_than_the_retention(
+    kafka_settings, new_topic, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    path = tmp_path / "guard.sqlite3"
+    old = SqliteIdempotencyGuard(path)  # a mark from long ago, in the file the bus will use
+    await old.open()
+    await old.mark_done("deid/" + topic.name, ["ev-old"])
+    await old.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE {TABLE} SET completed_at='2026-01-01T00:00:00.000Z'")
+    registry = CollectorRegistry()
+    delivery = DeliverySettings(
+        idempotency_dsn=f"sqlite:///{path}",
+        idempotency_retention_days=1,
+        idempotency_prune_interval_s=0.2,
+        **FAST_RETRIES,
+    )
+    bus = create_bus(kafka_settings, delivery, service="deid", registry=registry)
+    handled: list[str] = []
+
+    @bus.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        handled.append(event.id)
+
+    publisher = make_bus(kafka_settings, f"sqlite:///{tmp_path / 'ingest.sqlite3'}", "ingest")
+    async with running(publisher), running(bus):
+        await publisher.publish(topic, study("new"), event_id="ev-new")
+        await eventually(lambda: handled == ["ev-new"])
+        await eventually(
+            lambda: registry.get_sample_value("radstream_idempotency_marks_pruned_total") == 1
+        )
+        await asyncio.sleep(0.5)  # more rounds: the fresh mark stays
+
+    guard = SqliteIdempotencyGuard(path)
+    await guard.open()
+    try:
+        assert await guard.done_among("deid/" + topic.name, ["ev-old", "ev-new"]) == {"ev-new"}
+    finally:
+        await guard.close()
+    assert registry.get_sample_value("radstream_idempotency_marks_pruned_total") == 1
 
 
 async def test_stop_lets_the_record_in_flight_finish_and_commits_it(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import PostgresIdempotencyGuard, claim_for, open_guard
+from radstream.common.idempotency import (
+    TABLE,
+    PostgresIdempotencyGuard,
+    claim_for,
+    open_guard,
+)
 from tests.conftest import drop_postgres_connections
 
 pytestmark = pytest.mark.integration
@@ -52,6 +58,22 @@ async def test_a_batchs_marks_are_written_in_one_statement_keeping_those_done(gu
 
     assert await guard.done_among("deid/t", ["e-1", "e-2", "e-3", "e-4"]) == {"e-1", "e-2", "e-3"}
     assert await guard.done_among("other/t", ["e-2"]) == set()
+
+
+async def test_marks_older_than_the_cutoff_are_pruned_in_chunks(guard, database) -> None:
+    await guard.mark_done("deid/t", ["old-1", "old-2", "old-3", "new"])
+    await guard.mark_done("other/t", ["old-4"])
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {TABLE} SET completed_at = now() - interval '40 days' "
+            "WHERE event_id LIKE 'old-%'"
+        )
+
+    pruned = await guard.prune(datetime.now(UTC) - timedelta(days=30), chunk=2)
+
+    assert pruned == 4
+    assert await guard.done_among("deid/t", ["old-1", "old-2", "old-3", "new"]) == {"new"}
+    assert not await guard.is_done("other/t", "old-4")
 
 
 async def test_second_completion_loses_and_its_staged_effects_are_dropped(guard, database) -> None:
