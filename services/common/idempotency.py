@@ -404,27 +404,29 @@ class SqliteIdempotencyGuard:
             await self._call(self._mark_done, self._require(), scope, event_ids)
 
     @staticmethod
-    def _prune(db: sqlite3.Connection, cutoff: str, chunk: int) -> int:
-        pruned = 0
-        while True:
-            deleted = db.execute(
+    def _prune_chunk(db: sqlite3.Connection, cutoff: str, chunk: int) -> int:
+        return int(
+            db.execute(
                 f"DELETE FROM {TABLE} WHERE (scope, event_id) IN (SELECT scope, event_id "
                 f"FROM {TABLE} WHERE completed_at < ? ORDER BY completed_at LIMIT ?)",
                 (cutoff, chunk),
             ).rowcount
-            pruned += deleted
-            if deleted < chunk:
-                return pruned
+        )
 
     async def prune(self, completed_before: datetime, *, chunk: int = PRUNE_CHUNK) -> int:
         """Delete marks completed before ``completed_before``, on the guard's thread.
 
-        Each chunk is its own transaction, so the loop's marks get the write lock in between
-        (or wait for it on the thread, as with any other writer).
+        Each chunk is its own transaction and its own call on the thread, so the loop's marks
+        take the write lock in between, and one that met a chunk's lock and fell back to the
+        thread waits for that chunk only.
         """
-        return int(
-            await self._call(self._prune, self._require(), _sqlite_time(completed_before), chunk)
-        )
+        db, cutoff = self._require(), _sqlite_time(completed_before)
+        pruned = 0
+        while True:
+            deleted = int(await self._call(self._prune_chunk, db, cutoff, chunk))
+            pruned += deleted
+            if deleted < chunk:
+                return pruned
 
     async def check(self) -> None:
         """Raise if the database file cannot be read."""
