@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -58,16 +59,35 @@ async def check_broker() -> Finding:
 
 
 async def check_idempotency_store() -> Finding:
-    """Open the idempotency store and read from it."""
+    """Open the idempotency store, read from it, and say how far back its done marks go.
+
+    Marks older than the retention by more than a day mean that no consuming service has
+    pruned them lately: none is running, or its pruning fails.
+    """
     settings = DeliverySettings()
     guard = open_guard(settings.idempotency_dsn)
     try:
         await guard.open()
         await guard.check()
+        oldest = await guard.oldest_mark()
     finally:
         await guard.close()
     scheme = settings.idempotency_dsn.split(":", 1)[0]
-    return Finding(check="idempotency store", status=Status.OK, detail=f"{scheme} reachable")
+    if oldest is None:
+        return Finding(
+            check="idempotency store", status=Status.OK, detail=f"{scheme} reachable, no marks"
+        )
+    age_days = (datetime.now(UTC) - oldest).total_seconds() / 86_400
+    detail = f"{scheme} reachable, marks from the last {age_days:.1f} days"
+    retention = settings.idempotency_retention_days
+    if retention and age_days > retention + 1:
+        return Finding(
+            check="idempotency store",
+            status=Status.WARN,
+            detail=f"{detail}, past the {retention:g}-day retention: no consuming service has "
+            "pruned them lately (see radstream_idempotency_prune_failures_total)",
+        )
+    return Finding(check="idempotency store", status=Status.OK, detail=detail)
 
 
 async def check_blob_stores() -> Finding:

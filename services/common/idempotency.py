@@ -123,6 +123,9 @@ class IdempotencyGuard(Protocol):
         again if it ever comes again.
         """
 
+    async def oldest_mark(self) -> datetime | None:
+        """When the oldest mark was completed (None when there is none): how far back it knows."""
+
     async def check(self) -> None:
         """Raise if the store cannot be reached (readiness probes, ``radstream doctor``)."""
 
@@ -205,6 +208,10 @@ class BatchGuard:
     async def prune(self, completed_before: datetime, *, chunk: int = PRUNE_CHUNK) -> int:
         """Pruned by the guard itself."""
         return await self._guard.prune(completed_before, chunk=chunk)
+
+    async def oldest_mark(self) -> datetime | None:
+        """Asked of the guard itself."""
+        return await self._guard.oldest_mark()
 
     async def write_marks(self) -> None:
         """Write the marks the batch's completed claims left, in one transaction.
@@ -428,6 +435,19 @@ class SqliteIdempotencyGuard:
             if deleted < chunk:
                 return pruned
 
+    @staticmethod
+    def _oldest_mark(db: sqlite3.Connection) -> str | None:
+        row = db.execute(f"SELECT min(completed_at) FROM {TABLE}").fetchone()
+        return None if row is None else row[0]
+
+    async def oldest_mark(self) -> datetime | None:
+        """When the oldest mark was completed (the ``completed_at`` index's first entry)."""
+        try:
+            text = self._oldest_mark(self._require_fast())
+        except sqlite3.OperationalError:  # locked: wait for it off the loop
+            text = await self._call(self._oldest_mark, self._require())
+        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
     async def check(self) -> None:
         """Raise if the database file cannot be read."""
         await self.is_done("radstream.check", "-")
@@ -514,6 +534,14 @@ class PostgresIdempotencyGuard:
             pruned += deleted
             if deleted < chunk:
                 return pruned
+
+    async def oldest_mark(self) -> datetime | None:
+        """When the oldest mark was completed (the ``completed_at`` index's first entry)."""
+        async with self._lock, self._pg.session() as conn:
+            cur = await conn.execute(f"SELECT min(completed_at) FROM {TABLE}")
+            row = await cur.fetchone()
+        oldest: datetime | None = None if row is None else row[0]
+        return oldest
 
     async def check(self) -> None:
         """Raise if PostgreSQL cannot be reached."""

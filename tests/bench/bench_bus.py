@@ -562,6 +562,9 @@ class MemoryGuard:
         """Nothing is pruned: the set keeps no times, and a round is short."""
         return 0
 
+    async def oldest_mark(self) -> None:
+        """The set keeps no times."""
+
 
 class BenchDatabase:
     """A PostgreSQL database of the benchmark's own for the PostgreSQL guard, dropped after it.

@@ -69,6 +69,9 @@ async def test_marks_older_than_the_cutoff_are_pruned_in_chunks(guard, database)
             "WHERE event_id LIKE 'old-%'"
         )
 
+    oldest = await guard.oldest_mark()
+    assert oldest is not None and datetime.now(UTC) - oldest > timedelta(days=39)
+
     pruned = await guard.prune(datetime.now(UTC) - timedelta(days=30), chunk=2)
 
     assert pruned == 4

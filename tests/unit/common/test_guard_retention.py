@@ -64,3 +64,12 @@ async def test_a_guard_file_made_before_pruning_gets_its_index(tmp_path) -> None
         assert any("completed_at" in str(row) and "INDEX" in str(row) for row in plan), plan
     finally:
         await guard.close()
+
+
+async def test_the_oldest_mark_says_how_far_back_the_guard_knows(guard) -> None:
+    assert await guard.oldest_mark() is None
+
+    await guard.mark_done(SCOPE, ["a", "b"])
+    backdate(guard, "a", "2026-10-01T08:00:00.250Z")
+
+    assert await guard.oldest_mark() == datetime(2026, 10, 1, 8, 0, 0, 250_000, tzinfo=UTC)
