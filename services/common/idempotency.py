@@ -30,8 +30,9 @@ of a consumer share one table).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -365,19 +366,11 @@ class SqliteIdempotencyGuard:
         mark = (claim.scope, claim.event_id)
         if not claim.staged:  # the mark alone: one statement is its own transaction
             return bool(db.execute(_MARK_DONE, mark).rowcount == 1)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            inserted = db.execute(_MARK_DONE, mark).rowcount
-            if inserted != 1:
-                db.execute("ROLLBACK")
-                return False
+        with _write_transaction(db):
+            if db.execute(_MARK_DONE, mark).rowcount != 1:
+                return False  # nothing was written: leaving the block commits a no-op
             for sql, params in claim.staged:
                 db.execute(sql, params)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return True
 
     async def complete(self, claim: Claim) -> bool:
@@ -392,14 +385,8 @@ class SqliteIdempotencyGuard:
         if len(event_ids) == 1:  # one statement is its own transaction
             db.execute(_MARK_DONE, (scope, event_ids[0]))
             return
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_transaction(db):
             db.executemany(_MARK_DONE, [(scope, event_id) for event_id in event_ids])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
         """Mark ``event_ids`` done in one transaction."""
@@ -546,6 +533,19 @@ class PostgresIdempotencyGuard:
     async def check(self) -> None:
         """Raise if PostgreSQL cannot be reached."""
         await self.is_done("radstream.check", "-")
+
+
+@contextlib.contextmanager
+def _write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """A SQLite write transaction, locked from its start: committed on leaving, else rolled back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _sqlite_time(when: datetime) -> str:
