@@ -480,6 +480,9 @@ def create_bus(
         # FastStream's access log goes through the root handler and its PhiFilter.
         logger=logging.getLogger("radstream.faststream"),
         log_level=logging.DEBUG,
+        # It only anchors the app: records go through the bus's own clients, so it opens no
+        # producer or admin connection of its own.
+        consumer_only=True,
     )
     config = BusConfig(
         source=f"/radstream/{service}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from faststream.exceptions import IncorrectState
 from prometheus_client import CollectorRegistry
 
 from radstream.common import topics
@@ -57,6 +58,8 @@ async def test_the_app_consumes_once_started_and_is_ready_only_while_its_loops_r
         await publisher.publish(topic, StudyReceived(study_instance_uid="2.25.1"))
         await asyncio.wait_for(handled.wait(), 30)
         assert seen == ["2.25.1"]
+        with pytest.raises(IncorrectState):  # the anchor broker opened no producer of its own
+            await bus.broker.publish(b"", topic=topic.name)
 
         await bus.stop_consuming()
         ready, results = await health.app.readiness()
