@@ -304,6 +304,32 @@ async def test_an_outage_in_the_middle_of_a_fetched_batch_loses_none_of_its_reco
     assert sorted(processed) == uids, "each record handled once, none skipped"
 
 
+async def test_no_fetch_is_in_flight_while_a_batch_is_handled_and_the_next_one_comes(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=2)
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    consumer = make_bus(kafka_settings, idempotency_dsn, "deid")
+    fetches_in_flight: list[int] = []
+    handled: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        await asyncio.sleep(0.05)  # long enough for aiokafka's fetcher to send a fetch ahead
+        [kafka] = consumer.consumers
+        fetches_in_flight.append(len(kafka._fetcher._in_flight))
+        handled.append(event.message.study_instance_uid)
+
+    async with running(publisher), running(consumer):
+        await eventually(lambda: len(consumer.assigned_partitions()) == 2)
+        await publisher.publish(topic, study("first"))
+        await eventually(lambda: handled == ["first"])
+        await publisher.publish(topic, study("second"))  # fetched once the batch is through
+        await eventually(lambda: handled == ["first", "second"])
+
+    assert fetches_in_flight == [0, 0], "the partitions are paused while a batch is handled"
+
+
 async def test_an_event_twice_in_one_batch_runs_its_handler_once(
     kafka_settings, new_topic, idempotency_dsn
 ) -> None:

@@ -34,9 +34,21 @@ class FakeConsumer:
         self.commits: list[tuple[int, int]] = []
         self.seeks: list[tuple[int, int]] = []
         self.refused: set[int] = set()
+        self.paused_now: set[TopicPartition] = set()
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        assert set(partitions) <= self.assigned, "only assigned partitions can be paused"
+        self.paused_now |= set(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return self.paused_now & self.assigned
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        assert set(partitions) <= self.assigned, "aiokafka refuses to resume what is not ours"
+        self.paused_now -= set(partitions)
 
     def highwater(self, partition: TopicPartition) -> int:
         return 100
@@ -236,3 +248,44 @@ async def test_a_failed_commit_has_the_marks_so_far_written_at_once() -> None:
 
     assert events == ["deliver 0:10", "finished", "deliver 1:5", "finished"]
     assert consumer.commits == [(1, 6)]
+
+
+async def test_nothing_is_fetched_while_a_batch_is_handled_and_everything_held_resumes() -> None:
+    consumer = FakeConsumer({P0, P1})
+    paused_while_handled: list[set[TopicPartition]] = []
+
+    async def deliver(record: RawRecord) -> None:
+        paused_while_handled.append(set(consumer.paused()))
+
+    loop, _ = make_loop(deliver)
+
+    await loop._handle(consumer, fetched(p0=[10], p1=[5]))  # type: ignore[arg-type]
+
+    assert paused_while_handled == [{P0, P1}, {P0, P1}], "all it holds, not only the batch's"
+    assert consumer.paused() == set(), "the next getmany fetches again"
+
+
+async def test_a_batch_that_must_come_again_resumes_its_partitions_too() -> None:
+    async def deliver(record: RawRecord) -> None:
+        raise TransientError("blob store unreachable")
+
+    loop, _ = make_loop(deliver)
+    consumer = FakeConsumer({P0})
+
+    await loop._handle(consumer, fetched(p0=[10, 11]))  # type: ignore[arg-type]
+
+    assert consumer.seeks == [(0, 10)]
+    assert consumer.paused() == set(), "the rewound partition is fetched again"
+
+
+async def test_a_partition_taken_away_mid_batch_stays_paused_and_a_new_one_never_was() -> None:
+    consumer = FakeConsumer({P0, P1})
+
+    async def deliver(record: RawRecord) -> None:
+        consumer.assigned = {P1, P2}  # a rebalance: P0 went elsewhere, P2 came
+
+    loop, _ = make_loop(deliver)
+
+    await loop._handle(consumer, fetched(p0=[10]))  # type: ignore[arg-type]
+
+    assert consumer.paused_now == {P0}, "P0 is not ours to resume; P1 resumed; P2 never paused"
