@@ -21,7 +21,7 @@ Every variant runs the same chain, in one process and event loop, on one embedde
   producer span per publish and a consumer span per record (``traceparent`` continued), the
   Prometheus publish and delivery metrics, the SQLite idempotency guard (asked about each
   fetched batch before its handlers, its done marks written once the batch is through), the
-  offset committed after the handler returned.
+  offset committed after the handler returned, the next fetch sent once the batch is through.
   ``radstream`` gives it an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (every span
   recorded and batched like in production, then dropped instead of exported);
   ``radstream-notrace`` gives it none (the bus then starts no spans and only passes the trace
@@ -125,6 +125,7 @@ MEMORY_GUARD = "rs-memory-guard"
 POSTGRES_GUARD = "rs-postgres-guard"
 FASTSTREAM_PATH = "rs-faststream"
 MARKS_PER_RECORD = "rs-marks-per-record"
+FETCH_AHEAD = "rs-fetch-ahead"
 VARIANTS = (
     BARE,
     BARE_OTEL,
@@ -134,7 +135,7 @@ VARIANTS = (
     RADSTREAM_NOTRACE,
 )
 BARE_VARIANTS = (BARE, BARE_OTEL, BARE_OTEL_SAMPLED)
-ABLATIONS = (MEMORY_GUARD, POSTGRES_GUARD, FASTSTREAM_PATH, MARKS_PER_RECORD)
+ABLATIONS = (MEMORY_GUARD, POSTGRES_GUARD, FASTSTREAM_PATH, MARKS_PER_RECORD, FETCH_AHEAD)
 DESCRIPTIONS = {
     BARE: "AIOKafkaProducer -> consumer group getone, parse, send_and_wait, commit -> sink",
     BARE_OTEL: "as bare, its producers and consumer traced by opentelemetry-instrumentation-"
@@ -154,6 +155,8 @@ DESCRIPTIONS = {
     "KafkaBroker subscriber and publisher with its OTel and Prometheus middlewares",
     MARKS_PER_RECORD: "ablation: as radstream-notrace, each done mark written as its handler "
     "returns, before the offset commit, instead of once per fetched batch",
+    FETCH_AHEAD: "ablation: as radstream-notrace, the next fetch sent as a batch is taken "
+    "(aiokafka's getmany) instead of once the batch is through",
 }
 MS = 1e6  # nanoseconds per millisecond
 
@@ -479,6 +482,7 @@ class RadstreamOptions:
     guard: Literal["sqlite", "memory", "postgres"] = "sqlite"
     transport: Literal["radstream", "faststream"] = "radstream"
     marks: Literal["per-batch", "per-record"] = "per-batch"
+    fetch: Literal["after-batch", "ahead"] = "after-batch"
 
 
 BARE_SAMPLE_RATIOS: dict[str, float | None] = {
@@ -495,6 +499,7 @@ VARIANT_OPTIONS = {
     POSTGRES_GUARD: RadstreamOptions(tracing=False, guard="postgres"),
     FASTSTREAM_PATH: RadstreamOptions(transport="faststream"),
     MARKS_PER_RECORD: RadstreamOptions(tracing=False, marks="per-record"),
+    FETCH_AHEAD: RadstreamOptions(tracing=False, fetch="ahead"),
 }
 
 
@@ -519,6 +524,16 @@ def mark_each_record(bus: Bus) -> None:
         return delivery
 
     bus._batch = batch  # type: ignore[method-assign]
+
+
+def fetch_ahead(bus: Bus) -> None:
+    """Let ``bus``'s consumers fetch ahead while a batch is handled (ablation).
+
+    How the loop fetched until it paused its partitions for each batch: aiokafka sends the
+    next fetch as soon as ``getmany`` has taken everything fetched. Call it after ``subscribe``.
+    """
+    for loop in bus._subscriptions:
+        loop._handle = loop._handle_batch  # type: ignore[method-assign]
 
 
 class MemoryGuard:
@@ -749,6 +764,10 @@ class RadstreamChain:
             probe.forward(seq)
             await worker.publish(target, event.message, caused_by=event)
             probe.forwarded_done()
+
+        if options.fetch == "ahead":
+            assert isinstance(worker, Bus)
+            fetch_ahead(worker)
 
     def _bus(self, settings: KafkaSettings, db: Path, service: str) -> Bus | FastStreamBus:
         bus = create_bus(
@@ -1815,7 +1834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also run radstream with single parts swapped: an in-memory guard, the "
         "PostgreSQL guard, FastStream's subscriber, publisher and middlewares as the transport, "
-        "a done mark per record (longer)",
+        "a done mark per record, the next fetch sent ahead (longer)",
     )
     parser.add_argument(
         "--variants",
