@@ -1,0 +1,366 @@
+"""The Helm chart ``helm/radstream``, rendered by Helm's own Go SDK (no helm binary, no cluster).
+
+Every manifest must pass the Kubernetes API schemas, every ``RADSTREAM_*`` variable must be a
+setting a service reads (and the settings a release renders must be accepted by the services'
+own settings classes), secrets must come by reference, pods must run locked down, and a release
+that cannot work must not render.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from radstream.common.service import SERVICES
+from radstream.deid.config import DeidSettings
+from radstream.ingest.config import IngestSettings
+
+CHART = Path(__file__).resolve().parents[3] / "helm" / "radstream"
+PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
+KUBERNETES = "1.30.0"
+SERVICE_SETTINGS: dict[str, type[BaseSettings]] = {"ingest": IngestSettings, "deid": DeidSettings}
+
+# The least a release needs: one replica each, so no PostgreSQL is required.
+MINIMAL: dict[str, Any] = {
+    "kafka": {
+        "bootstrap": "kafka:9093",
+        "saslPasswordSecret": {"name": "kafka", "key": "password"},
+    },
+    "blob": {"phiUri": "s3://phi", "releaseUri": "s3://release"},
+    "services": {"deid": {"replicas": 1, "keySecret": {"name": "deid-key", "key": "key"}}},
+}
+
+helm_python.disable_logging()
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``, nested mappings key by key (as Helm merges values)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The release's manifests, as Helm renders them (NOTES.txt left out)."""
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        rendered = chart.render(dict(values), name="rs", namespace="radiology")
+    finally:
+        chart.close()
+    return [
+        doc
+        for path, text in rendered.items()
+        if path.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """The documents of ``kind``, by their component (or name)."""
+    found = {}
+    for doc in docs:
+        if doc["kind"] == kind:
+            labels = doc["metadata"].get("labels", {})
+            found[labels.get("app.kubernetes.io/component", doc["metadata"]["name"])] = doc
+    return found
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    [only] = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def settings_env(model: type[BaseSettings]) -> Iterator[tuple[str, bool]]:
+    """Each environment variable a settings class reads, and whether it holds a secret."""
+    prefix = str(model.model_config.get("env_prefix", ""))
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseSettings):
+            yield from settings_env(kind)
+        else:
+            secret = SecretStr in getattr(kind, "__args__", ()) or kind is SecretStr
+            yield (prefix + name).upper(), secret
+
+
+SETTINGS = dict(pair for model in SERVICE_SETTINGS.values() for pair in settings_env(model))
+
+
+def environment(docs: list[dict[str, Any]], service: str) -> tuple[dict[str, str], set[str]]:
+    """A service's container environment: the plain values, and the names from Secrets."""
+    configmap = next(iter(of_kind(docs, "ConfigMap").values()))
+    plain = dict(configmap["data"])
+    from_secrets = set()
+    for entry in container(of_kind(docs, "Deployment")[service])["env"]:
+        if "valueFrom" in entry:
+            assert set(entry["valueFrom"]) == {"secretKeyRef"}, entry["name"]
+            from_secrets.add(entry["name"])
+        else:
+            plain[entry["name"]] = entry["value"]
+    return plain, from_secrets
+
+
+@pytest.fixture(scope="module")
+def production() -> list[dict[str, Any]]:
+    return render(PRODUCTION)
+
+
+def test_the_chart_lints_clean() -> None:
+    report = helm_python.lint(str(CHART), PRODUCTION, strict=True)
+
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] > 1] == [], "warnings or errors"
+
+
+@pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
+def test_every_manifest_passes_the_kubernetes_api_schemas(values: dict[str, Any]) -> None:
+    docs = render(values)
+
+    assert {doc["kind"] for doc in docs} >= {
+        "ConfigMap",
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    }
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD the API schemas do not know; checked below
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_each_registered_service_runs_as_its_own_deployment_with_probes(
+    production: list[dict[str, Any]],
+) -> None:
+    deployments = of_kind(production, "Deployment")
+
+    assert set(deployments) == {spec.name for spec in SERVICES}
+    for name, deployment in deployments.items():
+        main = container(deployment)
+        assert main["command"] == ["radstream", "run", name]
+        assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in main["ports"]
+    assert deployments["ingest"]["spec"]["replicas"] == 2
+    assert deployments["deid"]["spec"]["replicas"] == 3
+
+
+def test_every_variable_the_chart_sets_is_a_setting_a_service_reads(
+    production: list[dict[str, Any]],
+) -> None:
+    for service in SERVICE_SETTINGS:
+        plain, from_secrets = environment(production, service)
+        unknown = sorted(name for name in {*plain, *from_secrets} if name not in SETTINGS)
+        assert unknown == [], f"{service}: no service reads {unknown}"
+
+
+def test_secret_settings_come_from_secrets_and_never_sit_in_plain_values(
+    production: list[dict[str, Any]],
+) -> None:
+    secrets = {name for name, secret in SETTINGS.items() if secret}
+    for service in SERVICE_SETTINGS:
+        plain, from_secrets = environment(production, service)
+        assert not secrets & set(plain), f"{service}: secrets in plain values"
+        assert "RADSTREAM_KAFKA_SASL_PASSWORD" in from_secrets
+        assert "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN" in from_secrets
+        assert "RADSTREAM_BLOB_S3_SECRET_ACCESS_KEY" in from_secrets
+    _, ingest_secrets = environment(production, "ingest")
+    assert {"RADSTREAM_INGEST_ASSEMBLY_DSN", "RADSTREAM_INGEST_HTTP_TOKEN_SHA256"} <= ingest_secrets
+    deid = of_kind(production, "Deployment")["deid"]
+    [key_volume] = [
+        v for v in deid["spec"]["template"]["spec"]["volumes"] if v["name"] == "deid-key"
+    ]
+    assert key_volume["secret"]["secretName"] == "radstream-deid-key"
+
+
+# Placeholders for what the pods get from Secrets, in the shape each setting parses.
+SECRET_PLACEHOLDERS = {
+    "RADSTREAM_INGEST_HTTP_TOKEN_SHA256": json.dumps({"ris": "0" * 64}),
+    "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN": "postgresql://radstream@pg/radstream",
+    "RADSTREAM_INGEST_ASSEMBLY_DSN": "postgresql://radstream@pg/radstream",
+}
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_SETTINGS))
+def test_the_services_accept_the_settings_a_release_gives_them(
+    production: list[dict[str, Any]], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, from_secrets = environment(production, service)
+    for name in list(SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in plain.items():
+        monkeypatch.setenv(name, value)
+    for name in from_secrets:
+        monkeypatch.setenv(name, SECRET_PLACEHOLDERS.get(name, "from-a-secret"))
+
+    settings: Any = SERVICE_SETTINGS[service]()
+
+    assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.ssl_cafile == Path("/etc/radstream/kafka/ca.crt")
+    assert settings.kafka.enable_idempotence is True
+    assert settings.blob.phi_uri == "s3://radstream-phi/"
+    assert settings.observability.health_host == "0.0.0.0"
+    if service == "ingest":
+        for listener in (settings.dicom, settings.http, settings.mllp):
+            assert listener.enabled and listener.host == "0.0.0.0"
+        assert settings.dicom.port == 11112
+        assert settings.audit_sink == "phi-store"
+    else:
+        assert settings.key_file == Path("/etc/radstream/deid-key/key")
+        assert [option.value for option in settings.options] == [
+            "retain-longitudinal-modified-dates"
+        ]
+
+
+def test_pods_run_locked_down(production: list[dict[str, Any]]) -> None:
+    for name, deployment in of_kind(production, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        main = container(deployment)
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert main["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert main["securityContext"]["allowPrivilegeEscalation"] is False, name
+        assert main["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+        mounts = {m["mountPath"] for m in main["volumeMounts"]}
+        assert {"/var/lib/radstream", "/tmp"} <= mounts, "writable places on a read-only root"
+
+
+def test_network_policies_open_only_the_listeners_to_their_senders(
+    production: list[dict[str, Any]],
+) -> None:
+    policies = of_kind(production, "NetworkPolicy")
+    monitoring = PRODUCTION["networkPolicy"]["metricsFrom"]
+
+    health, listeners = policies["ingest"]["spec"]["ingress"]
+    assert health == {"ports": [{"port": "health", "protocol": "TCP"}], "from": monitoring}
+    assert {p["port"] for p in listeners["ports"]} == {"dicom", "http", "mllp"}
+    assert listeners["from"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    [deid_only] = policies["deid"]["spec"]["ingress"]
+    assert deid_only["ports"] == [{"port": "health", "protocol": "TCP"}], "deid takes no calls"
+
+
+def test_a_listener_switched_off_is_neither_published_nor_let_through() -> None:
+    values = merged(MINIMAL, {"services": {"ingest": {"listeners": {"mllp": {"enabled": False}}}}})
+
+    docs = render(values)
+
+    plain, _ = environment(docs, "ingest")
+    assert plain["RADSTREAM_INGEST_MLLP_ENABLED"] == "false"
+    assert "RADSTREAM_INGEST_MLLP_HOST" not in plain
+    ports = {p["name"] for p in of_kind(docs, "Service")["ingest"]["spec"]["ports"]}
+    assert ports == {"health", "dicom", "http"}
+    _, listeners = of_kind(docs, "NetworkPolicy")["ingest"]["spec"]["ingress"]
+    assert {p["port"] for p in listeners["ports"]} == {"dicom", "http"}
+
+
+def test_a_disabled_service_leaves_nothing_behind() -> None:
+    docs = render(merged(MINIMAL, {"services": {"ingest": {"enabled": False}}}))
+
+    for kind in ("Deployment", "Service", "NetworkPolicy"):
+        assert set(of_kind(docs, kind)) == {"deid"}, kind
+
+
+def test_a_values_setting_overrides_what_the_chart_sets() -> None:
+    values = merged(
+        MINIMAL, {"services": {"ingest": {"env": {"RADSTREAM_INGEST_AUDIT_SINK": "file"}}}}
+    )
+
+    plain, _ = environment(render(values), "ingest")
+
+    assert plain["RADSTREAM_INGEST_AUDIT_SINK"] == "file"
+    names = [e["name"] for e in container(of_kind(render(values), "Deployment")["ingest"])["env"]]
+    assert len(names) == len(set(names)), "each variable once"
+
+
+def test_replicas_disrupted_one_at_a_time_and_monitored(production: list[dict[str, Any]]) -> None:
+    budgets = of_kind(production, "PodDisruptionBudget")
+    monitors = of_kind(production, "ServiceMonitor")
+
+    assert {name: b["spec"]["maxUnavailable"] for name, b in budgets.items()} == {
+        "ingest": 1,
+        "deid": 1,
+    }
+    assert set(monitors) == {"ingest", "deid"}
+    assert monitors["deid"]["spec"]["endpoints"] == [
+        {"port": "health", "path": "/metrics", "interval": "30s"}
+    ]
+    assert of_kind(render(MINIMAL), "PodDisruptionBudget") == {}, "one replica: no budget"
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (merged(MINIMAL, {"kafka": {"bootstrap": ""}}), "kafka.bootstrap is required"),
+        (
+            merged(MINIMAL, {"blob": {"releaseUri": "s3://phi/"}}),
+            "the release zone never shares storage with PHI",
+        ),
+        (
+            merged(MINIMAL, {"blob": {"phiUri": "file:///data/phi"}}),
+            "pods share no filesystem",
+        ),
+        (
+            merged(MINIMAL, {"services": {"deid": {"keySecret": {"name": ""}}}}),
+            "the pseudonymisation key",
+        ),
+        (
+            merged(MINIMAL, {"services": {"deid": {"replicas": 2}}}),
+            "replicas must share one idempotency guard",
+        ),
+        (
+            merged(
+                MINIMAL,
+                {
+                    "delivery": {"idempotencyDsnSecret": {"name": "pg"}},
+                    "services": {"ingest": {"replicas": 2}},
+                },
+            ),
+            "replicas must share one study assembly",
+        ),
+        (
+            merged(MINIMAL, {"kafka": {"saslPasswordSecret": {"name": ""}}}),
+            "with a SASL security protocol",
+        ),
+    ],
+    ids=[
+        "no bootstrap",
+        "one store for both zones",
+        "blobs on a pod's disk",
+        "no deid key",
+        "replicas without a shared guard",
+        "ingest replicas without a shared assembly",
+        "SASL without a password",
+    ],
+)
+def test_a_release_that_cannot_work_does_not_render(values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=reason):
+        render(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        (merged(MINIMAL, {"services": {"deid": {"replicas": -1}}}), "/services/deid/replicas"),
+        (merged(MINIMAL, {"kafka": {"acks": "2"}}), "/kafka/acks"),
+        (merged(MINIMAL, {"services": {"ingest": {"env": {"KAFKA_HOST": "x"}}}}), "KAFKA_HOST"),
+        (merged(MINIMAL, {"services": {"ocr": {"enabled": True}}}), "ocr"),
+    ],
+    ids=["negative replicas", "unknown acks", "a variable not ours", "a service not ours"],
+)
+def test_values_outside_the_schema_are_refused(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=where):
+        render(values)
