@@ -9,6 +9,7 @@ so it runs the same way under ``radstream run NAME``, ``radstream up`` and
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -98,7 +99,9 @@ def service_app(bus: Bus, health: HealthServer) -> FastStream:
     FastStream's lifecycle handles SIGINT/SIGTERM; the bus then stops gracefully (records in
     flight finish and their offsets are committed) before its resources close.
     """
-    app = FastStream(bus.broker)
+    # FastStream's own logger has a handler of its own and does not propagate: its lifecycle
+    # lines would skip the PHI filter and the JSON format. This one goes through the root's.
+    app = FastStream(bus.broker, logger=logging.getLogger("radstream.faststream.app"))
     health.add_check("idempotency-store", bus.config.guard.check)
     health.add_check("kafka", _broker_answers(bus))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from faststream.exceptions import IncorrectState
@@ -68,3 +69,26 @@ async def test_the_app_consumes_once_started_and_is_ready_only_while_its_loops_r
     finally:
         await publisher.stop()
         await app.stop()
+
+
+async def test_the_apps_own_lines_go_through_the_filtered_root_handler(
+    kafka_settings, idempotency_dsn, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=idempotency_dsn),
+        service="deid",
+        registry=CollectorRegistry(),
+    )
+    app = service_app(bus, HealthServer("127.0.0.1", 0, registry=CollectorRegistry()))
+    assert app.logger is not None
+
+    await app.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            app.logger.info("FastStream app started successfully!")  # as its run() logs it
+    finally:
+        await app.stop()
+
+    [line] = [r for r in caplog.records if "FastStream app" in r.getMessage()]
+    assert line.name.startswith("radstream."), "in JSON, through the PHI filter, like the rest"
