@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -25,6 +26,7 @@ from radstream.cli.demo_senders import (
 )
 from radstream.cli.doctor import Status, run_checks
 from radstream.cli.render import render_record
+from radstream.cli.replay import DEFAULT_GROUP, KINDS, Action, Selection, replay
 from radstream.cli.stack import STATE_DIR, LocalStack
 from radstream.cli.tail import records
 from radstream.common.errors import MisconfiguredError, RadstreamError, TransientError
@@ -175,6 +177,69 @@ def tail(  # noqa: PLR0917 -- one parameter per command-line option
         pass
     except RadstreamError as exc:
         raise _fail(exc) from exc
+
+
+@app.command(name="replay")
+def replay_command(  # noqa: PLR0917 -- one parameter per command-line option
+    dlq: Annotated[
+        str, typer.Argument(help="The dead-letter topic, e.g. radstream.study.received.v1.dlq.")
+    ],
+    kind: Annotated[
+        str,
+        typer.Option(help="Which letters: handler-failed (default), poison, or all."),
+    ] = "handler-failed",
+    error_type: Annotated[
+        str | None,
+        typer.Option(help="Only letters with this error type (qualified or bare class name)."),
+    ] = None,
+    group_of: Annotated[
+        str | None, typer.Option(help="Only letters of the consumer group that gave up.")
+    ] = None,
+    group: Annotated[
+        str, typer.Option(help="The replay's own consumer group, which keeps its position.")
+    ] = DEFAULT_GROUP,
+    from_beginning: Annotated[
+        bool,
+        typer.Option("--from-beginning", help="Look at every letter again, not only new ones."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be replayed; publish nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Send dead letters back to their original topic, once what failed them is fixed."""
+    if kind not in (*KINDS, "all"):
+        raise _fail(MisconfiguredError(f"--kind is one of {', '.join(KINDS)} or all"))
+    selection = Selection(
+        kinds=frozenset(KINDS) if kind == "all" else frozenset({kind}),
+        error_type=error_type,
+        group=group_of,
+    )
+    counts = dict.fromkeys(Action, 0)
+
+    async def run_replay() -> None:
+        async for outcome in replay(
+            KafkaSettings(),
+            dlq,
+            selection=selection,
+            group=group,
+            from_beginning=from_beginning,
+            dry_run=dry_run,
+        ):
+            counts[outcome.action] += 1
+            typer.echo(json.dumps(outcome.as_dict(dlq)) if as_json else outcome.line(dlq))
+
+    try:
+        asyncio.run(run_replay())
+    except RadstreamError as exc:
+        raise _fail(exc) from exc
+    finally:
+        verb = "would replay" if dry_run else "replayed"
+        summary = (
+            f"{verb} {counts[Action.REPLAYED]}, skipped {counts[Action.SKIPPED]}, "
+            f"refused {counts[Action.REFUSED]}"
+        )
+        typer.echo(summary, err=True)
 
 
 @app.command()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -23,6 +22,7 @@ from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
 from tests.integration.topic_reader import read_records, write_raw_record
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +40,6 @@ async def running(bus: Bus) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.stop()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def make_bus(

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,36 +15,12 @@ import pytest
 from radstream.common import topics
 from radstream.common.bus import create_bus
 from radstream.common.embedded_broker import metadata_broker_count
-from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
+from radstream.common.settings import DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.operator import RADSTREAM, cli
 from tests.integration.topic_reader import write_raw_record
 
 pytestmark = pytest.mark.integration
-
-RADSTREAM = [sys.executable, "-m", "radstream.cli.main"]
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RADSTREAM, *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture
-def operator_env(kafka_settings, tmp_path: Path) -> dict[str, str]:
-    return {
-        "RADSTREAM_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN": f"sqlite:///{tmp_path / 'idem.sqlite3'}",
-        "RADSTREAM_BLOB_PHI_URI": f"file://{tmp_path / 'phi'}",
-        "RADSTREAM_BLOB_RELEASE_URI": f"file://{tmp_path / 'release'}",
-        "COLUMNS": "200",
-        **EMBEDDED_BROKER_TUNING,
-    }
 
 
 async def publish_studies(kafka_settings, topic, uids, tmp_path: Path) -> list[str]:
