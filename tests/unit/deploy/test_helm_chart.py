@@ -9,6 +9,7 @@ that cannot work must not render.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,17 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from radstream.common.bus import delivery_metrics
+from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.service import SERVICES
 from radstream.deid.config import DeidSettings
+from radstream.deid.metrics import deid_metrics
 from radstream.ingest.config import IngestSettings
+from radstream.ingest.metrics import ingest_metrics
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "radstream"
 PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
@@ -364,3 +370,49 @@ def test_a_release_that_cannot_work_does_not_render(values: dict[str, Any], reas
 def test_values_outside_the_schema_are_refused(values: dict[str, Any], where: str) -> None:
     with pytest.raises(helm_python.HelmValuesError, match=where):
         render(values)
+
+
+def exported_metrics() -> dict[str, tuple[str, ...]]:
+    """Every metric name the services expose (as Prometheus scrapes it), with its labels."""
+    registry = CollectorRegistry()
+    BusTelemetry(tracer_provider=None, registry=registry)
+    delivery_metrics(registry)
+    deid_metrics(registry)
+    ingest_metrics(registry)
+    exposed = {
+        line.split()[2]
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("# TYPE ")
+    }
+    labels: dict[str, tuple[str, ...]] = {}
+    for collector, names in registry._collector_to_names.items():
+        found = getattr(collector, "labelnames", None) or getattr(collector, "_labelnames", ())
+        labels.update((name, tuple(found)) for name in names if name in exposed)
+    return labels
+
+
+SELECTOR = re.compile(r"(radstream_[a-z_]+)\{([^}]*)\}")
+MATCHER = re.compile(r"([a-zA-Z_]+)\s*(?:=~|!~|!=|=)")
+GROUPED_BY = re.compile(r"by \(([^)]*)\) \((?:increase\()?(radstream_[a-z_]+)")
+
+
+def test_every_alert_asks_for_metrics_and_labels_the_services_export(
+    production: list[dict[str, Any]],
+) -> None:
+    exported = exported_metrics()
+    [rules] = of_kind(production, "PrometheusRule").values()
+    alerts = [rule for group in rules["spec"]["groups"] for rule in group["rules"]]
+
+    assert len(alerts) >= 8
+    for alert in alerts:
+        expr = alert["expr"]
+        selectors = SELECTOR.findall(expr)
+        assert selectors, alert["alert"]
+        for metric, matchers in selectors:
+            assert metric in exported, f"{alert['alert']}: no service exports {metric}"
+            names = set(MATCHER.findall(matchers))
+            assert names - {"namespace"} <= set(exported[metric]), f"{alert['alert']}: {names}"
+        for by, metric in GROUPED_BY.findall(expr):
+            wanted = {label.strip() for label in by.split(",")}
+            assert wanted <= set(exported[metric]), f"{alert['alert']}: by {wanted}"
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}
