@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from aiokafka.errors import KafkaError
 from faststream import FastStream
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -231,7 +232,7 @@ def replay_command(  # noqa: PLR0917 -- one parameter per command-line option
 
     try:
         asyncio.run(run_replay())
-    except RadstreamError as exc:
+    except (RadstreamError, KafkaError) as exc:  # the cluster unreachable, a commit refused
         raise _fail(exc) from exc
     finally:
         verb = "would replay" if dry_run else "replayed"

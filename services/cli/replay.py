@@ -183,25 +183,27 @@ async def replay(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **options,
     )
-    producer = AIOKafkaProducer(
-        acks="all", enable_idempotence=settings.enable_idempotence, **options
+    producer = (
+        None
+        if dry_run
+        else AIOKafkaProducer(acks="all", enable_idempotence=settings.enable_idempotence, **options)
     )
-    await consumer.start()
     try:
-        if not dry_run:
+        await consumer.start()
+        if producer is not None:
             await producer.start()
         partitions = await _partitions(consumer, dlq)
         ends = await _start_positions(consumer, partitions, from_beginning=from_beginning)
         async for record in _letters_up_to(consumer, ends):
             outcome = _decide(record, dlq, selection)
-            if outcome.action is Action.REPLAYED and not dry_run:
-                await _publish(producer, outcome.letter, record, dlq)
-            if not dry_run:
+            if producer is not None:  # not a dry run
+                if outcome.action is Action.REPLAYED:
+                    await _publish(producer, outcome.letter, record, dlq)
                 tp = TopicPartition(dlq, record.partition)
                 await consumer.commit({tp: record.offset + 1})
             yield outcome
     finally:
-        if not dry_run:
+        if producer is not None:
             await producer.stop()
         await consumer.stop()
 

@@ -220,3 +220,15 @@ async def test_the_command_reports_each_letter_without_its_key_or_body(
         assert "SYNTH-PATIENT" not in output
     assert wrong.returncode == 1
     assert "--kind is one of" in wrong.stdout
+
+
+def test_the_command_names_an_unreachable_cluster_and_fails(operator_env) -> None:
+    result = cli(
+        "replay",
+        "radstream.study.received.v1.dlq",
+        env={**operator_env, "RADSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+    )
+
+    assert result.returncode == 1
+    assert result.stdout.startswith("error: KafkaConnectionError")
+    assert "Traceback" not in result.stderr
