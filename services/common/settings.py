@@ -4,23 +4,68 @@ Each concern has its own class with its own prefix, so an operator can read the 
 straight off the class: ``KafkaSettings.bootstrap`` is ``RADSTREAM_KAFKA_BOOTSTRAP``. A service's
 settings class (``<svc>/config.py``) composes these. Settings are validated at startup and passed
 in; nothing reads the environment at import time.
+
+Every class derives from :class:`RadstreamSettings`, which also reads a setting from a file named
+after its variable in the secrets directory (``RADSTREAM_SECRETS_DIR``, default
+``/etc/radstream/secrets``), as Kubernetes mounts a Secret.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from radstream.common.errors import MisconfiguredError
+
+SECRETS_DIR_VARIABLE = "RADSTREAM_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/etc/radstream/secrets")
+
+
+def secrets_dir() -> Path | None:
+    """The directory of secret files, if there is one (read when settings are built)."""
+    directory = Path(os.environ.get(SECRETS_DIR_VARIABLE) or DEFAULT_SECRETS_DIR)
+    return directory if directory.is_dir() else None
+
+
+class RadstreamSettings(BaseSettings):
+    """The base of every settings class: environment variables first, then secret files.
+
+    A setting may come from a file named after its variable (``RADSTREAM_KAFKA_SASL_PASSWORD``)
+    in :func:`secrets_dir`, which is how the Helm chart hands over every secret. A secret in a
+    file stays out of the process environment, which child processes inherit and which
+    ``/proc/<pid>/environ`` and crash reports show. A variable that is set wins over a file.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init values, the environment, then the secrets directory when there is one."""
+        directory = secrets_dir()
+        if directory is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, SecretsSettingsSource(settings_cls, directory)
+
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(RadstreamSettings):
     """How to reach the Kafka cluster (``RADSTREAM_KAFKA_*``).
 
     Without ``bootstrap`` the local tools (``radstream up``, tests) start the embedded broker.
@@ -89,7 +134,7 @@ EMBEDDED_BROKER_TUNING = {
 """Consumer settings for the embedded broker, which answers fetches and joins slowly otherwise."""
 
 
-class DeliverySettings(BaseSettings):
+class DeliverySettings(RadstreamSettings):
     """Retry, dead-letter and idempotency behaviour of consumers (``RADSTREAM_DELIVERY_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_DELIVERY_", extra="ignore")
@@ -107,7 +152,7 @@ class DeliverySettings(BaseSettings):
     idempotency_prune_interval_s: float = Field(default=3600.0, gt=0)
 
 
-class BlobSettings(BaseSettings):
+class BlobSettings(RadstreamSettings):
     """Claim-check stores (``RADSTREAM_BLOB_*``): the PHI zone and the release zone are separate.
 
     URIs are ``file:///abs/path``, ``file://relative/path`` (against the working directory) or
@@ -135,7 +180,7 @@ class BlobSettings(BaseSettings):
         return self
 
 
-class ObservabilitySettings(BaseSettings):
+class ObservabilitySettings(RadstreamSettings):
     """Logging, tracing and the health/metrics endpoint (``RADSTREAM_OBS_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_OBS_", extra="ignore")

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from radstream.common.settings import (
     BlobSettings,
     DeliverySettings,
     KafkaSettings,
     ObservabilitySettings,
+    RadstreamSettings,
 )
 from radstream.deid.errors import DeidConfigurationError
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
@@ -48,7 +49,7 @@ def parse_options(value: object) -> frozenset[ProfileOption]:
     return frozenset(known[name] for name in names if name)
 
 
-class DeidSettings(BaseSettings):
+class DeidSettings(RadstreamSettings):
     """Everything the deid service reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_DEID_", extra="ignore")

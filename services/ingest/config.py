@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from radstream.common.settings import (
     BlobSettings,
     DeliverySettings,
     KafkaSettings,
     ObservabilitySettings,
+    RadstreamSettings,
 )
 from radstream.deid import ReaderLimits
 from radstream.ingest.errors import IngestConfigurationError
@@ -54,7 +55,7 @@ def _check_ae_title(title: str, setting: str) -> str:
     return title.strip()
 
 
-class DicomSettings(BaseSettings):
+class DicomSettings(RadstreamSettings):
     """The DICOM C-STORE SCP (``RADSTREAM_INGEST_DICOM_*``).
 
     Associations are accepted only from the calling AE titles in ``allowed_calling_aes``; an
@@ -121,7 +122,7 @@ class DicomSettings(BaseSettings):
         return self.tls_certfile is not None
 
 
-class AssemblySettings(BaseSettings):
+class AssemblySettings(RadstreamSettings):
     """Study assembly (``RADSTREAM_INGEST_ASSEMBLY_*``).
 
     A study is complete once no instance of it arrived for ``quiet_period_s``; its state lives
@@ -136,7 +137,7 @@ class AssemblySettings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(RadstreamSettings):
     """Everything the ingest service reads from its environment (``RADSTREAM_INGEST_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_INGEST_", extra="ignore")

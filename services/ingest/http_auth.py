@@ -30,8 +30,9 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import Request
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from radstream.common.settings import RadstreamSettings
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.rejections import Rejections
 
@@ -77,7 +78,7 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class HttpSettings(BaseSettings):
+class HttpSettings(RadstreamSettings):
     """The ingest HTTP server (``RADSTREAM_INGEST_HTTP_*``): STOW-RS, FHIR and status lookups.
 
     ``token_sha256`` is a JSON object from subject name to the hex SHA-256 of that subject's

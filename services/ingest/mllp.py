@@ -37,9 +37,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from radstream.common.errors import MisconfiguredError
+from radstream.common.settings import RadstreamSettings
 from radstream.common.topics import REPORT_RECEIVED_V1
 from radstream.contracts.v1 import reports_pb2
 from radstream.ingest.errors import IngestConfigurationError
@@ -72,7 +73,7 @@ _STOP_TIMEOUT_S: Final = 5.0
 _HANDSHAKE_TIMEOUT_S: Final = 10.0
 
 
-class MllpSettings(BaseSettings):
+class MllpSettings(RadstreamSettings):
     """The HL7 v2 MLLP listener (``RADSTREAM_INGEST_MLLP_*``).
 
     ``allowed_peers`` is a comma list of IP addresses or networks (``10.1.2.3,10.9.0.0/16``);

@@ -34,10 +34,11 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from radstream.common.errors import TransientError
 from radstream.common.metrics import per_registry
+from radstream.common.settings import RadstreamSettings
 from radstream.ingest.errors import IngestConfigurationError, IngestError
 from radstream.ingest.export import ExportTarget
 from radstream.ingest.pull_cursor import PullCursor
@@ -64,7 +65,7 @@ _TRANSIENT_FAILURES = frozenset(
 )
 
 
-class PacsSettings(BaseSettings):
+class PacsSettings(RadstreamSettings):
     """PACS integration (``RADSTREAM_INGEST_PACS_*``).
 
     ``export_targets`` is a JSON list of :class:`~radstream.ingest.export.ExportTarget`

@@ -35,8 +35,13 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The image by digest when one is given (immutable), else by tag. */}}
 {{- define "radstream.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -77,13 +82,4 @@ at startup or, worse, run with PHI where it does not belong.
 {{- fail "services.deid.keySecret.name is required: the pseudonymisation key, from a Secret" -}}
 {{- end -}}
 {{- end -}}
-{{- end -}}
-
-{{/* A secretKeyRef env entry; args: dict "env" NAME "ref" {name, key}. */}}
-{{- define "radstream.secretEnv" -}}
-- name: {{ .env }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ .ref.name | quote }}
-      key: {{ .ref.key | quote }}
 {{- end -}}

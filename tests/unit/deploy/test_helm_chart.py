@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings
 from radstream.common.bus import delivery_metrics
 from radstream.common.bus_telemetry import BusTelemetry
 from radstream.common.service import SERVICES
+from radstream.common.settings import DEFAULT_SECRETS_DIR, SECRETS_DIR_VARIABLE
 from radstream.deid.config import DeidSettings
 from radstream.deid.metrics import deid_metrics
 from radstream.ingest.config import IngestSettings
@@ -106,17 +107,19 @@ SETTINGS = dict(pair for model in SERVICE_SETTINGS.values() for pair in settings
 
 
 def environment(docs: list[dict[str, Any]], service: str) -> tuple[dict[str, str], set[str]]:
-    """A service's container environment: the plain values, and the names from Secrets."""
+    """A service's settings: the plain variables, and the names of the secret files."""
     configmap = next(iter(of_kind(docs, "ConfigMap").values()))
     plain = dict(configmap["data"])
-    from_secrets = set()
-    for entry in container(of_kind(docs, "Deployment")[service])["env"]:
-        if "valueFrom" in entry:
-            assert set(entry["valueFrom"]) == {"secretKeyRef"}, entry["name"]
-            from_secrets.add(entry["name"])
-        else:
-            plain[entry["name"]] = entry["value"]
-    return plain, from_secrets
+    deployment = of_kind(docs, "Deployment")[service]
+    for entry in container(deployment)["env"]:
+        assert "valueFrom" not in entry, f"{entry['name']}: a secret in the environment"
+        plain[entry["name"]] = entry["value"]
+    files = set()
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if volume["name"] == "secret-settings":
+            for source in volume["projected"]["sources"]:
+                files.update(item["path"] for item in source["secret"]["items"])
+    return plain, files
 
 
 @pytest.fixture(scope="module")
@@ -173,13 +176,16 @@ def test_every_variable_the_chart_sets_is_a_setting_a_service_reads(
         assert unknown == [], f"{service}: no service reads {unknown}"
 
 
-def test_secret_settings_come_from_secrets_and_never_sit_in_plain_values(
+def test_secret_settings_come_as_files_from_secrets_and_never_sit_in_plain_values(
     production: list[dict[str, Any]],
 ) -> None:
     secrets = {name for name, secret in SETTINGS.items() if secret}
     for service in SERVICE_SETTINGS:
         plain, from_secrets = environment(production, service)
         assert not secrets & set(plain), f"{service}: secrets in plain values"
+        mounts = container(of_kind(production, "Deployment")[service])["volumeMounts"]
+        [mount] = [m for m in mounts if m["name"] == "secret-settings"]
+        assert (mount["mountPath"], mount["readOnly"]) == (str(DEFAULT_SECRETS_DIR), True)
         assert "RADSTREAM_KAFKA_SASL_PASSWORD" in from_secrets
         assert "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN" in from_secrets
         assert "RADSTREAM_BLOB_S3_SECRET_ACCESS_KEY" in from_secrets
@@ -202,19 +208,28 @@ SECRET_PLACEHOLDERS = {
 
 @pytest.mark.parametrize("service", sorted(SERVICE_SETTINGS))
 def test_the_services_accept_the_settings_a_release_gives_them(
-    production: list[dict[str, Any]], service: str, monkeypatch: pytest.MonkeyPatch
+    production: list[dict[str, Any]],
+    service: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     plain, from_secrets = environment(production, service)
     for name in list(SETTINGS):
         monkeypatch.delenv(name, raising=False)
     for name, value in plain.items():
         monkeypatch.setenv(name, value)
-    for name in from_secrets:
-        monkeypatch.setenv(name, SECRET_PLACEHOLDERS.get(name, "from-a-secret"))
+    for name in from_secrets:  # as the projected volume lays them out
+        (tmp_path / name).write_text(SECRET_PLACEHOLDERS.get(name, "from-a-secret"))
+    monkeypatch.setenv(SECRETS_DIR_VARIABLE, str(tmp_path))
 
     settings: Any = SERVICE_SETTINGS[service]()
 
     assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.sasl_password.get_secret_value() == "from-a-secret"
+    assert (
+        settings.delivery.idempotency_dsn
+        == SECRET_PLACEHOLDERS["RADSTREAM_DELIVERY_IDEMPOTENCY_DSN"]
+    )
     assert settings.kafka.ssl_cafile == Path("/etc/radstream/kafka/ca.crt")
     assert settings.kafka.enable_idempotence is True
     assert settings.blob.phi_uri == "s3://radstream-phi/"
@@ -416,3 +431,14 @@ def test_every_alert_asks_for_metrics_and_labels_the_services_export(
             wanted = {label.strip() for label in by.split(",")}
             assert wanted <= set(exported[metric]), f"{alert['alert']}: by {wanted}"
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+
+
+def test_every_resource_names_the_release_namespace_and_the_image_is_pinned_by_digest(
+    production: list[dict[str, Any]],
+) -> None:
+    assert {doc["metadata"]["namespace"] for doc in production} == {"radiology"}
+    digest = PRODUCTION["image"]["digest"]
+    for deployment in of_kind(production, "Deployment").values():
+        assert container(deployment)["image"] == f"{PRODUCTION['image']['repository']}@{digest}"
+    [minimal] = {container(d)["image"] for d in of_kind(render(MINIMAL), "Deployment").values()}
+    assert minimal == "radstream:0.1.0", "by the chart's appVersion without a digest"
