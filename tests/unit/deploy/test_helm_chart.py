@@ -388,49 +388,87 @@ def test_values_outside_the_schema_are_refused(values: dict[str, Any], where: st
 
 
 def exported_metrics() -> dict[str, tuple[str, ...]]:
-    """Every metric name the services expose (as Prometheus scrapes it), with its labels."""
+    """Every series name the services expose (as Prometheus scrapes it), with its labels."""
     registry = CollectorRegistry()
     BusTelemetry(tracer_provider=None, registry=registry)
     delivery_metrics(registry)
     deid_metrics(registry)
     ingest_metrics(registry)
-    exposed = {
-        line.split()[2]
+    types = dict(
+        line.split()[2:4]
         for line in generate_latest(registry).decode().splitlines()
         if line.startswith("# TYPE ")
-    }
+    )
     labels: dict[str, tuple[str, ...]] = {}
     for collector, names in registry._collector_to_names.items():
-        found = getattr(collector, "labelnames", None) or getattr(collector, "_labelnames", ())
-        labels.update((name, tuple(found)) for name in names if name in exposed)
+        found = tuple(
+            getattr(collector, "labelnames", None) or getattr(collector, "_labelnames", ())
+        )
+        for name in names:
+            base, _, suffix = name.rpartition("_")
+            if name in types:
+                labels[name] = found
+            elif types.get(base) == "histogram" and suffix in {"bucket", "sum", "count"}:
+                labels[name] = (*found, "le") if suffix == "bucket" else found
     return labels
 
 
 SELECTOR = re.compile(r"(radstream_[a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r"([a-zA-Z_]+)\s*(?:=~|!~|!=|=)")
-GROUPED_BY = re.compile(r"by \(([^)]*)\) \((?:increase\()?(radstream_[a-z_]+)")
+SELECTOR_NAMES = re.compile(r"(radstream_[a-z_]+)\{")
+GROUPED_BY = re.compile(r"by \(([^)]*)\) \((?:(?:increase|rate)\()?(radstream_[a-z_]+)")
+
+
+def assert_asks_for_exported_series(what: str, expr: str) -> None:
+    """Each metric ``expr`` selects is exported, with the labels it matches and groups by."""
+    exported = EXPORTED
+    selectors = SELECTOR.findall(expr)
+    assert selectors, what
+    for metric, matchers in selectors:
+        assert metric in exported, f"{what}: no service exports {metric}"
+        names = set(MATCHER.findall(matchers))
+        assert names - {"namespace"} <= set(exported[metric]), f"{what}: {names}"
+    for by, metric in GROUPED_BY.findall(expr):
+        wanted = {label.strip() for label in by.split(",")}
+        assert wanted <= set(exported[metric]), f"{what}: by {wanted}"
+
+
+EXPORTED = exported_metrics()
 
 
 def test_every_alert_asks_for_metrics_and_labels_the_services_export(
     production: list[dict[str, Any]],
 ) -> None:
-    exported = exported_metrics()
     [rules] = of_kind(production, "PrometheusRule").values()
     alerts = [rule for group in rules["spec"]["groups"] for rule in group["rules"]]
 
     assert len(alerts) >= 8
     for alert in alerts:
-        expr = alert["expr"]
-        selectors = SELECTOR.findall(expr)
-        assert selectors, alert["alert"]
-        for metric, matchers in selectors:
-            assert metric in exported, f"{alert['alert']}: no service exports {metric}"
-            names = set(MATCHER.findall(matchers))
-            assert names - {"namespace"} <= set(exported[metric]), f"{alert['alert']}: {names}"
-        for by, metric in GROUPED_BY.findall(expr):
-            wanted = {label.strip() for label in by.split(",")}
-            assert wanted <= set(exported[metric]), f"{alert['alert']}: by {wanted}"
+        assert_asks_for_exported_series(alert["alert"], alert["expr"])
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+
+
+def test_the_dashboard_charts_only_series_the_services_export(
+    production: list[dict[str, Any]],
+) -> None:
+    [configmap] = [
+        doc
+        for doc in of_kind(production, "ConfigMap").values()
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    dashboard = json.loads(configmap["data"]["radstream.json"])
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+
+    assert dashboard["uid"] == "radstream"
+    assert len(panels) >= 15
+    charted = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            assert_asks_for_exported_series(panel["title"], target["expr"])
+            charted.update(SELECTOR_NAMES.findall(target["expr"]))
+    watched = {"radstream_events_consumed_total", "radstream_consumer_lag"}
+    assert watched <= charted
+    assert "grafana_dashboard" not in str(of_kind(render(MINIMAL), "ConfigMap")), "off by default"
 
 
 def test_every_resource_names_the_release_namespace_and_the_image_is_pinned_by_digest(
