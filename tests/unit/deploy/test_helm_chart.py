@@ -480,3 +480,12 @@ def test_every_resource_names_the_release_namespace_and_the_image_is_pinned_by_d
         assert container(deployment)["image"] == f"{PRODUCTION['image']['repository']}@{digest}"
     [minimal] = {container(d)["image"] for d in of_kind(render(MINIMAL), "Deployment").values()}
     assert minimal == "radstream:0.1.0", "by the chart's appVersion without a digest"
+
+
+def test_ingest_published_outside_the_cluster_keeps_the_senders_address(
+    production: list[dict[str, Any]],
+) -> None:
+    ingest = of_kind(production, "Service")["ingest"]["spec"]
+
+    assert (ingest["type"], ingest["externalTrafficPolicy"]) == ("LoadBalancer", "Local")
+    assert "externalTrafficPolicy" not in of_kind(render(MINIMAL), "Service")["ingest"]["spec"]
