@@ -228,7 +228,10 @@ def replay_command(  # noqa: PLR0917 -- one parameter per command-line option
             dry_run=dry_run,
         ):
             counts[outcome.action] += 1
-            typer.echo(json.dumps(outcome.as_dict(dlq)) if as_json else outcome.line(dlq))
+            if as_json:
+                typer.echo(json.dumps(outcome.as_dict(dlq) | {"dry_run": dry_run}))
+            else:
+                typer.echo(("dry run: " if dry_run else "") + outcome.line(dlq))
 
     try:
         asyncio.run(run_replay())
