@@ -77,9 +77,24 @@ at startup or, worse, run with PHI where it does not belong.
 {{- fail "services.ingest.replicas > 1 needs services.ingest.assemblyDsnSecret: replicas must share one study assembly (PostgreSQL)" -}}
 {{- end -}}
 {{- end -}}
+{{- range $name, $svc := .Values.services -}}
+{{- range $variable := keys ($svc.env | default dict) -}}
+{{- if has $variable (include "radstream.secretSettings" $ | splitList " ") -}}
+{{- fail (printf "services.%s.env sets %s, a secret: put it in services.%s.secretSettings (a Secret, mounted as a file)" $name $variable $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- with .Values.services.deid -}}
 {{- if and .enabled (not .keySecret.name) -}}
 {{- fail "services.deid.keySecret.name is required: the pseudonymisation key, from a Secret" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The settings that hold secrets (SecretStr in the services' settings classes; a test keeps this
+list in step with them). They may come only from Secrets, never from plain values.
+*/}}
+{{- define "radstream.secretSettings" -}}
+RADSTREAM_BLOB_S3_ACCESS_KEY_ID RADSTREAM_BLOB_S3_SECRET_ACCESS_KEY RADSTREAM_DEID_KEY RADSTREAM_INGEST_PACS_PASSWORD RADSTREAM_KAFKA_SASL_PASSWORD RADSTREAM_KAFKA_SSL_KEY_PASSWORD
 {{- end -}}

@@ -489,3 +489,14 @@ def test_ingest_published_outside_the_cluster_keeps_the_senders_address(
 
     assert (ingest["type"], ingest["externalTrafficPolicy"]) == ("LoadBalancer", "Local")
     assert "externalTrafficPolicy" not in of_kind(render(MINIMAL), "Service")["ingest"]["spec"]
+
+
+def test_the_chart_knows_every_secret_setting_and_refuses_one_in_plain_values() -> None:
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    [listed] = re.findall(r'define "radstream.secretSettings" -\}\}\n([^{]+)\{\{', helpers)
+
+    assert set(listed.split()) == {name for name, secret in SETTINGS.items() if secret}
+    for variable in listed.split():
+        values = merged(MINIMAL, {"services": {"ingest": {"env": {variable: "oops"}}}})
+        with pytest.raises(helm_python.HelmRenderError, match=f"sets {variable}, a secret"):
+            render(values)
