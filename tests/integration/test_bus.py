@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,40 +16,18 @@ from radstream.common.bus import Bus, create_bus
 from radstream.common.envelope import REQUIRED_HEADERS, Event
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import TABLE, Claim, SqliteIdempotencyGuard
-from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.settings import DeliverySettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.buses import FAST_RETRIES, make_bus, running
 from tests.integration.topic_reader import read_records, write_raw_record
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-FAST_RETRIES = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.1}
-
 
 def study(uid: str) -> StudyReceived:
     return StudyReceived(study_instance_uid=uid, accession_number="ACC-SYNTH", revision=0)
-
-
-@asynccontextmanager
-async def running(bus: Bus) -> AsyncIterator[Bus]:
-    await bus.start()
-    try:
-        yield bus
-    finally:
-        await bus.stop()
-
-
-def make_bus(
-    settings: KafkaSettings,
-    dsn: str,
-    service: str,
-    registry: CollectorRegistry | None = None,
-    **kwargs,
-) -> Bus:
-    delivery = DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES)
-    registry = registry if registry is not None else CollectorRegistry()
-    return create_bus(settings, delivery, service=service, registry=registry, **kwargs)
 
 
 async def test_event_round_trips_with_headers_intact_and_trace_continued(

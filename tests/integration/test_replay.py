@@ -5,33 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from radstream.cli.replay import REPLAYED_FROM, Action, Outcome, Selection, replay
 from radstream.common import topics
-from radstream.common.bus import Bus, create_bus
+from radstream.common.bus import Bus
 from radstream.common.envelope import H_ID, Event
 from radstream.common.errors import MisconfiguredError
 from radstream.common.idempotency import Claim
-from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.settings import KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.buses import make_bus
 from tests.integration.operator import cli
 from tests.integration.topic_reader import read_records, write_raw_record
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-FAST_RETRIES = {"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
-
-
-def make_bus(settings: KafkaSettings, dsn: str, service: str) -> Bus:
-    return create_bus(
-        settings,
-        DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES),
-        service=service,
-        registry=CollectorRegistry(),
-    )
 
 
 async def replayed(

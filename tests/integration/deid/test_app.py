@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,13 @@ from pydicom import dcmread
 
 from radstream.common import topics
 from radstream.common.blobstore import BlobRef, BlobStores, FilesystemBlobStore
-from radstream.common.bus import Bus, create_bus
+from radstream.common.bus import create_bus
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
 from radstream.deid.app import DeidTopics, DeidWorker, register_deid
 from radstream.deid.metrics import deid_metrics
 from radstream.deid.profile import DeidKeys, DeidProfile
+from tests.integration.buses import running
 from tests.integration.topic_reader import read_records
 from tests.unit.deid.study_builder import (
     CT_IMAGE_STORAGE,
@@ -37,15 +36,6 @@ from tests.unit.deid.study_builder import (
 pytestmark = pytest.mark.integration
 
 Completed = deid_pb2.DeidCompleted
-
-
-@asynccontextmanager
-async def running(bus: Bus) -> AsyncIterator[Bus]:
-    await bus.start()
-    try:
-        yield bus
-    finally:
-        await bus.stop()
 
 
 def stores_in(root: Path) -> BlobStores:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from radstream.ingest.export import (
     open_transport,
     register_export,
 )
+from tests.integration.buses import running
 from tests.integration.topic_reader import read_records
 from tests.orthanc import OrthancServer, synthetic_ct_study
 
@@ -83,15 +82,6 @@ async def completed_study(stores: BlobStores, count: int) -> tuple[Completed, se
     )
     study_uid = results[0].released.study_instance_uid
     return Completed(study_instance_uid=study_uid, results=results), uids
-
-
-@asynccontextmanager
-async def running(bus: Bus) -> AsyncIterator[Bus]:
-    await bus.start()
-    try:
-        yield bus
-    finally:
-        await bus.stop()
 
 
 def export_bus(kafka_settings: KafkaSettings, idempotency_dsn: str) -> Bus:
