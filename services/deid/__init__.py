@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     )
     from radstream.deid.clean import PresidioTextCleaner, build_text_cleaner
     from radstream.deid.config import DeidSettings
-    from radstream.deid.errors import DeidError, InvalidInstanceError
+    from radstream.deid.errors import DeidError
     from radstream.deid.phi import PhiValue, PhiValues, collect_phi_values
     from radstream.deid.pipeline import InstanceOutcome, InstanceStatus, deidentify_instance
     from radstream.deid.profile import (
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         ProfileResult,
         apply_profile,
     )
-    from radstream.deid.reader import ReaderLimits, read_instance
+    from radstream.dicom.reader import ReaderLimits, read_instance
     from radstream.deid.verify import ResidualPhi, find_residual_phi
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "HoldPossibleBurnedInText",
     "InstanceOutcome",
     "InstanceStatus",
-    "InvalidInstanceError",
     "PhiValue",
     "PhiValues",
     "PixelAssessment",
@@ -56,7 +55,6 @@ __all__ = [
     "PresidioTextCleaner",
     "ProfileOption",
     "ProfileResult",
-    "ReaderLimits",
     "ReidentificationRecord",
     "ResidualPhi",
     "apply_profile",
@@ -65,7 +63,6 @@ __all__ = [
     "deidentify_directory",
     "deidentify_instance",
     "find_residual_phi",
-    "read_instance",
 ]
 
 _MODULE_OF = {
@@ -81,7 +78,6 @@ _MODULE_OF = {
     "build_text_cleaner": "clean",
     "DeidSettings": "config",
     "DeidError": "errors",
-    "InvalidInstanceError": "errors",
     "PhiValue": "phi",
     "PhiValues": "phi",
     "collect_phi_values": "phi",
@@ -94,8 +90,6 @@ _MODULE_OF = {
     "ProfileOption": "profile",
     "ProfileResult": "profile",
     "apply_profile": "profile",
-    "ReaderLimits": "reader",
-    "read_instance": "reader",
     "ResidualPhi": "verify",
     "find_residual_phi": "verify",
 }

@@ -54,7 +54,7 @@ from radstream.deid.pipeline import (
     rejected_unread,
 )
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
-from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
 __all__ = ["DeidTopics", "DeidWorker", "create_app", "register_deid"]
 

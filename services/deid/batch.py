@@ -36,7 +36,8 @@ from typing import Any
 
 from radstream.deid.audit import Digest
 from radstream.deid.burned_in import PixelPolicy
-from radstream.deid.errors import DeidConfigurationError, OversizedFileError
+from radstream.deid.errors import DeidConfigurationError
+from radstream.dicom.errors import OversizedFileError
 from radstream.deid.pipeline import (
     DeidentifiedIds,
     InstanceOutcome,
@@ -45,7 +46,7 @@ from radstream.deid.pipeline import (
     rejected_unread,
 )
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
-from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
 __all__ = [
     "AUDIT_FILE",

@@ -24,7 +24,7 @@ from radstream.common.settings import (
 )
 from radstream.deid.errors import DeidConfigurationError
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
-from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
 __all__ = ["MIN_KEY_BYTES", "DeidSettings", "parse_options"]
 

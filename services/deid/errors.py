@@ -1,11 +1,10 @@
 """Errors of the de-identification service.
 
-Two families, following :mod:`radstream.common.errors`:
+Instances that cannot be read at all fail in the strict reader with
+:class:`radstream.dicom.errors.InvalidInstanceError` (poison: rejected, never released). Here:
 
-* :class:`InvalidInstanceError` and its subclasses -- the bytes offered as a DICOM instance can
-  never be de-identified as they are (not DICOM, truncated, no meta header, unknown transfer
-  syntax, oversized). They are *poison*: the instance is rejected and counted, never retried,
-  and nothing of it is released.
+* :class:`InvalidStudyEventError` -- a study event deid cannot act on; it is dead-lettered.
+* :class:`OutputNotReadableError` -- deid's own output does not read back; nothing is released.
 * :class:`DeidConfigurationError` -- the service is set up wrongly (no pseudonymisation key, an
   unknown profile option); it fails at startup.
 
@@ -22,17 +21,8 @@ from radstream.common.errors import MisconfiguredError, PoisonEventError, Radstr
 __all__ = [
     "DeidConfigurationError",
     "DeidError",
-    "InvalidInstanceError",
     "InvalidStudyEventError",
-    "MalformedDicomError",
-    "MissingFileMetaError",
-    "NotDicomError",
     "OutputNotReadableError",
-    "OversizedElementError",
-    "OversizedFileError",
-    "OversizedPrivateDataError",
-    "TruncatedDicomError",
-    "UnsupportedTransferSyntaxError",
 ]
 
 
@@ -40,65 +30,6 @@ class DeidError(RadstreamError):
     """Root of the errors the deid service raises on purpose."""
 
     reason: ClassVar[str] = "deid_error"
-
-
-class InvalidInstanceError(DeidError, PoisonEventError):
-    """The bytes cannot be de-identified as they are; the instance is rejected, never released."""
-
-    reason: ClassVar[str] = "invalid_instance"
-
-
-class NotDicomError(InvalidInstanceError):
-    """The bytes are not a DICOM Part 10 file, nor a bare DICOM data set."""
-
-    reason: ClassVar[str] = "not_dicom"
-
-
-class MissingFileMetaError(InvalidInstanceError):
-    """The data set has no usable File Meta Information, so its transfer syntax is unknown.
-
-    pydicom can guess (``dcmread(..., force=True)`` assumes implicit VR little endian), but a
-    wrong guess misreads every value, so radstream refuses: re-send the instance as a DICOM
-    Part 10 file (128-byte preamble, ``DICM``, group 0002 with a Transfer Syntax UID).
-    """
-
-    reason: ClassVar[str] = "missing_file_meta"
-
-
-class TruncatedDicomError(InvalidInstanceError):
-    """The file ends inside an element, a sequence or the pixel data."""
-
-    reason: ClassVar[str] = "truncated"
-
-
-class UnsupportedTransferSyntaxError(InvalidInstanceError):
-    """The transfer syntax is unknown, or one radstream cannot rewrite safely."""
-
-    reason: ClassVar[str] = "unsupported_transfer_syntax"
-
-
-class MalformedDicomError(InvalidInstanceError):
-    """The file is DICOM but its structure is broken (bad item tags, unparseable elements)."""
-
-    reason: ClassVar[str] = "malformed_dicom"
-
-
-class OversizedFileError(InvalidInstanceError):
-    """The file is larger than the configured limit (``RADSTREAM_DEID_MAX_FILE_BYTES``)."""
-
-    reason: ClassVar[str] = "file_too_large"
-
-
-class OversizedElementError(InvalidInstanceError):
-    """A non-pixel element is larger than the limit (``RADSTREAM_DEID_MAX_ELEMENT_BYTES``)."""
-
-    reason: ClassVar[str] = "element_too_large"
-
-
-class OversizedPrivateDataError(OversizedElementError):
-    """Private elements total more than the limit (``RADSTREAM_DEID_MAX_PRIVATE_BYTES``)."""
-
-    reason: ClassVar[str] = "private_data_too_large"
 
 
 class InvalidStudyEventError(DeidError, PoisonEventError):

@@ -33,6 +33,7 @@ from radstream.common.errors import RadstreamError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
 from radstream.deid.burned_in import PixelAssessment, PixelPolicy
 from radstream.deid.errors import DeidError, OutputNotReadableError
+from radstream.dicom.errors import InvalidInstanceError
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.profile import (
     AppliedAction,
@@ -43,7 +44,7 @@ from radstream.deid.profile import (
     TextCleaner,
     apply_profile,
 )
-from radstream.deid.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 from radstream.deid.verify import ResidualPhi, find_residual_phi
 
 __all__ = [
@@ -196,7 +197,7 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
     progress.step = "verify"
     try:
         reread = read_instance(written, limits=limits)
-    except DeidError as exc:
+    except InvalidInstanceError as exc:
         raise OutputNotReadableError(
             f"the de-identified output does not read back ({type(exc).__name__}: {exc})"
         ) from exc
@@ -322,7 +323,8 @@ def _instance_error(exc: Exception, step: str) -> InstanceError:
     kind = type(exc)
     qualified = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(exc, RadstreamError):
-        reason = exc.reason if isinstance(exc, DeidError) else _snake_case(kind.__name__)
+        own = isinstance(exc, DeidError | InvalidInstanceError)
+        reason = exc.reason if own else _snake_case(kind.__name__)
         return InstanceError(type=qualified, reason=reason, message=str(exc), step=step)
     # Foreign exceptions (pydicom, presidio, bugs) may quote a value: say where, not what.
     frames = traceback.extract_tb(exc.__traceback__)

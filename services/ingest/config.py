@@ -22,7 +22,7 @@ from radstream.common.settings import (
     ObservabilitySettings,
     RadstreamSettings,
 )
-from radstream.deid import ReaderLimits
+from radstream.dicom import ReaderLimits
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.http_auth import HttpSettings
 from radstream.ingest.mllp import MllpSettings

@@ -34,7 +34,7 @@ from radstream.common.blobstore import BlobRef, BlobStore
 from radstream.common.envelope import derived_event_id
 from radstream.common.errors import RadstreamError
 from radstream.contracts.v1 import common_pb2, imaging_pb2
-from radstream.deid import InvalidInstanceError, ReaderLimits, read_instance
+from radstream.dicom import InvalidInstanceError, ReaderLimits, read_instance
 from radstream.ingest.assembly import StudyAssembly, StudyMeta
 from radstream.ingest.audit import AuditUnavailableError, ReceiptAudit, ReceiptRecord
 

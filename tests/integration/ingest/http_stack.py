@@ -25,7 +25,7 @@ from radstream.common.kafka_client import ensure_topics
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.common.topics import Topic
 from radstream.contracts.v1 import clinical_pb2, imaging_pb2, reports_pb2
-from radstream.deid import ReaderLimits
+from radstream.dicom import ReaderLimits
 from radstream.ingest.assembly import StudyAssembler, StudyAssembly, StudyReady
 from radstream.ingest.audit import JsonLinesAuditSink, ReceiptAudit
 from radstream.ingest.metrics import IngestMetrics

@@ -18,7 +18,7 @@ from radstream.deid.clean import PresidioTextCleaner
 from radstream.deid.errors import DeidConfigurationError
 from radstream.deid.pipeline import InstanceStatus
 from radstream.deid.profile import DeidKeys, DeidProfile
-from radstream.deid.reader import ReaderLimits
+from radstream.dicom.reader import ReaderLimits
 from tests.unit.deid.study_builder import (
     PHI_TEXTS,
     TEST_KEYS_SECRET,

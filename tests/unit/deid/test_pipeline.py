@@ -19,7 +19,7 @@ from radstream.deid.pipeline import (
     deidentify_instance,
 )
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, TextCleaner
-from radstream.deid.reader import ReaderLimits
+from radstream.dicom.reader import ReaderLimits
 from tests.unit.deid.study_builder import (
     PATIENT_ID,
     PATIENT_NAME,

@@ -15,7 +15,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from radstream.common.errors import PoisonEventError
-from radstream.deid.errors import (
+from radstream.dicom.errors import (
     InvalidInstanceError,
     MalformedDicomError,
     MissingFileMetaError,
@@ -26,7 +26,7 @@ from radstream.deid.errors import (
     TruncatedDicomError,
     UnsupportedTransferSyntaxError,
 )
-from radstream.deid.reader import ReaderLimits, read_instance
+from radstream.dicom.reader import ReaderLimits, read_instance
 from tests.unit.deid.study_builder import (
     PATIENT_NAME,
     PHI_TEXTS,

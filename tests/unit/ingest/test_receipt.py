@@ -15,7 +15,7 @@ from pydicom.uid import JPEG2000Lossless
 
 from radstream.common.blobstore import BlobRef, FilesystemBlobStore
 from radstream.contracts.v1 import imaging_pb2
-from radstream.deid import ReaderLimits
+from radstream.dicom import ReaderLimits
 from radstream.ingest.assembly import StudyAssembly
 from radstream.ingest.audit import AuditUnavailableError, JsonLinesAuditSink, ReceiptAudit
 from radstream.ingest.metrics import ingest_metrics

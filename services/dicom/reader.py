@@ -3,7 +3,7 @@
 :func:`read_instance` accepts only a whole Part 10 file (preamble, ``DICM``, File Meta
 Information with a Transfer Syntax UID) in a transfer syntax radstream can rewrite, within size
 limits, and returns the pydicom ``Dataset`` with every element already parsed. Anything else
-raises a specific :class:`~radstream.deid.errors.InvalidInstanceError` whose message names the
+raises a specific :class:`~radstream.dicom.errors.InvalidInstanceError` whose message names the
 offset, tag or size at fault and never a value.
 
 Missing meta header: pydicom can read a bare data set with ``force=True`` by *assuming*
@@ -22,12 +22,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 
-from radstream.deid.errors import (
+from radstream.dicom.errors import (
     MalformedDicomError,
     MissingFileMetaError,
     TruncatedDicomError,
 )
-from radstream.deid.layout import SUPPORTED_TRANSFER_SYNTAXES, Layout, LayoutLimits, scan_layout
+from radstream.dicom.layout import SUPPORTED_TRANSFER_SYNTAXES, Layout, LayoutLimits, scan_layout
 
 __all__ = [
     "DEFAULT_READER_LIMITS",

@@ -10,7 +10,7 @@ allocates anything for it.
 
 This module reads the file's framing: preamble and ``DICM`` marker, the File Meta Information,
 the transfer syntax, and a deflated data set's DEFLATE stream. The walk over the data set's
-elements, sequences, items and fragments is :class:`radstream.deid.layout_walk.LayoutWalker`.
+elements, sequences, items and fragments is :class:`radstream.dicom.layout_walk.LayoutWalker`.
 
 It mirrors pydicom's tolerances where pydicom reads a file correctly (an explicit-VR file whose
 sequences are implicit, a VR of ``UN`` with undefined length read as implicit-VR sequence), so
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from pydicom.uid import UID, AllTransferSyntaxes
 
-from radstream.deid.errors import (
+from radstream.dicom.errors import (
     MalformedDicomError,
     MissingFileMetaError,
     NotDicomError,
@@ -34,7 +34,7 @@ from radstream.deid.errors import (
     TruncatedDicomError,
     UnsupportedTransferSyntaxError,
 )
-from radstream.deid.layout_walk import (
+from radstream.dicom.layout_walk import (
     LONG_VRS,
     UNDEFINED_LENGTH,
     Encoding,

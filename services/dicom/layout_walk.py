@@ -1,10 +1,10 @@
 """The strict walk over a data set's bytes: elements, sequences, items and fragments.
 
-:func:`radstream.deid.layout.scan_layout` finds where the data set starts and how it is encoded
+:func:`radstream.dicom.layout.scan_layout` finds where the data set starts and how it is encoded
 (preamble, meta header, transfer syntax, DEFLATE); :class:`LayoutWalker` then walks every
 element header, sequence, item and fragment (PS3.5 section 7), following pydicom's tolerances,
 and raises unless each ends exactly where its length says. On the way it measures element sizes
-and the private data into the :class:`~radstream.deid.layout.Layout`, so oversized input is
+and the private data into the :class:`~radstream.dicom.layout.Layout`, so oversized input is
 refused before pydicom allocates anything for it.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydicom.datadict import dictionary_VR
 
-from radstream.deid.errors import (
+from radstream.dicom.errors import (
     MalformedDicomError,
     OversizedElementError,
     OversizedPrivateDataError,
@@ -24,7 +24,7 @@ from radstream.deid.errors import (
 )
 
 if TYPE_CHECKING:
-    from radstream.deid.layout import Layout, LayoutLimits
+    from radstream.dicom.layout import Layout, LayoutLimits
 
 __all__ = ["LONG_VRS", "UNDEFINED_LENGTH", "Encoding", "LayoutWalker", "is_vr"]
 
