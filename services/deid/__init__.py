@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         ProfileResult,
         apply_profile,
     )
-    from radstream.dicom.reader import ReaderLimits, read_instance
     from radstream.deid.verify import ResidualPhi, find_residual_phi
 
 __all__ = [

@@ -37,7 +37,6 @@ from typing import Any
 from radstream.deid.audit import Digest
 from radstream.deid.burned_in import PixelPolicy
 from radstream.deid.errors import DeidConfigurationError
-from radstream.dicom.errors import OversizedFileError
 from radstream.deid.pipeline import (
     DeidentifiedIds,
     InstanceOutcome,
@@ -46,6 +45,7 @@ from radstream.deid.pipeline import (
     rejected_unread,
 )
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
+from radstream.dicom.errors import OversizedFileError
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
 __all__ = [

@@ -33,7 +33,6 @@ from radstream.common.errors import RadstreamError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
 from radstream.deid.burned_in import PixelAssessment, PixelPolicy
 from radstream.deid.errors import DeidError, OutputNotReadableError
-from radstream.dicom.errors import InvalidInstanceError
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.profile import (
     AppliedAction,
@@ -44,8 +43,9 @@ from radstream.deid.profile import (
     TextCleaner,
     apply_profile,
 )
-from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 from radstream.deid.verify import ResidualPhi, find_residual_phi
+from radstream.dicom.errors import InvalidInstanceError
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 
 __all__ = [
     "DeidentifiedIds",
@@ -323,8 +323,10 @@ def _instance_error(exc: Exception, step: str) -> InstanceError:
     kind = type(exc)
     qualified = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(exc, RadstreamError):
-        own = isinstance(exc, DeidError | InvalidInstanceError)
-        reason = exc.reason if own else _snake_case(kind.__name__)
+        if isinstance(exc, DeidError | InvalidInstanceError):
+            reason = exc.reason
+        else:
+            reason = _snake_case(kind.__name__)
         return InstanceError(type=qualified, reason=reason, message=str(exc), step=step)
     # Foreign exceptions (pydicom, presidio, bugs) may quote a value: say where, not what.
     frames = traceback.extract_tb(exc.__traceback__)

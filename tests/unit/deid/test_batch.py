@@ -150,7 +150,7 @@ class TestTheSplit:
         rejected = {row["input"]: row for row in json.loads((out / "rejected.json").read_text())}
         assert set(rejected) == {GARBAGE, TRUNCATED}
         assert rejected[GARBAGE]["reason"] == "not_dicom"
-        assert rejected[GARBAGE]["error_type"] == "radstream.deid.errors.NotDicomError"
+        assert rejected[GARBAGE]["error_type"] == "radstream.dicom.errors.NotDicomError"
         assert "DOE" not in rejected[GARBAGE]["error"]
         assert rejected[TRUNCATED]["reason"] == "truncated"
         assert rejected[TRUNCATED]["step"] == "read"

@@ -23,8 +23,8 @@ from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, SECONDARY_CAPTURE_SOP
 from radstream.deid.phi import collect_phi_values
 from radstream.deid.pipeline import InstanceOutcome, InstanceStatus, deidentify_instance
 from radstream.deid.profile import DeidKeys, DeidProfile
-from radstream.dicom.reader import read_instance
 from radstream.deid.verify import find_residual_phi
+from radstream.dicom.reader import read_instance
 from tests.unit.deid.study_builder import TEST_KEYS_SECRET, shared_text_cleaner
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"

@@ -54,9 +54,10 @@ def test_no_ingest_module_imports_the_deid_service() -> None:
 def test_the_dicom_reader_imports_nothing_from_a_service() -> None:
     for path in (SERVICES / "dicom").glob("*.py"):
         services = {
-            m for m in _imported_modules(path) if m.startswith("radstream.") and not (
-                m.startswith(("radstream.dicom", "radstream.common"))
-            )
+            m
+            for m in _imported_modules(path)
+            if m.startswith("radstream.")
+            and not (m.startswith(("radstream.dicom", "radstream.common")))
         }
         assert services == set(), path.name
 
