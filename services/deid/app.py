@@ -177,7 +177,7 @@ async def _handle(
             profile=worker.profile.name,
             options=sorted(option.code for option in worker.profile.options),
             software_version=SoftwareVersions().radstream,
-            audit_record=_ref_to_proto(audit_ref),
+            audit_record=audit_ref.to_proto(),
             review_task_id=review_task_id,
             completed_at=_now(),
         ),
@@ -210,13 +210,13 @@ async def _process_instance(
                     sop_class_uid=ids.sop_class_uid,
                     transfer_syntax_uid=ids.transfer_syntax_uid,
                     modality=ids.modality,
-                    blob=_ref_to_proto(released),
+                    blob=released.to_proto(),
                 )
             )
     elif outcome.status is InstanceStatus.HELD and outcome.candidate is not None:
         # The candidate may still hold PHI (that is why it is held): PHI store only.
         candidate = await worker.stores.phi.put(outcome.candidate, media_type=DICOM_MEDIA_TYPE)
-        gathered.review_payload.append(_ref_to_proto(candidate))
+        gathered.review_payload.append(candidate.to_proto())
         gathered.held_reasons.update(dict.fromkeys(outcome.reasons))
     if outcome.ids is not None and not gathered.pseudonymous_study_uid:
         gathered.pseudonymous_study_uid = outcome.ids.study_instance_uid
@@ -238,7 +238,7 @@ async def _process_instance(
 async def _deidentify(worker: DeidWorker, ref: common_pb2.InstanceRef) -> InstanceOutcome:
     """Fetch and de-identify one instance; an unfetchable blob is a REJECTED outcome."""
     try:
-        blob_ref = _ref_from_proto(ref.blob)
+        blob_ref = BlobRef.from_proto(ref.blob, default_media_type=DICOM_MEDIA_TYPE)
         data = await worker.stores.phi.get(blob_ref)
     except PoisonEventError as exc:  # missing, damaged or foreign blob: this instance only
         digest = Digest(sha256=ref.blob.sha256, size=max(ref.blob.size, 0))
@@ -304,21 +304,6 @@ def _error_code(outcome: InstanceOutcome) -> common_pb2.ErrorCode:
     if error.reason == "internal" and error.step == "apply_profile":
         return _Codes.ERROR_CODE_DEID_PROFILE_ACTION_FAILED
     return _ERROR_CODES.get(error.reason, _Codes.ERROR_CODE_INTERNAL)
-
-
-def _ref_from_proto(ref: common_pb2.BlobRef) -> BlobRef:
-    return BlobRef(
-        uri=ref.uri,
-        sha256=ref.sha256,
-        size=ref.size,
-        media_type=ref.media_type or DICOM_MEDIA_TYPE,
-    )
-
-
-def _ref_to_proto(ref: BlobRef) -> common_pb2.BlobRef:
-    return common_pb2.BlobRef(
-        uri=ref.uri, sha256=ref.sha256, size=ref.size, media_type=ref.media_type
-    )
 
 
 def _json(document: dict[str, Any]) -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from radstream.common.blobstore import BlobRef
 from radstream.contracts.v1 import common_pb2
 from radstream.ingest.assembly_engines import PostgresEngine, Row, SqlEngine, SqliteEngine
 from radstream.ingest.errors import IngestConfigurationError
@@ -129,7 +130,7 @@ def _ref(row: Row) -> common_pb2.InstanceRef:
         sop_class_uid=row[3],
         transfer_syntax_uid=row[4],
         modality=row[5],
-        blob=common_pb2.BlobRef(uri=row[6], sha256=row[7], size=int(row[8]), media_type=row[9]),
+        blob=BlobRef(uri=row[6], sha256=row[7], size=int(row[8]), media_type=row[9]).to_proto(),
     )
 
 

@@ -26,6 +26,7 @@ from radstream.dicom import ReaderLimits
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.http_auth import HttpSettings
 from radstream.ingest.mllp import MllpSettings
+from radstream.ingest.name_lists import parse_names
 from radstream.ingest.pacs import PacsSettings
 
 __all__ = ["AssemblySettings", "DicomSettings", "IngestSettings", "parse_names"]
@@ -34,17 +35,6 @@ __all__ = ["AssemblySettings", "DicomSettings", "IngestSettings", "parse_names"]
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _DEFAULT_LIMITS = ReaderLimits()
-
-
-def parse_names(value: object) -> frozenset[str]:
-    """Parse a comma-separated list (``CT1,MR2``) or a sequence of names into a set."""
-    if isinstance(value, str):
-        names = value.split(",")
-    elif isinstance(value, list | tuple | set | frozenset):
-        names = [str(name) for name in value]
-    else:
-        raise IngestConfigurationError("expected a comma-separated list of names")
-    return frozenset(name.strip() for name in names if name.strip())
 
 
 def _check_ae_title(title: str, setting: str) -> str:

@@ -297,12 +297,7 @@ class ResearchExporter:
                 _Released(
                     sop_instance_uid=result.released.sop_instance_uid,
                     sop_class_uid=result.released.sop_class_uid,
-                    ref=BlobRef(
-                        uri=blob.uri,
-                        sha256=blob.sha256,
-                        size=blob.size,
-                        media_type=blob.media_type or DICOM_MEDIA_TYPE,
-                    ),
+                    ref=BlobRef.from_proto(blob, default_media_type=DICOM_MEDIA_TYPE),
                 )
             )
         if outside:

@@ -34,6 +34,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from radstream.common.settings import RadstreamSettings
 from radstream.ingest.errors import IngestConfigurationError
+from radstream.ingest.name_lists import parse_names
 from radstream.ingest.rejections import Rejections
 
 __all__ = [
@@ -111,7 +112,7 @@ class HttpSettings(RadstreamSettings):
     @field_validator("allowed_client_cns", mode="before")
     @classmethod
     def _names(cls, value: object) -> frozenset[str]:
-        return _names_from(value)
+        return parse_names(value)
 
     @field_validator("token_sha256")
     @classmethod
@@ -339,18 +340,3 @@ def _unescape(value: str) -> str:
 
 def _is_hex_pair(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _names_from(value: object) -> frozenset[str]:
-    """A set of names from a comma-separated string or a sequence.
-
-    Not :func:`radstream.ingest.config.parse_names`: the ingest settings compose this module's
-    settings, so importing config from here would be circular.
-    """
-    if isinstance(value, str):
-        names = value.split(",")
-    elif isinstance(value, list | tuple | set | frozenset):
-        names = [str(name) for name in value]
-    else:
-        raise IngestConfigurationError("expected a comma-separated list of names")
-    return frozenset(name.strip() for name in names if name.strip())

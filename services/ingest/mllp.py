@@ -46,6 +46,7 @@ from radstream.contracts.v1 import reports_pb2
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.hl7_ack import acknowledgments, internal_error
 from radstream.ingest.listener_tls import listener_tls_context
+from radstream.ingest.name_lists import parse_names
 from radstream.ingest.oru import (
     APPLICATION_INTERNAL_ERROR,
     UNSUPPORTED_EVENT_CODE,
@@ -107,7 +108,7 @@ class MllpSettings(RadstreamSettings):
     @field_validator("allowed_peers", "accepted_processing_ids", mode="before")
     @classmethod
     def _names(cls, value: object) -> frozenset[str]:
-        return _names_from(value)
+        return parse_names(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> MllpSettings:
@@ -451,18 +452,3 @@ def _report_received(report: OruReport) -> reports_pb2.ReportReceived:
         stamp.FromDatetime(report.observed_at)
         message.observed_at.CopyFrom(stamp)
     return message
-
-
-def _names_from(value: object) -> frozenset[str]:
-    """A set of names from a comma-separated string or a sequence.
-
-    Not :func:`radstream.ingest.config.parse_names`: the ingest settings compose this module's
-    settings, so importing config from here would be circular.
-    """
-    if isinstance(value, str):
-        names = value.split(",")
-    elif isinstance(value, list | tuple | set | frozenset):
-        names = [str(name) for name in value]
-    else:
-        raise IngestConfigurationError("expected a comma-separated list of names")
-    return frozenset(name.strip() for name in names if name.strip())

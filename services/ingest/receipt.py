@@ -385,9 +385,7 @@ def _instance_ref(seen: _Inspection, blob: BlobRef) -> common_pb2.InstanceRef:
         sop_class_uid=seen.sop_class_uid,
         transfer_syntax_uid=seen.transfer_syntax_uid,
         modality=seen.modality,
-        blob=common_pb2.BlobRef(
-            uri=blob.uri, sha256=blob.sha256, size=blob.size, media_type=blob.media_type
-        ),
+        blob=blob.to_proto(),
     )
 
 

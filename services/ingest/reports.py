@@ -20,7 +20,7 @@ from typing import Final
 
 from radstream.common.blobstore import BlobStore
 from radstream.common.envelope import derived_event_id
-from radstream.contracts.v1 import clinical_pb2, common_pb2, reports_pb2
+from radstream.contracts.v1 import clinical_pb2, reports_pb2
 from radstream.ingest.audit import ReceiptAudit, ReceiptRecord
 from radstream.ingest.receipt import Sender, utc_now
 
@@ -102,11 +102,7 @@ class ReportSink:
         encoded = text.encode("utf-8")
         if len(encoded) > self._max_inline and self._phi_store is not None:
             blob = await self._phi_store.put(encoded, media_type=TEXT_MEDIA_TYPE)
-            report.text_ref.CopyFrom(
-                common_pb2.BlobRef(
-                    uri=blob.uri, sha256=blob.sha256, size=blob.size, media_type=blob.media_type
-                )
-            )
+            report.text_ref.CopyFrom(blob.to_proto())
         else:
             report.text = text
         await self._publish_report(report, event_id)

@@ -17,6 +17,7 @@ from radstream.common.errors import (
     PoisonEventError,
     TransientError,
 )
+from radstream.contracts.v1 import common_pb2
 
 Zone = Literal["phi", "release"]
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
@@ -86,6 +87,27 @@ class BlobRef:
             raise BlobRefRejectedError("BlobRef.sha256 must be 64 lowercase hex digits")
         if self.size < 0:
             raise BlobRefRejectedError(f"BlobRef.size must not be negative (got {self.size})")
+
+    @classmethod
+    def from_proto(
+        cls, message: common_pb2.BlobRef, *, default_media_type: str = DEFAULT_MEDIA_TYPE
+    ) -> BlobRef:
+        """The ref an event carries; an empty media type becomes ``default_media_type``.
+
+        Raises :class:`BlobRefRejectedError` (poison) for a malformed hash or size.
+        """
+        return cls(
+            uri=message.uri,
+            sha256=message.sha256,
+            size=message.size,
+            media_type=message.media_type or default_media_type,
+        )
+
+    def to_proto(self) -> common_pb2.BlobRef:
+        """The ref as an event field (``radstream.common.v1.BlobRef``)."""
+        return common_pb2.BlobRef(
+            uri=self.uri, sha256=self.sha256, size=self.size, media_type=self.media_type
+        )
 
 
 class BlobStore(Protocol):
