@@ -81,7 +81,7 @@ bench: install ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, inge
 demo: install ## start a broker and every service, push sample data through, print what came out
 	$(BIN)/radstream demo
 
-annex-e: $(STAMP) ## regenerate services/deid/_annex_e.py from the shared PS3.15 Table E.1-1 JSON
+annex-e: $(STAMP) ## regenerate services/deid/_annex_e.py from the vendored PS3.15 Table E.1-1 (third_party/)
 	$(BIN)/python -m radstream.deid._generate_annex_e
 
 docs: $(STAMP) ## regenerate docs/events.md from the contracts and topic registry

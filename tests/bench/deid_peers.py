@@ -37,7 +37,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
-ANNEX_E_JSON = Path("/work/shared/data/dicom-standard/confidentiality_profile_attributes.json")
+from radstream.deid import _generate_annex_e
+
+# The innolitics table vendored with its licence (third_party/), read straight from its JSON.
+ANNEX_E_JSON = _generate_annex_e.default_source()
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _MARKER_UID_ROOT = "2.25.4242000000000000"
 _CODE_MEANING = 0x00080104  # not a Table E.1-1 row: it carries the marker inside sequences
@@ -140,7 +143,7 @@ class TableRow:
 
 
 def annex_e_rows() -> tuple[tuple[TableRow, ...], str]:
-    """The 621 rows, from the shared innolitics JSON if present, else radstream's data module."""
+    """The 621 rows, from the vendored innolitics JSON if present, else radstream's data module."""
     if ANNEX_E_JSON.is_file():
         rows = json.loads(ANNEX_E_JSON.read_text())
         table = tuple(TableRow(tag=r["tag"], basic=r["basicProfile"], name=r["name"]) for r in rows)

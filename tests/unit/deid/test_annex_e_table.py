@@ -11,18 +11,25 @@ from radstream.deid._annex_e import EDITION, OPTION_COLUMNS, ROWS
 from radstream.deid.profile import ProfileOption, annex_e_coverage
 from radstream.deid.rules import compile_rules
 
-SHARED_TABLE = _generate_annex_e.default_source()
+VENDORED_TABLE = _generate_annex_e.default_source()
 
 
-@pytest.mark.skipif(not SHARED_TABLE.exists(), reason="shared innolitics table not present")
+def test_the_source_table_and_its_licence_are_vendored_in_the_repository() -> None:
+    root = _generate_annex_e.repository_root()
+
+    assert VENDORED_TABLE.is_relative_to(root), "a clone holds nothing beside itself"
+    assert VENDORED_TABLE.is_file()
+    licence = _generate_annex_e.licence_path().read_text(encoding="utf-8")
+    assert licence.strip() == _generate_annex_e._INNOLITICS_LICENCE.strip()
+
+
 def test_the_committed_module_matches_a_fresh_generation() -> None:
-    fresh = _generate_annex_e.render(_generate_annex_e.load_rows(SHARED_TABLE))
+    fresh = _generate_annex_e.render(_generate_annex_e.load_rows(VENDORED_TABLE))
     assert _generate_annex_e.target_path().read_text(encoding="utf-8") == fresh
 
 
-@pytest.mark.skipif(not SHARED_TABLE.exists(), reason="shared innolitics table not present")
-def test_the_generator_check_mode_passes() -> None:
-    assert _generate_annex_e.main(["--source", str(SHARED_TABLE), "--check"]) == 0
+def test_the_generator_check_mode_passes_on_its_default_source() -> None:
+    assert _generate_annex_e.main(["--check"]) == 0
 
 
 def test_the_table_is_edition_2024b_with_621_rows() -> None:
