@@ -49,6 +49,7 @@ from radstream.ingest.listener_tls import listener_tls_context
 from radstream.ingest.name_lists import parse_names
 from radstream.ingest.oru import (
     APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
     UNSUPPORTED_EVENT_CODE,
     UNSUPPORTED_MESSAGE_TYPE,
     UNSUPPORTED_PROCESSING_ID,
@@ -331,21 +332,34 @@ class MllpServer:
             await writer.drain()
 
     async def handle(self, data: bytes, *, sender: Sender) -> list[bytes]:
-        """Process one message's bytes (without framing) and return the ACKs to send back."""
+        """Process one message's bytes (without framing) and return the ACKs to send back.
+
+        Total: every message gets an answer and an audit record. Whatever goes wrong while
+        reading and mapping it is the message's fault (AE, or AR when not even the header could
+        be read): sending it again cannot help, and the feed must go on behind it. Only a
+        failure to publish or audit is the receiver's (AR 207): the sender sends it again.
+        """
         received = ReceivedBytes.of(data)
         message: Hl7Message | None = None
         try:
             message = parse_message(data, default_encoding=self._settings.encoding)
             self._check_header(message)
-            reports = oru_reports(message, local_timezone=self._timezone)
+            reports = [
+                (_report_received(report), report.text)
+                for report in oru_reports(message, local_timezone=self._timezone)
+            ]
         except Hl7Problem as problem:
             return await self._refuse(received, sender, message, problem)
+        except Exception as exc:  # a case the parser did not foresee: still the message's fault
+            log.warning(
+                "HL7 message could not be read",
+                extra={"component": "mllp", "error_type": type(exc).__name__},
+            )
+            return await self._refuse(received, sender, message, _unreadable(message))
         try:
-            for index, report in enumerate(reports):
+            for index, (event, text) in enumerate(reports):
                 event_id = report_event_id(received.sha256, REPORT_RECEIVED_V1.name, index)
-                await self._sink.publish_report(
-                    _report_received(report), report.text, event_id=event_id
-                )
+                await self._sink.publish_report(event, text, event_id=event_id)
             await self._sink.audit(received, sender=sender, outcome="published", kind="ORU^R01")
         except Exception as exc:  # bus, blob store or audit away: the sender must send again
             log.warning(
@@ -432,6 +446,17 @@ def _too_large() -> Hl7Problem:
     # Table 0357 has no code for size; 207 with our fixed text in ERR-8 says what happened.
     return Hl7Problem(
         APPLICATION_INTERNAL_ERROR, "message larger than the receiver accepts", reject=True
+    )
+
+
+def _unreadable(message: Hl7Message | None) -> Hl7Problem:
+    # A header that parsed makes it the content's fault (AE, do not re-send); without one
+    # there is nothing to be in error, as for any unreadable header (AR).
+    return Hl7Problem(
+        DATA_TYPE_ERROR,
+        "message content cannot be read",
+        reject=message is None,
+        reason="unreadable",
     )
 
 

@@ -91,6 +91,7 @@ class Hl7Problem(Exception):  # noqa: N818 -- a problem found in a message, answ
         sequence: int = 1,
         field: int = 0,
         reject: bool = False,
+        reason: str = "",
     ) -> None:
         super().__init__(text)
         self.code = code
@@ -99,11 +100,12 @@ class Hl7Problem(Exception):  # noqa: N818 -- a problem found in a message, answ
         self.sequence = sequence
         self.field = field
         self.reject = reject
+        self._reason = reason
 
     @property
     def reason(self) -> str:
-        """A short word for metrics and audit, e.g. ``hl7_101_OBR``."""
-        return f"hl7_{self.code}" + (f"_{self.segment}" if self.segment else "")
+        """A short word for metrics and audit, e.g. ``hl7_101_OBR`` (or the one given)."""
+        return self._reason or f"hl7_{self.code}" + (f"_{self.segment}" if self.segment else "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -404,10 +406,11 @@ def _timestamp(raw: str, local_timezone: tzinfo, *, sequence: int, field: int) -
         raise problem
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     zone: tzinfo = local_timezone
-    if offset:
-        sign = -1 if offset[0] == "-" else 1
-        zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
     try:
+        if offset:
+            # timezone() refuses offsets of a day or more (+2500); so does this message.
+            sign = -1 if offset[0] == "-" else 1
+            zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
         when = datetime(
             int(year),
             int(month or 1),
@@ -418,9 +421,10 @@ def _timestamp(raw: str, local_timezone: tzinfo, *, sequence: int, field: int) -
             int((fraction or "0").ljust(6, "0")[:6]),
             tzinfo=zone,
         )
-    except ValueError:
+        # Year 1 with an eastern offset (or 9999 with a western one) falls outside datetime.
+        return when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise problem from None
-    return when.astimezone(UTC)
 
 
 def _charset(data: bytes, default: str) -> str:

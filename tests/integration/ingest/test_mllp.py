@@ -141,6 +141,49 @@ class TestMalformed:
         )
         assert running.stack.receipts("mllp", "hl7_101_OBX") >= 1
 
+    @pytest.mark.parametrize("stamp", ["20240105101500+2500", "00010101000000+2300"])
+    async def test_an_impossible_time_is_ae_with_err_audited_and_the_feed_goes_on(
+        self, running: Running, stamp: str
+    ) -> None:
+        filler, fence = new_filler(), new_filler()
+        message = oru(filler).replace("|||20240105101500", f"|||{stamp}")
+        reader, writer = await open_hl7_connection("127.0.0.1", running.server.port)
+        try:
+            writer.writemessage(hl7.parse(message))
+            await writer.drain()
+            ack = await asyncio.wait_for(reader.readmessage(), 10)
+            writer.writemessage(hl7.parse(oru(fence)))
+            await writer.drain()
+            after = await asyncio.wait_for(reader.readmessage(), 10)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+        assert msa(ack) == ("AE", f"{filler}-MSG")
+        err = ack.segment("ERR")
+        assert (str(err(2)(1)(1)), str(err(2)(1)(3)), str(err(3)(1)(1))) == ("OBR", "7", "102")
+        assert stamp not in str(ack)
+        assert msa(after)[0] == "AA"
+        await running.reports(fence)
+        assert running.stack.receipts("mllp", "hl7_102_OBR") >= 1
+
+    async def test_any_failure_while_reading_a_message_is_ae_audited_and_counted(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unforeseen(*args: object, **kwargs: object) -> list[object]:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr("radstream.ingest.mllp.oru_reports", unforeseen)
+        filler = new_filler()
+
+        (ack,) = await exchange(running.server.port, oru(filler))
+
+        assert msa(ack) == ("AE", f"{filler}-MSG")
+        assert str(ack.segment("ERR")(3)(1)(1)) == "102"
+        assert running.stack.receipts("mllp", "unreadable") >= 1
+        receipts = [json.loads(line) for line in running.stack.audit_path.read_text().splitlines()]
+        assert any(r["channel"] == "mllp" and r["outcome"] == "unreadable" for r in receipts)
+
     async def test_an_unsupported_message_type_is_ar(self, running: Running) -> None:
         message = oru(new_filler()).replace("ORU^R01", "ADT^A01")
         (ack,) = await exchange(running.server.port, message)
