@@ -122,6 +122,10 @@ async def _create(
     except FhirProblem as problem:
         await _audit(endpoints, received, sender, problem.reason, kind)
         return _problem_response(problem)
+    except Exception as exc:  # a case the parser did not foresee: still the resource's fault
+        problem = _unreadable(exc)
+        await _audit(endpoints, received, sender, problem.reason, kind)
+        return _problem_response(problem)
     try:
         await _commit(endpoints, [accepted], sender)
     except _Unavailable:
@@ -156,12 +160,27 @@ async def _read_body(endpoints: FhirEndpoints, request: Request) -> bytes | Resp
 def _accept(resource: Any, kind: str, base: str, received: ReceivedBytes) -> _Accepted:
     """Map one validated resource; raise FhirProblem when radstream cannot use it.
 
+    Whatever mapping raises is the resource's fault (a 4xx, never a 500 or a 503 that the
+    sender would retry forever); what is left after this can fail only on the receiver's side.
+    """
+    try:
+        return _mapped(resource, kind, base, received)
+    except FhirProblem:
+        raise
+    except Exception as exc:
+        raise _unreadable(exc) from None
+
+
+def _mapped(resource: Any, kind: str, base: str, received: ReceivedBytes) -> _Accepted:
+    """Map one validated resource (see :func:`_accept`).
+
     Event ids derive from the resource's canonical JSON, so the same resource sent alone or
     in a Bundle, re-sent with other whitespace, gets the same ids.
     """
     basis = _canonical_sha256(resource)
     if kind == "DiagnosticReport":
         mapped = report_from_fhir(resource)
+        mapped.text.encode("utf-8")  # JSON may escape unpaired surrogates; the bus takes UTF-8
         event_id = report_event_id(basis, REPORT_RECEIVED_V1.name, 0)
         return _Accepted(
             kind=kind,
@@ -178,6 +197,28 @@ def _accept(resource: Any, kind: str, base: str, received: ReceivedBytes) -> _Ac
             (observation, report_event_id(basis, CLINICAL_OBSERVATION_V1.name, index))
             for index, observation in enumerate(observations)
         ),
+    )
+
+
+def _unreadable(exc: Exception) -> FhirProblem:
+    """The 400 for a failure the mapping did not name itself; logs only the exception type."""
+    log.warning(
+        "FHIR resource could not be read",
+        extra={"component": "fhir", "error_type": type(exc).__name__},
+    )
+    if isinstance(exc, UnicodeEncodeError):
+        return FhirProblem(
+            status=400,
+            code="invalid",
+            diagnostics="a string holds an unpaired surrogate escape (\\uD800-\\uDFFF), "
+            "which is not text",
+            reason="invalid_text",
+        )
+    return FhirProblem(
+        status=400,
+        code="processing",
+        diagnostics="the resource cannot be read by this receiver; sending it again will not help",
+        reason="unreadable_resource",
     )
 
 

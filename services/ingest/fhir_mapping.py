@@ -122,6 +122,13 @@ def parse_json(data: bytes) -> dict[str, Any]:
             diagnostics="the body is not valid JSON",
             reason="invalid_json",
         ) from None
+    except RecursionError:
+        raise FhirProblem(
+            status=400,
+            code="structure",
+            diagnostics="the JSON is nested deeper than the receiver reads",
+            reason="json_too_deep",
+        ) from None
     if not isinstance(parsed, dict):
         raise FhirProblem(
             status=400,
@@ -314,8 +321,10 @@ def _report_text(report: DiagnosticReport) -> str:
         if media.essence != "text/plain" or not form.data:
             continue
         try:
-            texts.append(bytes(form.data).decode(media.parameter("charset") or "utf-8"))
-        except (LookupError, UnicodeDecodeError):
+            text = bytes(form.data).decode(media.parameter("charset") or "utf-8")
+            text.encode("utf-8")  # escape codecs can decode to unpaired surrogates
+            texts.append(text)
+        except (LookupError, UnicodeError, ValueError):  # unknown, no text encoding, or invalid
             raise FhirProblem(
                 status=422,
                 code="invalid",

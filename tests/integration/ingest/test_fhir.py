@@ -219,3 +219,103 @@ class TestRefusals:
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert response.json()["issue"][0]["code"] == "login"
+
+
+def audited(running: Running, outcome: str) -> bool:
+    lines = running.stack.audit_path.read_text().splitlines()
+    return any(
+        record["channel"] == "fhir" and record["outcome"] == outcome
+        for record in map(json.loads, lines)
+    )
+
+
+class TestUnreadableResources:
+    """Whatever a resource does to the parser, the sender gets a 4xx OperationOutcome."""
+
+    async def test_deeply_nested_json_is_400_operation_outcome(self, running: Running) -> None:
+        body = b'{"resourceType": "DiagnosticReport", "contained": ' + b"[" * 30_000
+        body += b"]" * 30_000 + b"}"
+        async with running.client() as client:
+            response = await post(client, "/fhir/DiagnosticReport", body)
+        assert response.status_code == 400
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert running.stack.receipts("fhir", "json_too_deep") >= 1
+        assert audited(running, "json_too_deep")
+
+    @pytest.mark.parametrize("charset", ["undefined", "no-such-charset", "base64"])
+    async def test_an_attachment_in_a_charset_that_is_no_text_encoding_is_422(
+        self, running: Running, charset: str
+    ) -> None:
+        resource = report(new_number())
+        resource["presentedForm"][0]["contentType"] = f"text/plain; charset={charset}"
+        async with running.client() as client:
+            response = await post(client, "/fhir/DiagnosticReport", resource)
+        assert response.status_code == 422
+        assert response.json()["issue"][0]["expression"] == [
+            "DiagnosticReport.presentedForm[0].data"
+        ]
+        assert running.stack.receipts("fhir", "invalid_attachment") >= 1
+
+    async def test_an_attachment_that_decodes_to_unpaired_surrogates_is_422_not_a_retry(
+        self, running: Running
+    ) -> None:
+        resource = report(new_number())
+        resource["presentedForm"][0] = {
+            "contentType": "text/plain; charset=raw_unicode_escape",
+            "data": base64.b64encode(b"lesion \\ud800").decode(),
+        }
+        async with running.client() as client:
+            response = await post(client, "/fhir/DiagnosticReport", resource)
+        assert response.status_code == 422
+        assert running.stack.receipts("fhir", "publish_failed") == 0
+
+    async def test_a_json_string_with_an_unpaired_surrogate_is_400_not_a_retry(
+        self, running: Running
+    ) -> None:
+        resource = report(new_number())
+        del resource["presentedForm"]
+        resource["conclusion"] = "lesion \ud800"
+        body = json.dumps(resource).encode()  # ensure_ascii writes the escape \ud800
+        async with running.client() as client:
+            response = await post(client, "/fhir/DiagnosticReport", body)
+        assert response.status_code == 400
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert running.stack.receipts("fhir", "publish_failed") == 0
+
+    async def test_any_failure_while_mapping_is_400_audited_and_counted(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unforeseen(resource: object) -> object:
+            raise KeyError("a case nobody foresaw")
+
+        monkeypatch.setattr("radstream.ingest.fhir.report_from_fhir", unforeseen)
+        async with running.client() as client:
+            response = await post(client, "/fhir/DiagnosticReport", report(new_number()))
+        assert response.status_code == 400
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert "nobody" not in response.text
+        assert running.stack.receipts("fhir", "unreadable_resource") >= 1
+        assert audited(running, "unreadable_resource")
+
+    async def test_one_unreadable_entry_of_a_batch_fails_alone(
+        self, running: Running, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unforeseen(resource: object) -> object:
+            raise KeyError("a case nobody foresaw")
+
+        monkeypatch.setattr("radstream.ingest.fhir.report_from_fhir", unforeseen)
+        patient = f"SYNTH-{uuid.uuid4().hex[:8]}"
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"resource": report(new_number()), "request": {"method": "POST", "url": "x"}},
+                {"resource": weight(patient), "request": {"method": "POST", "url": "x"}},
+            ],
+        }
+        async with running.client() as client:
+            response = await post(client, "/fhir", bundle)
+        assert response.status_code == 200
+        statuses = [entry["response"]["status"] for entry in response.json()["entry"]]
+        assert statuses == ["400", "201 Created"]
+        await running.observations(patient, 1)
