@@ -12,9 +12,11 @@ far as consumers can tell:
 
 * when a revision becomes due, its content is *pinned* (the highest instance sequence number it
   covers) before it is published, so a retry after a crash publishes the same instances;
-* its event id is derived from (study, revision) (:func:`study_event_id`), so a crash between
-  publishing and :meth:`StudyAssembly.mark_published` republishes the same event, which
-  downstream idempotency guards drop;
+* its event id is derived from the study, the revision and a digest of its instances (SOP
+  Instance UID and SHA-256 of each; :func:`study_event_id`), so a crash between publishing
+  and :meth:`StudyAssembly.mark_published` republishes the same event, which downstream
+  idempotency guards drop, while a different set of instances (after a lost database, or a
+  corrected instance) never reuses an id;
 * instances that arrive while a revision is in flight make the next revision.
 """
 
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,6 +44,7 @@ __all__ = [
     "StudyReady",
     "StudyStatus",
     "complete_study",
+    "instances_digest",
     "study_event_id",
 ]
 
@@ -67,9 +71,29 @@ def _timestamp(when: datetime) -> Timestamp:
     return stamp
 
 
-def study_event_id(study_instance_uid: str, revision: int) -> str:
-    """The event id of ``StudyReceived`` for one revision of a study: the same every time."""
-    return derived_event_id(f"ingest/study/{study_instance_uid}", f"study.received/{revision}")
+def study_event_id(
+    study_instance_uid: str, revision: int, instances: Iterable[common_pb2.InstanceRef]
+) -> str:
+    """The event id of ``StudyReceived``: one revision of a study with exactly these instances.
+
+    The same (revision, set of (SOP Instance UID, SHA-256)) always gives the same id, so a
+    republished revision is dropped downstream; a different set never does, even when the
+    revision number repeats because the assembly database was lost and counts from 0 again.
+    """
+    return derived_event_id(
+        f"ingest/study/{study_instance_uid}",
+        f"study.received/{revision}/{instances_digest(instances)}",
+    )
+
+
+def instances_digest(instances: Iterable[common_pb2.InstanceRef]) -> str:
+    """SHA-256 over the sorted (SOP Instance UID, blob SHA-256) pairs: what a revision holds."""
+    digest = hashlib.sha256()
+    for sop_instance_uid, sha256 in sorted(
+        (instance.sop_instance_uid, instance.blob.sha256) for instance in instances
+    ):
+        digest.update(f"{sop_instance_uid}\x00{sha256}\n".encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +125,7 @@ class StudyReady:
     @property
     def event_id(self) -> str:
         """The deterministic event id of this revision (see :func:`study_event_id`)."""
-        return study_event_id(self.study_instance_uid, self.revision)
+        return study_event_id(self.study_instance_uid, self.revision, self.instances)
 
     def to_proto(self) -> imaging_pb2.StudyReceived:
         """The ``StudyReceived`` event body."""

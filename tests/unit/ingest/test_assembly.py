@@ -228,7 +228,7 @@ class TestExactlyOnce:
         await assembly.add(ref(2), study_meta=meta(QUIET_S + 1))
         [again] = await assembly.due(at(QUIET_S + 2))  # due at once: it is pinned
         assert again == first
-        assert again.event_id == study_event_id(STUDY, 0)
+        assert again.event_id == study_event_id(STUDY, 0, [ref(1)])
 
     async def test_marking_a_revision_twice_is_harmless(self, assembly) -> None:
         await assembly.add(ref(1), study_meta=meta(0))
@@ -238,9 +238,46 @@ class TestExactlyOnce:
         assert await assembly.due(at(1000)) == []
 
     def test_event_ids_differ_per_revision_and_study(self) -> None:
-        ids = {study_event_id(STUDY, 0), study_event_id(STUDY, 1), study_event_id(OTHER_STUDY, 0)}
+        ids = {
+            study_event_id(STUDY, 0, [ref(1)]),
+            study_event_id(STUDY, 1, [ref(1)]),
+            study_event_id(OTHER_STUDY, 0, [ref(1, study=OTHER_STUDY)]),
+        }
         assert len(ids) == 3
-        assert study_event_id(STUDY, 0) == study_event_id(STUDY, 0)
+
+    def test_a_redelivery_of_the_same_instances_keeps_its_event_id(self) -> None:
+        assert study_event_id(STUDY, 0, [ref(1), ref(2)]) == study_event_id(
+            STUDY, 0, [ref(2), ref(1)]
+        )
+
+    def test_other_instances_or_other_bytes_under_one_revision_get_another_event_id(
+        self,
+    ) -> None:
+        corrected = ref(2)
+        corrected.blob.sha256 = "f" * 64
+        ids = {
+            study_event_id(STUDY, 0, [ref(1)]),
+            study_event_id(STUDY, 0, [ref(2)]),
+            study_event_id(STUDY, 0, [ref(1), ref(2)]),
+            study_event_id(STUDY, 0, [ref(1), corrected]),
+        }
+        assert len(ids) == 4
+
+    async def test_a_lost_assembly_never_reuses_an_event_id_for_a_late_instance(
+        self, tmp_path: Path
+    ) -> None:
+        published: list[StudyReady] = []
+        for name, late in (("before.sqlite3", ref(1)), ("replaced-pod.sqlite3", ref(2))):
+            fresh = StudyAssembly.open_dsn(f"sqlite:///{tmp_path / name}", quiet_period_s=QUIET_S)
+            await fresh.open()
+            try:
+                await fresh.add(late, study_meta=meta(0))
+                published.extend(await publish(fresh, at(QUIET_S)))
+            finally:
+                await fresh.close()
+        first, after_loss = published
+        assert (first.revision, after_loss.revision) == (0, 0)
+        assert first.event_id != after_loss.event_id
 
 
 class TestDurability:
@@ -311,7 +348,7 @@ class TestAssembler:
         with pytest.raises(ConnectionError):
             await assembler.publish_due()
         assert await assembler.publish_due() == 1
-        assert attempts == [study_event_id(STUDY, 0)] * 2
+        assert attempts == [study_event_id(STUDY, 0, [ref(1)])] * 2
 
     async def test_an_explicit_trigger_wakes_the_running_loop(self, assembly) -> None:
         published = asyncio.Event()
