@@ -70,12 +70,8 @@ def up(
             for name, value in stack.env.items():
                 console.print(f"  export {name}={value}")
             for service in stack.running:
-                console.print(
-                    f"  {service.spec.name}: pid {service.process.pid}, probes on "
-                    f"http://127.0.0.1:{service.health_port}/readyz"
-                )
-                for label, port in service.ports.items():
-                    console.print(f"    {label}: 127.0.0.1:{port}")
+                for line in service.describe():
+                    console.print(f"  {line}", highlight=False)
                 for name, value in service.spec.local_settings.items():
                     console.print(f"    [yellow]local stack only:[/] {name}={value}")
             if not stack.running:
@@ -102,7 +98,16 @@ def _ephemeral_deid_key(*, warn: bool) -> None:
 
 
 @app.command()
-def run(name: Annotated[str, typer.Argument(help="Service name, e.g. deid.")]) -> None:
+def run(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help=f"The service to run, one of: {', '.join(spec.name for spec in SERVICES)}.",
+            metavar="|".join(spec.name for spec in SERVICES),
+            show_default=False,
+        ),
+    ],
+) -> None:
     """Run one service in the foreground (what a Kubernetes Deployment runs)."""
     configure_logging(ObservabilitySettings(service_name=name))
     try:

@@ -29,6 +29,17 @@ class RunningService:
     health_port: int
     process: subprocess.Popen[bytes]
     ports: dict[str, int] = field(default_factory=dict)  # label -> port
+    shown: dict[str, str] = field(default_factory=dict)  # label -> value (ServiceSpec.shown)
+
+    def describe(self) -> list[str]:
+        """What an operator needs to reach this service: probes, ports, what senders match."""
+        lines = [
+            f"{self.spec.name}: pid {self.process.pid}, probes on "
+            f"http://127.0.0.1:{self.health_port}/readyz"
+        ]
+        lines += [f"  {label}: 127.0.0.1:{port}" for label, port in self.ports.items()]
+        lines += [f"  {label}: {value}" for label, value in self.shown.items()]
+        return lines
 
 
 @dataclass(kw_only=True)
@@ -83,7 +94,13 @@ class LocalStack:
             stderr=subprocess.STDOUT,
         )
         self._exit.callback(_stop_process, process)
-        return RunningService(spec=spec, health_port=port, process=process, ports=ports)
+        return RunningService(
+            spec=spec,
+            health_port=port,
+            process=process,
+            ports=ports,
+            shown=spec.shown_values(env),
+        )
 
     def __exit__(
         self,

@@ -2,75 +2,54 @@
 
 Every service's ``app.py`` exposes ``create_app() -> FastStream`` built with :func:`service_app`,
 so it runs the same way under ``radstream run NAME``, ``radstream up`` and
-``faststream run radstream.<svc>.app:create_app --factory``. Services register in
-:data:`SERVICES` as they land; ``radstream up`` and ``make demo`` start all of them.
+``faststream run radstream.<svc>.app:create_app --factory``. Each service declares itself (ports,
+local settings, what ``radstream up`` prints) in its own ``radstream.<svc>.spec``;
+:data:`SERVICES` collects them, and ``radstream up`` and ``make demo`` start all of them.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
 from faststream import FastStream
 
 from radstream.common.bus import Bus
 from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.health import HealthServer
+from radstream.common.service_spec import ServiceSpec, ShownSetting
+
+__all__ = [
+    "SERVICES",
+    "SERVICE_PACKAGES",
+    "ServiceSpec",
+    "ShownSetting",
+    "collect_services",
+    "service_app",
+    "service_named",
+]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServiceSpec:
-    """A runnable service: its name and where its app factory lives."""
-
-    name: str
-    app_factory: str  # "module:function" returning a FastStream app
-    description: str
-    # Listening ports a local stack gives a free loopback port each: label -> env variable.
-    ports: Mapping[str, str] = field(default_factory=dict)
-    # Settings a local stack (`radstream up`, `make demo`, loopback only) applies, and says so:
-    # never defaults, because a hospital deployment must choose its own senders.
-    local_settings: Mapping[str, str] = field(default_factory=dict)
-
-    def load_factory(self) -> Callable[[], FastStream]:
-        """Import and return the app factory."""
-        module_name, _, function = self.app_factory.partition(":")
-        factory: Callable[[], FastStream] = getattr(importlib.import_module(module_name), function)
-        return factory
+# The packages of the services, each declaring its ServiceSpec as ``SERVICE`` in
+# ``radstream.<package>.spec``. Services add their package here as they land (ocr, ...).
+SERVICE_PACKAGES: tuple[str, ...] = ("ingest", "deid")
 
 
-# Services add themselves here as their issues land (ingest, deid, ocr, restructure, ...).
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        name="ingest",
-        app_factory="radstream.ingest.app:create_app",
-        description=(
-            "Receives studies and reports from hospital systems (DICOM C-STORE, STOW-RS, "
-            "HL7 v2 MLLP, FHIR): stores instances in the PHI zone, publishes instance.stored, "
-            "study.received once a study is quiet, report.received and clinical.observation."
-        ),
-        ports={
-            "DICOM": "RADSTREAM_INGEST_DICOM_PORT",
-            "HTTP (STOW-RS, FHIR)": "RADSTREAM_INGEST_HTTP_PORT",
-            "HL7 MLLP": "RADSTREAM_INGEST_MLLP_PORT",
-        },
-        local_settings={
-            "RADSTREAM_INGEST_DICOM_ALLOW_ANY_CALLING_AE": "true",
-            "RADSTREAM_INGEST_HTTP_AUTH": "open",
-            "RADSTREAM_INGEST_MLLP_ALLOW_ANY_PEER": "true",
-            "RADSTREAM_INGEST_ASSEMBLY_QUIET_PERIOD_S": "5",
-        },
-    ),
-    ServiceSpec(
-        name="deid",
-        app_factory="radstream.deid.app:create_app",
-        description=(
-            "De-identifies received studies (PS3.15 Annex E profile, verified, fail closed): "
-            "releases clean instances, holds the doubtful ones for review."
-        ),
-    ),
-)
+def collect_services(packages: tuple[str, ...] = SERVICE_PACKAGES) -> tuple[ServiceSpec, ...]:
+    """Each package's own ``SERVICE`` spec, in the order of ``packages``."""
+    specs = []
+    for package in packages:
+        spec = importlib.import_module(f"radstream.{package}.spec").SERVICE
+        if not isinstance(spec, ServiceSpec) or spec.name != package:
+            raise MisconfiguredError(
+                f"radstream.{package}.spec must declare SERVICE, a ServiceSpec named {package!r}"
+            )
+        specs.append(spec)
+    return tuple(specs)
+
+
+SERVICES: tuple[ServiceSpec, ...] = collect_services()
 
 
 def service_named(name: str) -> ServiceSpec:

@@ -143,6 +143,11 @@ def test_up_prints_connection_settings_and_stops_its_broker_on_ctrl_c(tmp_path) 
             if "RADSTREAM_KAFKA_BOOTSTRAP=" in line:
                 bootstrap = line.strip().split("=", 1)[1]
         assert bootstrap, "up never printed RADSTREAM_KAFKA_BOOTSTRAP"
+        described = []
+        while not described or not described[-1].startswith("Logs in"):
+            described.append(process.stdout.readline().strip())
+        assert "DICOM called AE title (storescu -aec): RADSTREAM" in described
+        assert any(line.startswith("DICOM: 127.0.0.1:") for line in described)
         host, port = bootstrap.split(":")
         assert metadata_broker_count(host, int(port)) == 1
         process.send_signal(signal.SIGINT)
