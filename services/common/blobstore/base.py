@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import posixpath
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from pathlib import Path
+from typing import BinaryIO, Final, Literal, Protocol
 from urllib.parse import unquote
 
 from radstream.common.errors import (
@@ -127,6 +131,16 @@ class BlobStore(Protocol):
     async def get(self, ref: BlobRef) -> bytes:
         """Return the blob's bytes, verified against the ref's size and sha256."""
 
+    def open_file(
+        self, ref: BlobRef, *, spool_dir: Path | None = None
+    ) -> AbstractAsyncContextManager[BinaryIO]:
+        """The blob as a read-only file at offset 0, verified, never whole in memory.
+
+        For blobs too large to copy around: the filesystem store opens the blob's own file,
+        S3 downloads it into a spool file in ``spool_dir`` (the system's temp directory when
+        None). The file is closed (a spool file removed) when the ``async with`` block ends.
+        """
+
     async def exists(self, ref: BlobRef) -> bool:
         """Tell whether the blob is stored."""
 
@@ -138,7 +152,7 @@ class BlobStore(Protocol):
 
 
 class _ContentAddressedStore(ABC):
-    """The semantics both backends share; a backend supplies four blocking primitives.
+    """The semantics both backends share; a backend supplies five blocking primitives.
 
     Every public coroutine runs its whole operation, hashing included, in a worker thread, so
     neither a large study nor a slow disk stalls the event loop.
@@ -171,6 +185,17 @@ class _ContentAddressedStore(ABC):
         """Return the blob's bytes, verified against the ref's size and sha256."""
         return await asyncio.to_thread(self._get, ref)
 
+    @contextlib.asynccontextmanager
+    async def open_file(
+        self, ref: BlobRef, *, spool_dir: Path | None = None
+    ) -> AsyncIterator[BinaryIO]:
+        """The blob as a read-only file at offset 0, verified, never whole in memory."""
+        file = await asyncio.to_thread(self._open_verified, ref, spool_dir)
+        try:
+            yield file
+        finally:
+            file.close()
+
     async def exists(self, ref: BlobRef) -> bool:
         """Tell whether the blob is stored."""
         key = self._key_of(ref)
@@ -198,12 +223,26 @@ class _ContentAddressedStore(ABC):
     def _get(self, ref: BlobRef) -> bytes:
         data = self._read(self._key_of(ref))
         if data is None:
-            raise BlobNotFoundError(
-                f"blob sha256={ref.sha256} is not in the {self._zone} store at {self._root_uri}; "
-                "it was deleted or never written. Replay the producing event if it must exist"
-            )
+            raise self._not_found(ref)
         _verify(ref, data)
         return data
+
+    def _open_verified(self, ref: BlobRef, spool_dir: Path | None) -> BinaryIO:
+        file = self._open(self._key_of(ref), spool_dir)
+        if file is None:
+            raise self._not_found(ref)
+        try:
+            _verify_file(ref, file)
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    def _not_found(self, ref: BlobRef) -> BlobNotFoundError:
+        return BlobNotFoundError(
+            f"blob sha256={ref.sha256} is not in the {self._zone} store at {self._root_uri}; "
+            "it was deleted or never written. Replay the producing event if it must exist"
+        )
 
     def _probe(self) -> None:
         token = f"radstream blob store probe {uuid.uuid4()}".encode()
@@ -255,6 +294,10 @@ class _ContentAddressedStore(ABC):
     def _remove(self, key: str) -> None:
         """Remove the object if it is there."""
 
+    @abstractmethod
+    def _open(self, key: str, spool_dir: Path | None) -> BinaryIO | None:
+        """Return the stored object as a file open for reading, or None when there is none."""
+
 
 def _fanout(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256}"
@@ -267,6 +310,23 @@ def _verify(ref: BlobRef, data: bytes) -> None:
             "stored copy is damaged or the ref is wrong"
         )
     if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise BlobIntegrityError(
+            f"blob sha256={ref.sha256} does not hash to its ref; the stored copy is damaged"
+        )
+
+
+def _verify_file(ref: BlobRef, file: BinaryIO) -> None:
+    """:func:`_verify` for a file, hashed in chunks; leaves the file at offset 0."""
+    size = os.fstat(file.fileno()).st_size
+    if size != ref.size:
+        raise BlobIntegrityError(
+            f"blob sha256={ref.sha256} holds {size} bytes, the ref says {ref.size}; the "
+            "stored copy is damaged or the ref is wrong"
+        )
+    file.seek(0)
+    digest = hashlib.file_digest(file, "sha256").hexdigest()
+    file.seek(0)
+    if digest != ref.sha256:
         raise BlobIntegrityError(
             f"blob sha256={ref.sha256} does not hash to its ref; the stored copy is damaged"
         )

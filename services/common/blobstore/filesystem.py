@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote
 
 from radstream.common.blobstore.base import (
@@ -62,6 +63,18 @@ class FilesystemBlobStore(_ContentAddressedStore):
     def _remove(self, key: str) -> None:
         with self._os_errors():
             (self._root / key).unlink(missing_ok=True)
+
+    def _open(self, key: str, spool_dir: Path | None) -> BinaryIO | None:
+        """The blob's own file: it is replaced only by a rename, never rewritten in place."""
+        with self._os_errors():
+            try:
+                return (self._root / key).open("rb")
+            except FileNotFoundError:
+                if not self._root.is_dir():
+                    raise BlobStoreUnavailableError(
+                        f"blob store root {self._root} is missing; is its volume mounted?"
+                    ) from None
+                return None
 
     @contextlib.contextmanager
     def _os_errors(self) -> Iterator[None]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Final, Protocol
 
 from radstream.common.blobstore.base import (
     _MISCONFIGURED_S3_CODES,
@@ -18,6 +20,9 @@ from radstream.common.errors import (
     MissingExtraError,
 )
 from radstream.common.settings import BlobSettings
+from radstream.common.spool import open_spool_file
+
+_DOWNLOAD_CHUNK: Final = 1024 * 1024
 
 
 class S3Client(Protocol):
@@ -90,6 +95,36 @@ class S3BlobStore(_ContentAddressedStore):
                 return bytes(response["Body"].read())
         except _ObjectMissingError:
             return None
+
+    def _open(self, key: str, spool_dir: Path | None) -> BinaryIO | None:
+        """Download the object into a spool file chunk by chunk (never whole in memory)."""
+        directory = spool_dir or Path(tempfile.gettempdir())
+        try:
+            spool = open_spool_file(directory)
+        except OSError as exc:
+            raise MisconfiguredError(
+                f"cannot create a spool file in {directory} ({exc.strerror}); point "
+                "RADSTREAM_MEMORY_SPOOL_DIR at a writable directory on disk"
+            ) from exc
+        try:
+            with self._s3_errors("GetObject"):
+                response = self._client.get_object(Bucket=self._bucket, Key=self._object_key(key))
+                for chunk in response["Body"].iter_chunks(_DOWNLOAD_CHUNK):
+                    spool.write(chunk)
+            spool.flush()
+        except _ObjectMissingError:
+            spool.close()
+            return None
+        except OSError as exc:  # the spool disk, not S3: full or failing
+            spool.close()
+            raise BlobStoreUnavailableError(
+                f"cannot spool an object of {self.root_uri} to {directory} ({exc.strerror}); "
+                "free space under RADSTREAM_MEMORY_SPOOL_DIR"
+            ) from exc
+        except BaseException:
+            spool.close()
+            raise
+        return spool
 
     def _remove(self, key: str) -> None:
         with self._s3_errors("DeleteObject"):
