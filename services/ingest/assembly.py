@@ -4,7 +4,9 @@ A study is *complete* when no instance of it arrived for the quiet period, or wh
 says so (:meth:`StudyAssembly.complete`). Then ``StudyReceived`` is published with every
 instance received so far. An instance arriving after that starts an amended revision
 (``revision + 1``, ``amended``), complete after its own quiet period. A SOP Instance UID seen
-before is a duplicate and changes nothing.
+before with the same bytes is a duplicate and changes nothing; with other bytes it is a
+correction that replaces the recorded instance and makes a new revision
+(:meth:`StudyAssembly.replace`).
 
 State lives in a database (:mod:`radstream.ingest.assembly_db`: SQLite by default, PostgreSQL
 for several replicas), so a restart loses nothing. Each revision is published exactly once, as
@@ -206,6 +208,23 @@ class StudyAssembly:
             patient_id=study_meta.patient_id,
             received_us=_micros(study_meta.received_at),
         )
+
+    async def replace(self, ref: common_pb2.InstanceRef, *, study_meta: StudyMeta) -> bool:
+        """Record ``ref`` in place of other bytes recorded under its SOP Instance UID.
+
+        A correction: the study's next revision lists the new instance (a published study is
+        amended), so deid processes it again. False when nothing was replaced.
+        """
+        return await self._db.replace_instance(
+            ref,
+            accession_number=study_meta.accession_number,
+            patient_id=study_meta.patient_id,
+            received_us=_micros(study_meta.received_at),
+        )
+
+    async def recorded_blob(self, sop_instance_uid: str) -> common_pb2.BlobRef | None:
+        """The blob recorded under this SOP Instance UID, or None."""
+        return await self._db.recorded_blob(sop_instance_uid)
 
     async def has_instance(self, sop_instance_uid: str) -> bool:
         """Whether an instance with this SOP Instance UID was recorded."""

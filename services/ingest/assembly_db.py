@@ -190,52 +190,115 @@ class AssemblyDatabase:
     def _add_instance(
         self, ref: common_pb2.InstanceRef, accession: str, patient_id: str, received_us: int
     ) -> bool:
+        with self._backend.transaction():
+            return self._insert_instance(ref, accession, patient_id, received_us)
+
+    def _insert_instance(
+        self, ref: common_pb2.InstanceRef, accession: str, patient_id: str, received_us: int
+    ) -> bool:
+        """Insert the row and count it in its study (inside the caller's transaction)."""
         db = self._backend
         blob = ref.blob
-        with db.transaction():
-            inserted = db.execute(
-                f"INSERT INTO ingest_instances ({_INSTANCE_COLUMNS}, received_us) "  # noqa: S608 -- column lists are constants
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING seq",
-                (
-                    ref.study_instance_uid,
-                    ref.series_instance_uid,
-                    ref.sop_instance_uid,
-                    ref.sop_class_uid,
-                    ref.transfer_syntax_uid,
-                    ref.modality,
-                    blob.uri,
-                    blob.sha256,
-                    blob.size,
-                    blob.media_type,
-                    received_us,
-                ),
-            )
-            if not inserted:
-                return False
-            # pending = 0 means every instance is in a published revision: a new one starts
-            # the next (amended) revision. A revision in flight is bumped by mark_published.
-            db.execute(
-                "INSERT INTO ingest_studies (study_instance_uid, accession_number, patient_id, "
-                "first_received_us, last_received_us, instance_count) VALUES (?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT (study_instance_uid) DO UPDATE SET "
-                "accession_number = CASE WHEN ingest_studies.accession_number = '' "
-                "THEN excluded.accession_number ELSE ingest_studies.accession_number END, "
-                "patient_id = CASE WHEN ingest_studies.patient_id = '' "
-                "THEN excluded.patient_id ELSE ingest_studies.patient_id END, "
-                "first_received_us = CASE WHEN excluded.first_received_us "
-                "< ingest_studies.first_received_us THEN excluded.first_received_us "
-                "ELSE ingest_studies.first_received_us END, "
-                "last_received_us = CASE WHEN excluded.last_received_us "
-                "> ingest_studies.last_received_us THEN excluded.last_received_us "
-                "ELSE ingest_studies.last_received_us END, "
-                "revision = CASE WHEN ingest_studies.pending = 0 "
-                "THEN ingest_studies.revision + 1 ELSE ingest_studies.revision END, "
-                "pending = 1, "
-                "instance_count = ingest_studies.instance_count + 1",
-                (ref.study_instance_uid, accession, patient_id, received_us, received_us),
-            )
+        inserted = db.execute(
+            f"INSERT INTO ingest_instances ({_INSTANCE_COLUMNS}, received_us) "  # noqa: S608 -- column lists are constants
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING seq",
+            (
+                ref.study_instance_uid,
+                ref.series_instance_uid,
+                ref.sop_instance_uid,
+                ref.sop_class_uid,
+                ref.transfer_syntax_uid,
+                ref.modality,
+                blob.uri,
+                blob.sha256,
+                blob.size,
+                blob.media_type,
+                received_us,
+            ),
+        )
+        if not inserted:
+            return False
+        # pending = 0 means every instance is in a published revision: a new one starts
+        # the next (amended) revision. A revision in flight is bumped by mark_published.
+        db.execute(
+            "INSERT INTO ingest_studies (study_instance_uid, accession_number, patient_id, "
+            "first_received_us, last_received_us, instance_count) VALUES (?, ?, ?, ?, ?, 1) "
+            "ON CONFLICT (study_instance_uid) DO UPDATE SET "
+            "accession_number = CASE WHEN ingest_studies.accession_number = '' "
+            "THEN excluded.accession_number ELSE ingest_studies.accession_number END, "
+            "patient_id = CASE WHEN ingest_studies.patient_id = '' "
+            "THEN excluded.patient_id ELSE ingest_studies.patient_id END, "
+            "first_received_us = CASE WHEN excluded.first_received_us "
+            "< ingest_studies.first_received_us THEN excluded.first_received_us "
+            "ELSE ingest_studies.first_received_us END, "
+            "last_received_us = CASE WHEN excluded.last_received_us "
+            "> ingest_studies.last_received_us THEN excluded.last_received_us "
+            "ELSE ingest_studies.last_received_us END, "
+            "revision = CASE WHEN ingest_studies.pending = 0 "
+            "THEN ingest_studies.revision + 1 ELSE ingest_studies.revision END, "
+            "pending = 1, "
+            "instance_count = ingest_studies.instance_count + 1",
+            (ref.study_instance_uid, accession, patient_id, received_us, received_us),
+        )
         return True
+
+    async def replace_instance(
+        self,
+        ref: common_pb2.InstanceRef,
+        *,
+        accession_number: str,
+        patient_id: str,
+        received_us: int,
+    ) -> bool:
+        """Put ``ref`` in place of the instance recorded under its SOP Instance UID.
+
+        The new row gets a new sequence number, so its study starts a new revision (or the
+        pending one takes it); the study the old row belonged to loses it. False when the
+        recorded instance already has these bytes, or none is recorded (then call add).
+        """
+        replaced: bool = await self._call(
+            self._replace_instance, ref, accession_number, patient_id, received_us
+        )
+        return replaced
+
+    def _replace_instance(
+        self, ref: common_pb2.InstanceRef, accession: str, patient_id: str, received_us: int
+    ) -> bool:
+        db = self._backend
+        with db.transaction():
+            rows = db.execute(
+                "DELETE FROM ingest_instances WHERE sop_instance_uid = ? AND blob_sha256 <> ? "
+                "RETURNING study_instance_uid",
+                (ref.sop_instance_uid, ref.blob.sha256),
+            )
+            if not rows:
+                return False
+            # The old study loses the instance; while others remain, what it publishes next
+            # must say so (a new revision). The new row is counted by the insert below.
+            db.execute(
+                "UPDATE ingest_studies SET instance_count = instance_count - 1, "
+                "revision = CASE WHEN pending = 0 AND instance_count > 1 "
+                "THEN revision + 1 ELSE revision END, "
+                "pending = CASE WHEN instance_count > 1 THEN 1 ELSE pending END "
+                "WHERE study_instance_uid = ?",
+                (rows[0][0],),
+            )
+            self._insert_instance(ref, accession, patient_id, received_us)
+        return True
+
+    async def recorded_blob(self, sop_instance_uid: str) -> common_pb2.BlobRef | None:
+        """The blob recorded under a SOP Instance UID, or None."""
+        rows: list[Row] = await self._call(
+            self._backend.execute,
+            "SELECT blob_uri, blob_sha256, blob_size, blob_media_type FROM ingest_instances "
+            "WHERE sop_instance_uid = ?",
+            (sop_instance_uid,),
+        )
+        if not rows:
+            return None
+        uri, sha256, size, media_type = rows[0]
+        return BlobRef(uri=uri, sha256=sha256, size=int(size), media_type=media_type).to_proto()
 
     async def has_instance(self, sop_instance_uid: str) -> bool:
         """Whether the SOP Instance UID is recorded."""

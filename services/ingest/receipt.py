@@ -131,7 +131,7 @@ class Receipt:
     """What became of one offered instance, and the status to answer its sender with."""
 
     accepted: bool
-    duplicate: bool
+    duplicate: bool  # the same bytes were received before under this SOP Instance UID
     sop_class_uid: str | None
     sop_instance_uid: str | None
     study_instance_uid: str | None
@@ -141,6 +141,9 @@ class Receipt:
     size: int = 0
     blob: BlobRef | None = None
     series_instance_uid: str | None = None
+    # Other bytes were received before under this SOP Instance UID: this instance replaced
+    # them (a correction), and the study gets a new revision.
+    conflict: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,10 +214,10 @@ class InstanceReceiver:
             seen, self._accepted, declared_sop_class_uid, declared_sop_instance_uid
         )
         blob: BlobRef | None = None
-        duplicate = False
+        duplicate = conflict = False
         if failure is None:
             try:
-                blob, duplicate = await self._keep(seen, data, sender, received_at)
+                blob, duplicate, conflict = await self._keep(seen, data, sender, received_at)
             except _ReceiptFailedError as exc:
                 failure = exc.reason
                 log.warning(
@@ -233,25 +236,34 @@ class InstanceReceiver:
             sha256=seen.sha256,
             size=len(data),
             blob=blob,
+            conflict=conflict,
         )
         return await self._audited(receipt, seen, sender, received_at, started)
 
     async def _keep(
         self, seen: _Inspection, data: bytes, sender: Sender, received_at: datetime
-    ) -> tuple[BlobRef, bool]:
-        """Store, publish and record an acceptable instance; return its blob and duplicate flag."""
+    ) -> tuple[BlobRef, bool, bool]:
+        """Store, publish and record an acceptable instance.
+
+        Returns its blob, whether it is a duplicate (these bytes were recorded before under
+        its SOP Instance UID) and whether it is a conflict (other bytes were: it replaces them).
+        """
         try:
             blob = await self._phi_store.put(data, media_type=DICOM_MEDIA_TYPE)
         except RadstreamError as exc:
             raise _ReceiptFailedError("storage_unavailable", exc) from exc
         ref = _instance_ref(seen, blob)
         try:
-            if await self._assembly.has_instance(seen.sop_instance_uid):
-                return blob, True
+            recorded = await self._assembly.recorded_blob(seen.sop_instance_uid)
         except RadstreamError as exc:
             raise _ReceiptFailedError("assembly_unavailable", exc) from exc
+        if recorded is not None and recorded.sha256 == blob.sha256:
+            return blob, True, False
+        message = _instance_stored(ref, sender, received_at)
+        if recorded is not None:
+            message.replaces.CopyFrom(recorded)
         try:
-            await self._publish_instance(_instance_stored(ref, sender, received_at))
+            await self._publish_instance(message)
         except Exception as exc:  # whatever the broker client raises, the sender must retry
             raise _ReceiptFailedError("publish_failed", exc) from exc
         meta = StudyMeta(
@@ -260,10 +272,17 @@ class InstanceReceiver:
             received_at=received_at,
         )
         try:
+            if recorded is not None:
+                await self._assembly.replace(ref, study_meta=meta)
+                log.warning(
+                    "instance replaced under a known SOP Instance UID",
+                    extra={"sha256": blob.sha256, "replaced_sha256": recorded.sha256},
+                )
+                return blob, False, True
             added = await self._assembly.add(ref, study_meta=meta)
         except RadstreamError as exc:
             raise _ReceiptFailedError("assembly_unavailable", exc) from exc
-        return blob, not added
+        return blob, not added, False
 
     async def _audited(
         self,
@@ -273,7 +292,9 @@ class InstanceReceiver:
         received_at: datetime,
         started: float,
     ) -> Receipt:
-        outcome = receipt.failure or ("duplicate" if receipt.duplicate else "stored")
+        outcome = receipt.failure or (
+            "duplicate" if receipt.duplicate else "conflict" if receipt.conflict else "stored"
+        )
         record = ReceiptRecord(
             sender=sender,
             outcome=outcome,

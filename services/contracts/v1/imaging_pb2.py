@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from radstream.contracts.v1 import common_pb2 as radstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aradstream/v1/imaging.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xb0\x02\n\x0eInstanceStored\x12+\n\x08instance\x18\x01 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x06source\x18\x03 \x01(\x0e\x32#.radstream.v1.InstanceStored.Source\x12\x18\n\x10\x63\x61lling_ae_title\x18\x04 \x01(\t\x12\x11\n\tsender_id\x18\x05 \x01(\t\"^\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSOURCE_C_STORE\x10\x01\x12\x12\n\x0eSOURCE_STOW_RS\x10\x02\x12\x14\n\x10SOURCE_PACS_PULL\x10\x03\"\x97\x02\n\rStudyReceived\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x12\n\npatient_id\x18\x03 \x01(\t\x12,\n\tinstances\x18\x04 \x03(\x0b\x32\x19.radstream.v1.InstanceRef\x12\x10\n\x08revision\x18\x05 \x01(\x05\x12\x0f\n\x07\x61mended\x18\x06 \x01(\x08\x12\x35\n\x11\x66irst_received_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_received_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aradstream/v1/imaging.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xd9\x02\n\x0eInstanceStored\x12+\n\x08instance\x18\x01 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x06source\x18\x03 \x01(\x0e\x32#.radstream.v1.InstanceStored.Source\x12\x18\n\x10\x63\x61lling_ae_title\x18\x04 \x01(\t\x12\x11\n\tsender_id\x18\x05 \x01(\t\x12\'\n\x08replaces\x18\x06 \x01(\x0b\x32\x15.radstream.v1.BlobRef\"^\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSOURCE_C_STORE\x10\x01\x12\x12\n\x0eSOURCE_STOW_RS\x10\x02\x12\x14\n\x10SOURCE_PACS_PULL\x10\x03\"\x97\x02\n\rStudyReceived\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x02 \x01(\t\x12\x12\n\npatient_id\x18\x03 \x01(\t\x12,\n\tinstances\x18\x04 \x03(\x0b\x32\x19.radstream.v1.InstanceRef\x12\x10\n\x08revision\x18\x05 \x01(\x05\x12\x0f\n\x07\x61mended\x18\x06 \x01(\x08\x12\x35\n\x11\x66irst_received_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_received_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radstream.contracts.v1.imag
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INSTANCESTORED']._serialized_start=105
-  _globals['_INSTANCESTORED']._serialized_end=409
-  _globals['_INSTANCESTORED_SOURCE']._serialized_start=315
-  _globals['_INSTANCESTORED_SOURCE']._serialized_end=409
-  _globals['_STUDYRECEIVED']._serialized_start=412
-  _globals['_STUDYRECEIVED']._serialized_end=691
+  _globals['_INSTANCESTORED']._serialized_end=450
+  _globals['_INSTANCESTORED_SOURCE']._serialized_start=356
+  _globals['_INSTANCESTORED_SOURCE']._serialized_end=450
+  _globals['_STUDYRECEIVED']._serialized_start=453
+  _globals['_STUDYRECEIVED']._serialized_end=732
 # @@protoc_insertion_point(module_scope)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InstanceStored(_message.Message):
-    __slots__ = ("instance", "received_at", "source", "calling_ae_title", "sender_id")
+    __slots__ = ("instance", "received_at", "source", "calling_ae_title", "sender_id", "replaces")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[InstanceStored.Source]
@@ -29,12 +29,14 @@ class InstanceStored(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CALLING_AE_TITLE_FIELD_NUMBER: _ClassVar[int]
     SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     instance: _common_pb2.InstanceRef
     received_at: _timestamp_pb2.Timestamp
     source: InstanceStored.Source
     calling_ae_title: str
     sender_id: str
-    def __init__(self, instance: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[InstanceStored.Source, str]] = ..., calling_ae_title: _Optional[str] = ..., sender_id: _Optional[str] = ...) -> None: ...
+    replaces: _common_pb2.BlobRef
+    def __init__(self, instance: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[InstanceStored.Source, str]] = ..., calling_ae_title: _Optional[str] = ..., sender_id: _Optional[str] = ..., replaces: _Optional[_Union[_common_pb2.BlobRef, _Mapping]] = ...) -> None: ...
 
 class StudyReceived(_message.Message):
     __slots__ = ("study_instance_uid", "accession_number", "patient_id", "instances", "revision", "amended", "first_received_at", "last_received_at")

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,68 @@ class TestDuplicates:
         harness.publish_fails = False
         assert (await harness.receiver.receive(data, sender=SENDER)).accepted
         assert len(harness.published) == 1
+
+
+class TestConflicts:
+    """Other bytes under a known SOP Instance UID are a correction: recorded, never dropped."""
+
+    async def test_a_changed_resend_is_stored_published_with_what_it_replaces_and_counted(
+        self, harness: Harness, study: SyntheticStudy
+    ) -> None:
+        first = study.instance("CT", 1)
+        ds = study.dataset("CT", 1)
+        ds.PixelData = bytes(reversed(range(128)))
+        corrected = to_part10(ds)
+        original = await harness.receiver.receive(first, sender=SENDER)
+
+        receipt = await harness.receiver.receive(corrected, sender=SENDER)
+
+        assert receipt.accepted and receipt.conflict and not receipt.duplicate
+        assert receipt.dicom_status == 0x0000
+        assert len(harness.published) == 2
+        replacing = harness.published[1]
+        assert replacing.instance.blob.sha256 == receipt.sha256
+        assert replacing.replaces.sha256 == original.sha256
+        assert instance_event_id(replacing) != instance_event_id(harness.published[0])
+        assert harness.receipts_counted("conflict") == 1
+        assert [line["outcome"] for line in harness.audit_lines()] == ["stored", "conflict"]
+        [recorded] = await harness.assembly.instances(study.study_uid)
+        assert recorded.blob.sha256 == receipt.sha256
+
+    async def test_the_correction_makes_a_new_revision_of_a_published_study(
+        self, harness: Harness, study: SyntheticStudy
+    ) -> None:
+        await harness.receiver.receive(study.instance("CT", 1), sender=SENDER)
+        await harness.receiver.receive(study.instance("CT", 2), sender=SENDER)
+        [first] = await harness.assembly.due(datetime.now(UTC) + timedelta(hours=1))
+        await harness.assembly.mark_published(first.study_instance_uid, first.revision)
+        ds = study.dataset("CT", 2)
+        ds.PixelData = bytes(reversed(range(128)))
+
+        receipt = await harness.receiver.receive(to_part10(ds), sender=SENDER)
+
+        [amended] = await harness.assembly.due(datetime.now(UTC) + timedelta(hours=2))
+        assert (amended.revision, amended.amended) == (1, True)
+        assert {i.blob.sha256 for i in amended.instances} == {
+            first.instances[0].blob.sha256,
+            receipt.sha256,
+        }
+        assert amended.event_id != first.event_id
+        status = await harness.assembly.status(study.study_uid)
+        assert status is not None and status.instance_count == 2
+
+    async def test_the_same_correction_sent_again_is_a_plain_duplicate(
+        self, harness: Harness, study: SyntheticStudy
+    ) -> None:
+        ds = study.dataset("CT", 1)
+        await harness.receiver.receive(to_part10(ds), sender=SENDER)
+        ds.PixelData = bytes(reversed(range(128)))
+        await harness.receiver.receive(to_part10(ds), sender=SENDER)
+
+        receipt = await harness.receiver.receive(to_part10(ds), sender=SENDER)
+
+        assert receipt.duplicate and not receipt.conflict
+        assert len(harness.published) == 2
 
 
 class TestRefusals:
