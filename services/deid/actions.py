@@ -1,9 +1,12 @@
 """The walk that applies the compiled Table E.1-1 to every element of an instance, sequences too.
 
 The walk builds a new dataset. Elements the table does not name are carried over as pydicom read
-them (undecoded, so a CT slice costs little more than a dictionary lookup per element); elements
-it names are decoded and replaced, emptied, removed or kept. A sequence the action keeps (K, U,
-C, D) is walked item by item: K and U apply the table inside it, C also cleans the free text the
+them (undecoded, so a CT slice costs little more than a dictionary lookup per element) if the
+data dictionary knows them (repeating-group masks such as (60xx,0010) included); a public
+element it does not know is removed like a private one, since nothing says what it may hold
+(the Annex E rows themselves all name attributes the dictionary knows). Elements the table
+names are decoded and replaced, emptied, removed or kept. A sequence the action keeps (K, U, C,
+D) is walked item by item: K and U apply the table inside it, C also cleans the free text the
 table does not name, and D replaces that free text (and dates) with dummies, since "the action is
 applicable to the Sequence and all of its contents" (PS3.15 E.1.1). An element the walk cannot
 process is removed and recorded -- the walk never lets an exception leave a value in place.
@@ -40,7 +43,14 @@ from radstream.deid.private import SafePrivateDictionary
 from radstream.deid.rules import RuleBook, TableRule, resolve_code
 from radstream.deid.uids import REGISTRY_UID_TAGS, UidRemapper
 
-__all__ = ["AppliedAction", "Mode", "ProfileWalk", "TextCleaner", "WalkSettings"]
+__all__ = [
+    "UNKNOWN_ELEMENT_RULE",
+    "AppliedAction",
+    "Mode",
+    "ProfileWalk",
+    "TextCleaner",
+    "WalkSettings",
+]
 
 TextCleaner = Callable[[str, PhiValues], str]
 
@@ -48,6 +58,7 @@ PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
 ISSUER_OF_PATIENT_ID = 0x00100021
 OVERLAY_DATA = 0x3000
+UNKNOWN_ELEMENT_RULE = "public element not in the data dictionary: removed like a private element"
 _NUMERIC_VRS = frozenset({"AT", "DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _DUMMY_MODE_VRS = TEXT_VRS | _DATE_VRS | {"AS"}
@@ -252,6 +263,12 @@ class ProfileWalk:
             self._outside_table(level, tag)
 
     def _outside_table(self, level: _Level, tag: int) -> None:
+        if known_vr(tag) is None:
+            # Nothing says what an element the dictionary does not know may hold, so nothing
+            # can say it is safe to keep: removed like a private element, whatever its VR
+            # (a number can be a record number), a sequence with everything in it.
+            self.record(level.prefix, tag, "X", UNKNOWN_ELEMENT_RULE)
+            return
         raw = level.raw()
         vr = element_vr(raw, tag)
         if vr == "SQ":
@@ -265,8 +282,6 @@ class ProfileWalk:
             self._dummy(level, tag, vr, "inside a sequence replaced by D: dummy")
         elif level.mode is Mode.CLEAN and vr in TEXT_VRS:
             self._clean_text(level, tag, vr, "inside a sequence cleaned by C")
-        elif vr == "UN" and known_vr(tag) is None:
-            self.record(level.prefix, tag, "X", "unknown public element with an opaque value")
         else:
             level.put(tag, raw)
 
