@@ -7,16 +7,21 @@ in; nothing reads the environment at import time.
 
 Every class derives from :class:`RadstreamSettings`, which also reads a setting from a file named
 after its variable in the secrets directory (``RADSTREAM_SECRETS_DIR``, default
-``/etc/radstream/secrets``), as Kubernetes mounts a Secret.
+``/etc/radstream/secrets``), as Kubernetes mounts a Secret. A setting that can carry a password
+or a token (a DSN, an export target) is accepted with one only from such a file.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +41,57 @@ def secrets_dir() -> Path | None:
     return directory if directory.is_dir() else None
 
 
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
+
+
+def dsn_has_password(value: object) -> bool:
+    """Whether a DSN carries a password: ``user:password@``, ``?password=`` or ``password=``.
+
+    A DSN that cannot be parsed counts as carrying one (fail closed).
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return True
+    query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    return bool(password) or "password" in query or bool(_KEYWORD_PASSWORD.search(value))
+
+
+class SecretInEnvironmentError(MisconfiguredError):
+    """A password or token was given as a plain environment variable instead of a secret file."""
+
+
+class _EnvironmentWithoutSecrets(PydanticBaseSettingsSource):
+    """The environment, refusing a secret-file-only setting whose value carries a secret."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environment: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._environment = environment
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._environment.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._environment()
+        checks: Mapping[str, Callable[[object], bool]] = getattr(
+            self.settings_cls, "secret_file_only", {}
+        )
+        prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
+        for name, carries_secret in checks.items():
+            if name in values and carries_secret(values[name]):
+                variable = f"{prefix}{name}".upper()
+                raise SecretInEnvironmentError(
+                    f"{variable} carries a password or token in a plain environment variable: "
+                    f"put it in the secret file {variable} in {SECRETS_DIR_VARIABLE} "
+                    f"(default {DEFAULT_SECRETS_DIR}), as the Helm chart does, or leave the "
+                    "secret out of it (a client certificate, a passfile, a token file)"
+                )
+        return values
+
+
 class RadstreamSettings(BaseSettings):
     """The base of every settings class: environment variables first, then secret files.
 
@@ -43,7 +99,13 @@ class RadstreamSettings(BaseSettings):
     in :func:`secrets_dir`, which is how the Helm chart hands over every secret. A secret in a
     file stays out of the process environment, which child processes inherit and which
     ``/proc/<pid>/environ`` and crash reports show. A variable that is set wins over a file.
+
+    ``secret_file_only`` names the fields that can carry a secret inside a larger value (a DSN
+    with a password, an export target with a token), each with the test that tells: such a value
+    is refused from a plain environment variable and accepted from a secret file.
     """
+
+    secret_file_only: ClassVar[Mapping[str, Callable[[object], bool]]] = {}
 
     @classmethod
     def settings_customise_sources(
@@ -55,10 +117,11 @@ class RadstreamSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init values, the environment, then the secrets directory when there is one."""
+        environment = _EnvironmentWithoutSecrets(settings_cls, env_settings)
         directory = secrets_dir()
         if directory is None:
-            return init_settings, env_settings
-        return init_settings, env_settings, SecretsSettingsSource(settings_cls, directory)
+            return init_settings, environment
+        return init_settings, environment, SecretsSettingsSource(settings_cls, directory)
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -138,6 +201,9 @@ class DeliverySettings(RadstreamSettings):
     """Retry, dead-letter and idempotency behaviour of consumers (``RADSTREAM_DELIVERY_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_DELIVERY_", extra="ignore")
+    secret_file_only: ClassVar[Mapping[str, Callable[[object], bool]]] = {
+        "idempotency_dsn": dsn_has_password
+    }
 
     max_attempts: int = Field(default=3, ge=1)
     backoff_initial_s: float = Field(default=0.2, ge=0)

@@ -9,8 +9,9 @@ settings, as every service's settings class does.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -21,6 +22,7 @@ from radstream.common.settings import (
     KafkaSettings,
     ObservabilitySettings,
     RadstreamSettings,
+    dsn_has_password,
 )
 from radstream.dicom import ReaderLimits
 from radstream.ingest.errors import IngestConfigurationError
@@ -120,6 +122,7 @@ class AssemblySettings(RadstreamSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_INGEST_ASSEMBLY_", extra="ignore")
+    secret_file_only: ClassVar[Mapping[str, Callable[[object], bool]]] = {"dsn": dsn_has_password}
 
     quiet_period_s: float = Field(default=30.0, ge=0)
     dsn: str = "sqlite:///.radstream/ingest-assembly.sqlite3"

@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,7 +39,7 @@ from pydantic_settings import SettingsConfigDict
 
 from radstream.common.errors import TransientError
 from radstream.common.metrics import per_registry
-from radstream.common.settings import RadstreamSettings
+from radstream.common.settings import RadstreamSettings, dsn_has_password
 from radstream.ingest.errors import IngestConfigurationError, IngestError
 from radstream.ingest.export import ExportTarget
 from radstream.ingest.pull_cursor import PullCursor
@@ -65,6 +66,17 @@ _TRANSIENT_FAILURES = frozenset(
 )
 
 
+def targets_carry_a_token(value: object) -> bool:
+    """Whether export targets (JSON text or decoded) give a bearer token inline."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return False  # not JSON: refused by validation anyway
+    items = value if isinstance(value, list) else []
+    return any(isinstance(item, dict) and item.get("bearer_token") for item in items)
+
+
 class PacsSettings(RadstreamSettings):
     """PACS integration (``RADSTREAM_INGEST_PACS_*``).
 
@@ -74,6 +86,12 @@ class PacsSettings(RadstreamSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_INGEST_PACS_", extra="ignore")
+    # Export targets with an inline bearer_token come from a secret file (or use
+    # bearer_token_file); a cursor DSN with a password likewise.
+    secret_file_only: ClassVar[Mapping[str, Callable[[object], bool]]] = {
+        "cursor_dsn": dsn_has_password,
+        "export_targets": targets_carry_a_token,
+    }
 
     mode: PacsMode = "off"
     orthanc_url: str = "http://127.0.0.1:8042"
