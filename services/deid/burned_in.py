@@ -13,19 +13,26 @@ holding. Its rules, first match wins:
    nothing can be burned in; release as far as this policy goes.
 2. An encapsulated document (PDF, CDA, STL, ...): its content is opaque to the header cleaner;
    hold.
-3. ``BurnedInAnnotation`` (0028,0301) is ``YES``, or holds anything other than ``YES``/``NO``:
+3. A picture of a label: ``SpecimenLabelInImage`` (0048,0010) is ``YES`` (or anything but
+   ``NO``), or ``ImageType`` (0008,0008) has a ``LABEL`` or ``OVERVIEW`` value (the slide
+   scanner's photograph of the slide label, or of the whole slide with its label): hold
+   whatever ``BurnedInAnnotation`` says. The label is not an "annotation" to every device, and
+   it carries the accession number or the patient's name by design.
+4. ``BurnedInAnnotation`` (0028,0301) is ``YES``, or holds anything other than ``YES``/``NO``:
    hold (a malformed flag is treated as unknown, not as ``NO``).
-4. Text-prone instances -- modality ``US``, ``OT``, ``XA``, ``RF``, ``ES``, ``XC``, ``SC``, or a
-   secondary capture, ultrasound, X-ray angiography/fluoroscopy or visible-light SOP class
-   (checked by SOP class too, because ``Modality`` is often wrong or absent on these): hold
+5. Text-prone instances -- modality ``US``, ``OT``, ``XA``, ``RF``, ``ES``, ``XC``, ``SC``,
+   ``SM``, ``GM``, ``DMS``, or a secondary capture, ultrasound, X-ray angiography/fluoroscopy,
+   visible-light (endoscopy, microscopy, whole slide microscopy, confocal microscopy,
+   photography, dermoscopic photography, ophthalmic photography) SOP class (checked by SOP
+   class too, because ``Modality`` is often wrong or absent on these): hold
    whether the flag is absent *or* ``NO``. These devices write patient names into the image
    far more often than they set the flag truthfully, so ``NO`` is not trusted here
    (``trust_negative_flag=True`` changes that).
-5. Projection radiography -- ``CR``, ``DX``, ``MG``, ``IO``, ``PX``, or their SOP classes --
+6. Projection radiography -- ``CR``, ``DX``, ``MG``, ``IO``, ``PX``, or their SOP classes --
    and any image with overlay planes or graphic annotations in the header: hold when the flag
    is absent (for DX, MG and IO it is Type 1, so absence is itself non-conformant; CR plates
    routinely carry burned-in labels); release when the flag is an explicit ``NO``.
-6. Everything else (CT, MR, PT, NM, ...): release unless the flag is ``YES`` (rule 3).
+7. Everything else (CT, MR, PT, NM, ...): release unless the flag is ``YES`` (rule 4).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 __all__ = [
     "DEFAULT_PIXEL_POLICY",
+    "LABEL_IMAGE_TYPES",
     "PROJECTION_MODALITIES",
     "PROJECTION_SOP_CLASSES",
     "SECONDARY_CAPTURE_SOP_CLASSES",
@@ -48,6 +57,7 @@ __all__ = [
 ]
 
 BURNED_IN_ANNOTATION = "BurnedInAnnotation"
+SPECIMEN_LABEL_IN_IMAGE = "SpecimenLabelInImage"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 SECONDARY_CAPTURE_SOP_CLASSES: frozenset[str] = frozenset(
@@ -80,10 +90,21 @@ TEXT_PRONE_SOP_CLASSES: frozenset[str] = SECONDARY_CAPTURE_SOP_CLASSES | frozens
         "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image Storage
         "1.2.840.10008.5.1.4.1.1.77.1.5.1",  # Ophthalmic Photography 8 Bit Image Storage
         "1.2.840.10008.5.1.4.1.1.77.1.5.2",  # Ophthalmic Photography 16 Bit Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.5.5",  # Wide Field Ophthalmic Photography Stereographic
+        "1.2.840.10008.5.1.4.1.1.77.1.5.6",  # Wide Field Ophthalmic Photography 3D Coordinates
+        "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.7",  # Dermoscopic Photography Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.8",  # Confocal Microscopy Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.9",  # Confocal Microscopy Tiled Pyramidal Image Storage
     }
 )
 
-TEXT_PRONE_MODALITIES: frozenset[str] = frozenset({"US", "OT", "XA", "RF", "ES", "XC", "SC"})
+# SM slide microscopy, GM general microscopy, DMS dermoscopy (PS3.3 C.7.3.1.1.1).
+TEXT_PRONE_MODALITIES: frozenset[str] = frozenset(
+    {"US", "OT", "XA", "RF", "ES", "XC", "SC", "SM", "GM", "DMS"}
+)
+# Image Type values of a slide scanner's pictures of the label (PS3.3 C.8.12.4.1.1).
+LABEL_IMAGE_TYPES: frozenset[str] = frozenset({"LABEL", "OVERVIEW"})
 
 PROJECTION_SOP_CLASSES: frozenset[str] = frozenset(
     {
@@ -139,6 +160,9 @@ class HoldPossibleBurnedInText:
             return "the instance encapsulates a document the header cleaner cannot read"
         if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
             return None
+        label = _label_in_image(ds)
+        if label is not None:
+            return label
         flag = _flag(ds)
         if flag == "YES":
             return "BurnedInAnnotation is YES"
@@ -147,7 +171,7 @@ class HoldPossibleBurnedInText:
         return self._why_hold_unflagged(ds, negative=flag == "NO")
 
     def _why_hold_unflagged(self, ds: Dataset, *, negative: bool) -> str | None:
-        """Rules 4 to 6: the flag is absent, or says NO."""
+        """Rules 5 to 7: the flag is absent, or says NO."""
         text_prone = self._text_prone(ds)
         if text_prone is not None:
             if not negative:
@@ -192,9 +216,38 @@ def _hold(why: str) -> PixelAssessment:
     return PixelAssessment(hold=True, reasons=(f"possible burned-in text: {why}",))
 
 
-def _flag(ds: Dataset) -> str | None:
-    """The Burned In Annotation value, upper-cased and stripped; None when absent or empty."""
-    raw = ds.get(BURNED_IN_ANNOTATION)
+def _label_in_image(ds: Dataset) -> str | None:
+    """Rule 3: name what says the pixels show a label, or None."""
+    specimen_label = _flag(ds, SPECIMEN_LABEL_IN_IMAGE)
+    if specimen_label == "YES":
+        return "Specimen Label in Image is YES"
+    if specimen_label is not None and specimen_label != "NO":
+        return "Specimen Label in Image is not NO"
+    for value in _image_type_values(ds):
+        if value in LABEL_IMAGE_TYPES:
+            return f"Image Type {value}"
+    return None
+
+
+def _image_type_values(ds: Dataset) -> list[str]:
+    """The Image Type values, upper-cased and stripped (raw bytes read as text)."""
+    raw = ds.get("ImageType")
+    if raw is None:
+        return []
+    if isinstance(raw, bytes):  # read with a wrong VR (UN)
+        raw = raw.decode("latin-1")
+    if isinstance(raw, str):
+        values: list[object] = list(raw.split("\\"))
+    elif isinstance(raw, MultiValue | list | tuple):
+        values = list(raw)
+    else:
+        values = [raw]
+    return [str(value).strip("\0 ").upper() for value in values]
+
+
+def _flag(ds: Dataset, keyword: str = BURNED_IN_ANNOTATION) -> str | None:
+    """A YES/NO flag's value, upper-cased and stripped; None when absent or empty."""
+    raw = ds.get(keyword)
     if raw is None:
         return None
     if isinstance(raw, bytes):  # read with a wrong VR (UN): the value is still ASCII text

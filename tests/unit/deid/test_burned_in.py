@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -110,6 +112,85 @@ class TestTextProneInstances:
     def test_the_text_prone_modalities_can_be_configured(self) -> None:
         policy = HoldPossibleBurnedInText(text_prone_modalities=frozenset({"NM"}))
         assert policy.assess(synthetic_instance(modality="NM")).hold
+
+
+WHOLE_SLIDE_MICROSCOPY = "1.2.840.10008.5.1.4.1.1.77.1.6"
+DERMOSCOPIC_PHOTOGRAPHY = "1.2.840.10008.5.1.4.1.1.77.1.7"
+
+
+def specimen_label_in_image(value: str) -> Callable[[Dataset], None]:
+    def customize(ds: Dataset) -> None:
+        ds.SpecimenLabelInImage = value
+
+    return customize
+
+
+def image_type(*values: str) -> Callable[[Dataset], None]:
+    def customize(ds: Dataset) -> None:
+        ds.ImageType = list(values)
+
+    return customize
+
+
+class TestSlidesAndSkin:
+    """Slide scanners photograph the label (accession, name); dermoscopy photographs a patient."""
+
+    @pytest.mark.parametrize(
+        ("sop_class", "modality"),
+        [(WHOLE_SLIDE_MICROSCOPY, "SM"), (DERMOSCOPIC_PHOTOGRAPHY, "DMS")],
+    )
+    def test_slide_and_skin_photographs_without_the_flag_are_held(
+        self, sop_class: str, modality: str
+    ) -> None:
+        assessment = assess(modality=modality, sop_class=sop_class)
+        assert held_because(assessment, f"absent on modality {modality}")
+
+    @pytest.mark.parametrize("sop_class", [WHOLE_SLIDE_MICROSCOPY, DERMOSCOPIC_PHOTOGRAPHY])
+    def test_their_sop_classes_are_held_whatever_the_modality_says(self, sop_class: str) -> None:
+        assessment = assess(modality="CT", sop_class=sop_class)
+        assert held_because(assessment, f"SOP class {sop_class}")
+
+    def test_a_whole_slide_image_saying_no_is_still_held(self) -> None:
+        assessment = assess(modality="SM", sop_class=WHOLE_SLIDE_MICROSCOPY, burned_in="NO")
+        assert held_because(assessment, "NO is not trusted on modality SM")
+
+    @pytest.mark.parametrize("label", ["LABEL", "OVERVIEW"])
+    def test_a_label_or_overview_image_is_held_even_when_the_flag_says_no(self, label: str) -> None:
+        policy = HoldPossibleBurnedInText(trust_negative_flag=True)
+        ds = synthetic_instance(
+            modality="SM",
+            sop_class=WHOLE_SLIDE_MICROSCOPY,
+            burned_in="NO",
+            customize=image_type("ORIGINAL", "PRIMARY", label, "NONE"),
+        )
+        assert held_because(policy.assess(ds), f"Image Type {label}")
+
+    def test_a_volume_image_saying_no_is_released_when_the_flag_is_trusted(self) -> None:
+        policy = HoldPossibleBurnedInText(trust_negative_flag=True)
+        ds = synthetic_instance(
+            modality="SM",
+            sop_class=WHOLE_SLIDE_MICROSCOPY,
+            burned_in="NO",
+            customize=image_type("ORIGINAL", "PRIMARY", "VOLUME", "NONE"),
+        )
+        assert not policy.assess(ds).hold
+
+    def test_a_specimen_label_in_the_image_is_held_whatever_the_flag_says(self) -> None:
+        policy = HoldPossibleBurnedInText(trust_negative_flag=True)
+        ds = synthetic_instance(burned_in="NO", customize=specimen_label_in_image("YES"))
+        assert held_because(policy.assess(ds), "Specimen Label in Image is YES")
+        assert held_because(
+            assess(modality="MR", customize=specimen_label_in_image("YES")),
+            "Specimen Label in Image is YES",
+        )
+
+    @pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
+    def test_a_specimen_label_flag_that_is_not_no_is_held(self) -> None:
+        assessment = assess(modality="MR", customize=specimen_label_in_image("maybe"))
+        assert held_because(assessment, "Specimen Label in Image is not NO")
+
+    def test_no_specimen_label_on_a_cross_sectional_image_is_released(self) -> None:
+        assert not assess(modality="MR", customize=specimen_label_in_image("NO")).hold
 
 
 class TestProjectionRadiography:
