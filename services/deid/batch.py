@@ -20,6 +20,11 @@ three places under ``OUT_DIR``:
 ``audit.jsonl`` has one audit record per input (no values); ``reidentification.jsonl`` the
 re-identification records (PHI). Only ``released/`` may leave the PHI zone. A file appears under
 ``released/`` only after it was written in full (temp file, then rename).
+
+Everything written is for its owner only, whatever the umask: files are created 0600 and the
+directories the run creates (``OUT_DIR`` itself when it did not exist, and every directory
+inside it) 0700. Held candidates, the reports (input paths often carry names) and the
+re-identification map are PHI; released files are copied out deliberately.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ REIDENTIFICATION_FILE = "reidentification.jsonl"
 _PARTIAL_DIR = ".partial"
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _READ_CHUNK = 1024 * 1024
+_FILE_MODE = 0o600
+_DIRECTORY_MODE = 0o700
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,9 +172,30 @@ def _prepare(in_dir: Path, out_dir: Path) -> Path:
     resolved_in, resolved_out = in_dir.resolve(), out_dir.resolve()
     if resolved_in == resolved_out or resolved_in in resolved_out.parents:
         raise DeidConfigurationError(f"output {out_dir} must not lie inside input {in_dir}")
-    (out_dir / RELEASED_DIR).mkdir(parents=True)
-    (out_dir / HELD_DIR).mkdir()
+    _make_directories(out_dir / RELEASED_DIR)
+    _make_directories(out_dir / HELD_DIR)
     return out_dir
+
+
+def _make_directories(path: Path) -> None:
+    """Create ``path`` and its missing parents, each owner-only (an existing one is left as is).
+
+    ``Path.mkdir(parents=True)`` gives the parents the umask's mode, not the one asked for.
+    """
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=_DIRECTORY_MODE, exist_ok=True)
+        os.chmod(directory, _DIRECTORY_MODE)  # mkdir's mode is masked by the umask
+
+
+def _open_private(path: Path) -> int:
+    """Create (or truncate) ``path`` for writing, 0600 whatever the umask; return the fd."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+    os.fchmod(fd, _FILE_MODE)
+    return fd
 
 
 def _deidentify_file(  # noqa: PLR0917 -- the pipeline's inputs
@@ -215,8 +243,10 @@ class _Writer:
         self.out_dir = out_dir
         self.held: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
-        self._audit = (out_dir / AUDIT_FILE).open("w", encoding="utf-8")
-        self._reid = (out_dir / REIDENTIFICATION_FILE).open("w", encoding="utf-8")
+        self._audit = os.fdopen(_open_private(out_dir / AUDIT_FILE), "w", encoding="utf-8")
+        self._reid = os.fdopen(
+            _open_private(out_dir / REIDENTIFICATION_FILE), "w", encoding="utf-8"
+        )
 
     def record(self, relative: str, outcome: InstanceOutcome) -> BatchEntry:
         """Write what ``outcome`` produced for the input at ``relative``; return its entry."""
@@ -300,11 +330,11 @@ class _Writer:
     def _write(self, relative: str, data: bytes) -> None:
         """Write via a temp file outside released/ and held/, then rename into place."""
         target = self.out_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_directories(target.parent)
         partial = self.out_dir / _PARTIAL_DIR
-        partial.mkdir(exist_ok=True)
+        _make_directories(partial)
         temp = partial / hashlib.sha256(relative.encode()).hexdigest()
-        temp.write_bytes(data)
+        _write_private(temp, data)
         os.replace(temp, target)
 
     def _log(self, relative: str, output: str | None, outcome: InstanceOutcome) -> None:
@@ -331,9 +361,14 @@ class _Writer:
         self._audit.close()
         self._reid.close()
         for name, rows in ((HELD_FILE, self.held), (REJECTED_FILE, self.rejected)):
-            (self.out_dir / name).write_text(
-                json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
+            text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+            _write_private(self.out_dir / name, text.encode("utf-8"))
         partial = self.out_dir / _PARTIAL_DIR
         if partial.exists() and not any(partial.iterdir()):
             partial.rmdir()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, 0600."""
+    with os.fdopen(_open_private(path), "wb") as stream:
+        stream.write(data)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from typer.testing import CliRunner
 
 from radstream.cli.main import app
@@ -191,6 +195,43 @@ class TestTheSplit:
         assert files_under(out / "released") == []
 
 
+class TestFileModes:
+    """Held candidates and the re-identification map are PHI: owner-only, whatever the umask."""
+
+    @pytest.fixture
+    def loose_umask(self) -> Iterator[None]:
+        previous = os.umask(0o022)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+    @pytest.mark.usefixtures("loose_umask")
+    def test_every_file_written_is_0600_and_every_directory_created_0700(
+        self, study_dir: Path, tmp_path: Path, cleaner: PresidioTextCleaner
+    ) -> None:
+        out = tmp_path / "new" / "out"
+        run_batch(study_dir, out, cleaner)
+        held = out / "held" / BURNED_IN
+        for path in (held, out / "reidentification.jsonl", *files_under(out)):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        created = [out.parent, out, *(path for path in out.rglob("*") if path.is_dir())]
+        assert out / "held" / "DOE_JANE" / "US" in created
+        for directory in created:
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+    @pytest.mark.usefixtures("loose_umask")
+    def test_an_existing_empty_output_directory_keeps_its_mode(
+        self, study_dir: Path, tmp_path: Path, cleaner: PresidioTextCleaner
+    ) -> None:
+        out = tmp_path / "out"
+        out.mkdir(mode=0o750)
+        run_batch(study_dir, out, cleaner)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o750
+        assert stat.S_IMODE((out / "held").stat().st_mode) == 0o700
+        assert stat.S_IMODE((out / "reidentification.jsonl").stat().st_mode) == 0o600
+
+
 class TestRefusals:
     def test_a_non_empty_output_directory_is_refused(
         self, study_dir: Path, tmp_path: Path, cleaner: PresidioTextCleaner
@@ -233,6 +274,28 @@ class TestCommandLine:
         assert "rejected" in output
         assert "not_dicom (1)" in output
         assert len(files_under(out / "released")) == 2
+
+    def test_the_command_releases_no_unknown_element(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unknown_elements(ds: Dataset) -> None:
+            ds.add_new(0x44440010, "LO", "SMITH^JOHN MRN 12345678")
+            ds.add_new(0x00089999, "UT", "Patient John Smith seen at St Mary hospital")
+
+        source = tmp_path / "in"
+        source.mkdir()
+        (source / "slice.dcm").write_bytes(instance_bytes(customize=unknown_elements))
+        monkeypatch.setenv("RADSTREAM_DEID_KEY", self.KEY)
+        out = tmp_path / "out"
+        code, output = invoke(["deid", str(source), str(out)])
+        assert code == 0, output
+        [released] = files_under(out / "released")
+        data = released.read_bytes()
+        for fragment in (b"SMITH", b"Smith", b"12345678", b"St Mary"):
+            assert fragment not in data
+        reread = dcmread(released)
+        assert 0x44440010 not in reread
+        assert 0x00089999 not in reread
 
     def test_the_command_applies_options_from_the_command_line(
         self, study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
