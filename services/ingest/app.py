@@ -278,7 +278,9 @@ def _report_and_http_servers(
             max_body_bytes=settings.http.max_fhir_bytes,
             public_base_url=settings.http.public_base_url,
         )
-        app = create_http_app(settings.http, rejections=refused, stow=stow, fhir=fhir)
+        app = create_http_app(
+            settings.http, rejections=refused, stow=stow, fhir=fhir, audit=core.audit
+        )
         http = HttpServer(settings.http, app)
         health.add_check("ingest-http", http.check)
         servers.append(http)

@@ -86,9 +86,9 @@ def operation_outcome(
 
 
 def fhir_router(endpoints: FhirEndpoints, authenticate: HttpAuthenticator) -> APIRouter:
-    """The FHIR routes, every one behind ``authenticate``."""
+    """The FHIR routes, every one behind ``authenticate`` and the ``fhir`` scope."""
     router = APIRouter()
-    caller = Annotated[Principal, Depends(authenticate)]
+    caller = Annotated[Principal, Depends(authenticate.requiring("fhir"))]
 
     @router.post("/fhir/DiagnosticReport")
     async def create_report(request: Request, principal: caller) -> Response:

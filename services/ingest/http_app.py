@@ -29,6 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from radstream.common.asgi_server import EmbeddedAsgiServer
 from radstream.common.errors import MisconfiguredError
+from radstream.ingest.audit import ReceiptAudit
 from radstream.ingest.fhir import FHIR_JSON, FhirEndpoints, fhir_router, operation_outcome
 from radstream.ingest.http_auth import (
     AuthenticationRefused,
@@ -50,9 +51,13 @@ def create_http_app(
     rejections: Rejections,
     stow: StowEndpoints | None = None,
     fhir: FhirEndpoints | None = None,
+    audit: ReceiptAudit | None = None,
 ) -> FastAPI:
-    """The ingest HTTP app: the routes of the parts given, all authenticated per settings."""
-    authenticate = HttpAuthenticator.from_settings(settings, rejections)
+    """The ingest HTTP app: the routes of the parts given, authenticated and scoped per settings.
+
+    ``audit`` receives a record for each request refused for a missing scope.
+    """
+    authenticate = HttpAuthenticator.from_settings(settings, rejections, audit)
     # No interactive docs or schema: this app faces hospital systems, not browsers.
     app = FastAPI(title="radstream ingest", docs_url=None, redoc_url=None, openapi_url=None)
     if stow is not None:
@@ -68,16 +73,21 @@ async def _render_refusal(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthenticationRefused)
     if request.url.path.startswith("/fhir"):
         code = "login" if exc.status == 401 else "forbidden"
+        diagnostics = (
+            "authentication required"
+            if exc.status == 401
+            else f"this client is not granted the {exc.scope} scope"
+            if exc.scope
+            else "this client is not allowed"
+        )
         return JSONResponse(
-            operation_outcome(
-                code,
-                "authentication required" if exc.status == 401 else "this client is not allowed",
-            ),
+            operation_outcome(code, diagnostics),
             status_code=exc.status,
             media_type=FHIR_JSON,
             headers=exc.headers,
         )
-    return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
+    body = {"error": exc.reason, **({"scope": exc.scope} if exc.scope else {})}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _render_invalid_request(request: Request, exc: Exception) -> Response:
@@ -202,7 +212,18 @@ class HttpServer:
                 "request will be refused with 401",
                 extra={"port": self._port},
             )
-        elif not settings.tls and settings.host not in ("127.0.0.1", "::1", "localhost"):
+        elif unscoped := sorted(set(settings.token_sha256) - set(settings.scopes)):
+            log.warning(
+                "ingest HTTP subjects without scopes (RADSTREAM_INGEST_HTTP_SCOPES) are "
+                "refused every endpoint with 403: %s",
+                ", ".join(unscoped),
+                extra={"port": self._port},
+            )
+        if (
+            settings.auth == "bearer"
+            and not settings.tls
+            and settings.host not in ("127.0.0.1", "::1", "localhost")
+        ):
             log.warning(
                 "ingest HTTP serves bearer tokens over plain HTTP on a non-loopback address; "
                 "set RADSTREAM_INGEST_HTTP_TLS_CERTFILE/_KEYFILE or terminate TLS in front",

@@ -13,28 +13,39 @@ Three modes, one per deployment (``RADSTREAM_INGEST_HTTP_AUTH``):
 * ``open`` -- no authentication, for a local demo only; it must be chosen explicitly and the
   server logs a loud warning at every start.
 
+Each authenticated subject (token subject, certificate CN) may use only the scopes it is
+granted (``RADSTREAM_INGEST_HTTP_SCOPES``): ``stow`` (store instances), ``fhir`` (post
+resources), ``query`` (the status lookups, which list study UIDs) and ``complete`` (the
+completion trigger). A subject without an entry is granted nothing (fail closed); ``open`` mode
+grants everything, as it authenticates no one.
+
 Refusals are RFC 6750 / RFC 9110 shaped: 401 with ``WWW-Authenticate`` when credentials are
-missing or wrong, 403 when an authenticated client is not allowed. They are counted in
-``radstream_ingest_refused_total{channel="http"}`` and never echo the presented credentials.
+missing or wrong, 403 when an authenticated client is not allowed or lacks the scope. They are
+counted in ``radstream_ingest_refused_total{channel="http"}`` and never echo the presented
+credentials; a missing scope also writes an audit record (outcome ``scope_missing``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from fastapi import Request
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from radstream.common.settings import RadstreamSettings
+from radstream.ingest.audit import ReceiptAudit, ReceiptRecord
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.name_lists import parse_names
+from radstream.ingest.receipt import Sender
 from radstream.ingest.rejections import Rejections
 
 __all__ = [
@@ -43,12 +54,19 @@ __all__ = [
     "HttpAuthenticator",
     "HttpSettings",
     "Principal",
+    "Scope",
     "client_cn",
     "rfc4514_name",
     "token_sha256",
 ]
 
 AuthMode = Literal["bearer", "mtls", "open"]
+Scope = Literal["stow", "fhir", "query", "complete"]
+"""What a credential may do: store instances, post FHIR resources, look up studies, complete."""
+
+SCOPES: Final[tuple[str, ...]] = get_args(Scope)
+
+log = logging.getLogger(__name__)
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Subjects appear in audit records and logs: keep them to plain identifiers.
@@ -97,6 +115,8 @@ class HttpSettings(RadstreamSettings):
     port: int = Field(default=8104, ge=0, le=65535)
     auth: AuthMode = "bearer"
     token_sha256: dict[str, str] = Field(default_factory=dict)
+    # Subject (token subject or certificate CN) -> the scopes it is granted; absent: none.
+    scopes: dict[str, frozenset[Scope]] = Field(default_factory=dict)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     tls_client_cafile: Path | None = None
@@ -113,6 +133,24 @@ class HttpSettings(RadstreamSettings):
     @classmethod
     def _names(cls, value: object) -> frozenset[str]:
         return parse_names(value)
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: object) -> dict[str, frozenset[str]]:
+        if not isinstance(value, Mapping):
+            raise IngestConfigurationError(
+                'RADSTREAM_INGEST_HTTP_SCOPES is a JSON object: {"pacs": ["stow", "query"]}'
+            )
+        granted: dict[str, frozenset[str]] = {}
+        for subject, scopes in value.items():
+            names = parse_names(scopes)
+            if not str(subject).strip() or not names <= set(SCOPES):
+                raise IngestConfigurationError(
+                    "RADSTREAM_INGEST_HTTP_SCOPES maps each subject to scopes out of "
+                    + ", ".join(SCOPES)
+                )
+            granted[str(subject)] = names
+        return granted
 
     @field_validator("token_sha256")
     @classmethod
@@ -173,11 +211,14 @@ class AuthenticationRefused(Exception):  # noqa: N818 -- a refusal is an outcome
     ``WWW-Authenticate`` value for a 401.
     """
 
-    def __init__(self, status: int, reason: str, *, challenge: str | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, *, challenge: str | None = None, scope: str = ""
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.challenge = challenge
+        self.scope = scope  # the scope that was missing, for a 403 scope_missing
 
     @property
     def headers(self) -> dict[str, str]:
@@ -195,9 +236,13 @@ class HttpAuthenticator:
         rejections: Rejections,
         token_hashes: Mapping[str, str] | None = None,
         allowed_client_cns: frozenset[str] = frozenset(),
+        scopes: Mapping[str, frozenset[str]] | None = None,
+        audit: ReceiptAudit | None = None,
     ) -> None:
         self.mode = mode
         self._rejections = rejections
+        self._scopes = dict(scopes or {})
+        self._audit = audit
         # Compared as bytes; the order is fixed so every request does the same work.
         self._hashes = tuple(
             (subject, bytes.fromhex(digest)) for subject, digest in (token_hashes or {}).items()
@@ -205,18 +250,64 @@ class HttpAuthenticator:
         self._allowed_cns = allowed_client_cns
 
     @classmethod
-    def from_settings(cls, settings: HttpSettings, rejections: Rejections) -> HttpAuthenticator:
+    def from_settings(
+        cls, settings: HttpSettings, rejections: Rejections, audit: ReceiptAudit | None = None
+    ) -> HttpAuthenticator:
         """Build the authenticator the settings describe."""
         return cls(
             mode=settings.auth,
             rejections=rejections,
             token_hashes=settings.token_sha256,
             allowed_client_cns=settings.allowed_client_cns,
+            scopes=settings.scopes,
+            audit=audit,
         )
 
     async def __call__(self, request: Request) -> Principal:
         """Authenticate ``request``; raise :class:`AuthenticationRefused` when it is not."""
         return self.authenticate(request.scope)
+
+    def requiring(self, scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+        """A FastAPI dependency: authenticate, then refuse with 403 unless ``scope`` is granted."""
+
+        async def authorized(request: Request) -> Principal:
+            principal = self.authenticate(request.scope)
+            await self.authorize(principal, scope)
+            return principal
+
+        return authorized
+
+    def granted(self, subject: str) -> frozenset[str]:
+        """The scopes ``subject`` is granted (every one in ``open`` mode)."""
+        if self.mode == "open":
+            return frozenset(SCOPES)
+        return self._scopes.get(subject, frozenset())
+
+    async def authorize(self, principal: Principal, scope: Scope) -> None:
+        """Raise a 403 :class:`AuthenticationRefused` unless ``principal`` has ``scope``.
+
+        The refusal is counted, logged with the scope word, and audited (best effort: the
+        refusal stands when the audit trail is away).
+        """
+        if scope in self.granted(principal.subject):
+            return
+        self._rejections.count("http", "scope_missing", status=403)
+        if self._audit is not None:
+            record = ReceiptRecord(
+                sender=Sender(
+                    channel="http", identity=principal.subject, address=principal.address
+                ),
+                outcome="scope_missing",
+                kind=scope,
+                size=0,
+                sha256="",
+                received_at=datetime.now(UTC),
+            )
+            try:
+                await self._audit.sink.write(record)
+            except Exception as exc:  # the 403 stands either way
+                log.warning("scope refusal not audited", extra={"error_type": type(exc).__name__})
+        raise AuthenticationRefused(403, "scope_missing", scope=scope)
 
     def authenticate(self, scope: Mapping[str, Any]) -> Principal:
         """Authenticate an ASGI HTTP scope."""

@@ -60,7 +60,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["dicom", "stow", "pacs-pull", "mllp", "fhir"]
+Channel = Literal["dicom", "stow", "pacs-pull", "mllp", "fhir", "http"]
+"""Where an object came in; ``http`` is a refusal before any endpoint ran (a missing scope)."""
 Clock = Callable[[], datetime]
 
 DICOM_MEDIA_TYPE: Final = "application/dicom"

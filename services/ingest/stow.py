@@ -93,9 +93,13 @@ class StowEndpoints:
 
 
 def stow_router(endpoints: StowEndpoints, authenticate: HttpAuthenticator) -> APIRouter:
-    """The DICOMweb and completion routes, every one behind ``authenticate``."""
-    router = APIRouter(dependencies=[Depends(authenticate)])
-    caller = Annotated[Principal, Depends(authenticate)]
+    """The DICOMweb and completion routes, every one behind ``authenticate`` and its scope.
+
+    ``stow`` stores, ``query`` looks up (it lists study UIDs), ``complete`` triggers completion.
+    """
+    router = APIRouter()
+    caller = Annotated[Principal, Depends(authenticate.requiring("stow"))]
+    querying = [Depends(authenticate.requiring("query"))]
 
     @router.post("/dicomweb/studies")
     async def store_instances(request: Request, principal: caller) -> Response:
@@ -105,7 +109,7 @@ def stow_router(endpoints: StowEndpoints, authenticate: HttpAuthenticator) -> AP
     async def store_study_instances(request: Request, study: str, principal: caller) -> Response:
         return await _store(endpoints, request, principal, expected_study=study)
 
-    @router.get("/dicomweb/studies")
+    @router.get("/dicomweb/studies", dependencies=querying)
     async def search_studies(
         study_uids: Annotated[list[str] | None, Query(alias="StudyInstanceUID")] = None,
         accession: Annotated[str | None, Query(alias="AccessionNumber")] = None,
@@ -118,17 +122,20 @@ def stow_router(endpoints: StowEndpoints, authenticate: HttpAuthenticator) -> AP
         )
         return _dicom_json(200, [await _study_json(endpoints.assembly, s) for s in studies])
 
-    @router.get("/dicomweb/studies/{study}/series")
+    @router.get("/dicomweb/studies/{study}/series", dependencies=querying)
     async def search_series(study: str) -> Response:
         instances = await endpoints.assembly.instances(study)
         return _dicom_json(200, _series_json(study, instances)) if instances else _not_found()
 
-    @router.get("/dicomweb/studies/{study}/instances")
+    @router.get("/dicomweb/studies/{study}/instances", dependencies=querying)
     async def search_instances(study: str) -> Response:
         instances = await endpoints.assembly.instances(study)
         return _dicom_json(200, _instances_json(study, instances)) if instances else _not_found()
 
-    @router.post("/ingest/studies/{study}/complete")
+    @router.post(
+        "/ingest/studies/{study}/complete",
+        dependencies=[Depends(authenticate.requiring("complete"))],
+    )
     async def complete_study(study: str) -> Response:
         if await endpoints.assembly.status(study) is None:
             return _not_found()

@@ -32,6 +32,7 @@ async def serve_stow(
         port=0,
         auth="bearer",
         token_sha256={"bench": hashlib.sha256(BENCH_TOKEN.encode()).hexdigest()},
+        scopes={"bench": ["stow"]},
     )
     refused = rejections(registry)
     app = create_http_app(

@@ -55,7 +55,9 @@ async def running(
     root = tmp_path_factory.mktemp("ingest-fhir")
     kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
     async with receiving_stack(root, kafka, label="fhir") as stack:
-        settings = HttpSettings(port=0, token_sha256={"ehr": token_sha256(TOKEN)})
+        settings = HttpSettings(
+            port=0, token_sha256={"ehr": token_sha256(TOKEN)}, scopes={"ehr": ["fhir"]}
+        )
         fhir = FhirEndpoints(sink=stack.sink, rejections=stack.rejections, max_body_bytes=65536)
         app = create_http_app(settings, rejections=stack.rejections, fhir=fhir)
         async with HttpServer(settings, app) as server:

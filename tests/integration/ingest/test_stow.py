@@ -84,6 +84,7 @@ async def running(
         settings = HttpSettings(
             port=0,
             token_sha256={"pacs-gateway": token_sha256(TOKEN)},
+            scopes={"pacs-gateway": ["stow", "query", "complete"]},
             max_request_bytes=MAX_REQUEST_BYTES,
         )
         app = create_http_app(settings, rejections=stack.rejections, stow=endpoints(stack))
@@ -326,6 +327,7 @@ async def mtls(
         tls_certfile=pki.server_cert,
         tls_keyfile=pki.server_key,
         tls_client_cafile=pki.ca,
+        scopes={"SYNTH_CT_TLS": ["stow"]},
     )
     app = create_http_app(
         settings, rejections=running.stack.rejections, stow=endpoints(running.stack)
