@@ -68,7 +68,7 @@ class MemorySettings(RadstreamSettings):
     budget_bytes: int | None = Field(default=None, gt=0)
     budget_fraction: float = Field(default=0.5, gt=0, le=1)
     # The budget when the container has no memory limit (a workstation, `radstream up`).
-    unlimited_budget_bytes: int = Field(default=2 * GiB, gt=0)
+    unlimited_budget_bytes: int = Field(default=4 * GiB, gt=0)
     # Where large payloads wait on disk instead of in memory (STOW-RS parts, C-STORE data sets,
     # blobs fetched from S3). Must be disk, not a memory-backed tmpfs; files are 0600.
     spool_dir: Path = Path(".radstream/spool")

@@ -20,13 +20,16 @@ is content-addressed, so a retry stores nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from faststream import FastStream
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -36,15 +39,16 @@ from radstream.common import topics
 from radstream.common.blobstore import BlobRef, BlobStores, open_blob_stores
 from radstream.common.bus import Bus, create_bus
 from radstream.common.envelope import Event, derived_event_id
-from radstream.common.errors import PoisonEventError
+from radstream.common.errors import PoisonEventError, RadstreamError
 from radstream.common.health import HealthServer
 from radstream.common.idempotency import Claim
+from radstream.common.memory_budget import MemoryBudget, OverBudgetError
 from radstream.common.service import service_app
 from radstream.common.topics import Topic
 from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
 from radstream.deid.audit import Digest, SoftwareVersions
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
-from radstream.deid.config import DeidSettings
+from radstream.deid.config import DEID_COPIES, DeidSettings
 from radstream.deid.errors import InvalidStudyEventError
 from radstream.deid.metrics import DeidMetrics, deid_metrics
 from radstream.deid.pipeline import (
@@ -54,6 +58,7 @@ from radstream.deid.pipeline import (
     rejected_unread,
 )
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
+from radstream.dicom.errors import OversizedFileError
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
 __all__ = ["DeidTopics", "DeidWorker", "create_app", "register_deid"]
@@ -75,6 +80,7 @@ _ERROR_CODES: dict[str, common_pb2.ErrorCode] = {
     "truncated": _Codes.ERROR_CODE_INGEST_NOT_DICOM,
     "malformed_dicom": _Codes.ERROR_CODE_INGEST_NOT_DICOM,
     "file_too_large": _Codes.ERROR_CODE_INGEST_NOT_DICOM,
+    "over_budget": _Codes.ERROR_CODE_INGEST_NOT_DICOM,
     "element_too_large": _Codes.ERROR_CODE_INGEST_NOT_DICOM,
     "unsupported_transfer_syntax": _Codes.ERROR_CODE_INGEST_UNSUPPORTED_TRANSFER_SYNTAX,
     "private_data_too_large": _Codes.ERROR_CODE_DEID_UNSAFE_PRIVATE_TAGS,
@@ -84,6 +90,7 @@ _ERROR_CODES: dict[str, common_pb2.ErrorCode] = {
     "zone_violation": _Codes.ERROR_CODE_INVALID_EVENT,
     "output_not_readable": _Codes.ERROR_CODE_DEID_PROFILE_ACTION_FAILED,
 }
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # inflates to up to the file limit while it is read
 _OUTCOMES = {
     InstanceStatus.RELEASED: deid_pb2.DeidCompleted.OUTCOME_RELEASED,
     InstanceStatus.HELD: deid_pb2.DeidCompleted.OUTCOME_HELD,
@@ -102,7 +109,12 @@ class DeidTopics:
 
 @dataclass(frozen=True, kw_only=True)
 class DeidWorker:
-    """What de-identifying an instance needs: the core's inputs, the stores, the metrics."""
+    """What de-identifying an instance needs: the core's inputs, the stores, the metrics.
+
+    ``budget`` is the process's budget of bytes in flight (None: unbounded); an instance
+    weighs its size times ``copies``, the copies of it the pipeline holds at once.
+    ``spool_dir`` is where blobs fetched from S3 wait on disk.
+    """
 
     profile: DeidProfile
     keys: DeidKeys
@@ -111,6 +123,9 @@ class DeidWorker:
     metrics: DeidMetrics
     pixel_policy: PixelPolicy = DEFAULT_PIXEL_POLICY
     limits: ReaderLimits = DEFAULT_READER_LIMITS
+    budget: MemoryBudget | None = None
+    copies: float = DEID_COPIES
+    spool_dir: Path | None = None
 
 
 @dataclass(kw_only=True)
@@ -189,15 +204,44 @@ async def _process_instance(
     worker: DeidWorker, index: int, ref: common_pb2.InstanceRef, gathered: _StudyResult
 ) -> None:
     started = time.perf_counter()
-    outcome = await _deidentify(worker, ref)
+    result = deid_pb2.DeidCompleted.InstanceResult(original=ref)
+    try:
+        # Held from before the blob is read until its outputs are stored: concurrent large
+        # instances wait here instead of adding up past the memory limit.
+        async with _reservation(worker, ref):
+            outcome = await _deidentify(worker, ref)
+            await _store_outputs(worker, outcome, result, gathered)
+    except (OverBudgetError, OversizedFileError) as exc:  # never fetched: this instance only
+        outcome = _unread(worker, ref, exc)
     worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
-    result = deid_pb2.DeidCompleted.InstanceResult(
-        original=ref,
-        outcome=_OUTCOMES[outcome.status],
-        reasons=list(outcome.reasons),
-        error_code=_error_code(outcome),
-        min_confidence=1.0 if outcome.status is InstanceStatus.RELEASED else 0.0,
+    result.outcome = _OUTCOMES[outcome.status]
+    result.reasons.extend(outcome.reasons)
+    result.error_code = _error_code(outcome)
+    result.min_confidence = 1.0 if outcome.status is InstanceStatus.RELEASED else 0.0
+    if outcome.ids is not None and not gathered.pseudonymous_study_uid:
+        gathered.pseudonymous_study_uid = outcome.ids.study_instance_uid
+    gathered.results.append(result)
+    gathered.audits.append({"instance_index": index, **outcome.audit.to_dict()})
+    if outcome.reid is not None:
+        gathered.reidentification.append({"instance_index": index, **outcome.reid.to_dict()})
+    log.info(
+        "instance de-identified",
+        extra={
+            "status": outcome.status.value,
+            "error_type": outcome.error.type if outcome.error is not None else None,
+            "sha256": outcome.audit.input.sha256,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
     )
+
+
+async def _store_outputs(
+    worker: DeidWorker,
+    outcome: InstanceOutcome,
+    result: deid_pb2.DeidCompleted.InstanceResult,
+    gathered: _StudyResult,
+) -> None:
+    """Put a released output into the release store, a held candidate into the PHI store."""
     if outcome.status is InstanceStatus.RELEASED and outcome.output is not None:
         released = await worker.stores.release.put(outcome.output, media_type=DICOM_MEDIA_TYPE)
         ids = outcome.ids
@@ -218,36 +262,61 @@ async def _process_instance(
         candidate = await worker.stores.phi.put(outcome.candidate, media_type=DICOM_MEDIA_TYPE)
         gathered.review_payload.append(candidate.to_proto())
         gathered.held_reasons.update(dict.fromkeys(outcome.reasons))
-    if outcome.ids is not None and not gathered.pseudonymous_study_uid:
-        gathered.pseudonymous_study_uid = outcome.ids.study_instance_uid
-    gathered.results.append(result)
-    gathered.audits.append({"instance_index": index, **outcome.audit.to_dict()})
-    if outcome.reid is not None:
-        gathered.reidentification.append({"instance_index": index, **outcome.reid.to_dict()})
-    log.info(
-        "instance de-identified",
-        extra={
-            "status": outcome.status.value,
-            "error_type": outcome.error.type if outcome.error is not None else None,
-            "sha256": outcome.audit.input.sha256,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        },
-    )
+
+
+def _reservation(
+    worker: DeidWorker, ref: common_pb2.InstanceRef
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Reserve the instance's weight in the memory budget, refusing what the limit refuses.
+
+    The size comes from the ref, which the store verifies the blob against before anything
+    is handed out, so a blob larger than the limit is never read at all. A deflated data set
+    inflates while it is read, up to the file limit, so it weighs as much as the limit allows.
+    """
+    size = max(ref.blob.size, 0)
+    if size > worker.limits.max_file_bytes:
+        raise OversizedFileError(
+            f"the blob holds {size} bytes, more than the limit of "
+            f"{worker.limits.max_file_bytes}; raise RADSTREAM_DEID_MAX_FILE_BYTES (the memory "
+            "budget permitting) if such files are expected"
+        )
+    if worker.budget is None:
+        return contextlib.nullcontext()
+    if ref.transfer_syntax_uid == _DEFLATED:
+        size = max(size, worker.limits.max_file_bytes)
+    return worker.budget.reserve(math.ceil(size * worker.copies))
+
+
+def _unread(
+    worker: DeidWorker, ref: common_pb2.InstanceRef, exc: RadstreamError
+) -> InstanceOutcome:
+    digest = Digest(sha256=ref.blob.sha256, size=max(ref.blob.size, 0))
+    return rejected_unread(digest, exc, profile=worker.profile, pixel_policy=worker.pixel_policy)
 
 
 async def _deidentify(worker: DeidWorker, ref: common_pb2.InstanceRef) -> InstanceOutcome:
-    """Fetch and de-identify one instance; an unfetchable blob is a REJECTED outcome."""
+    """Fetch and de-identify one instance; an unfetchable blob is a REJECTED outcome.
+
+    The blob comes as a verified file (the filesystem store's own, or S3's download in the
+    spool directory) and is read into memory once, inside the instance's reservation: no
+    transient copies from the download or the verification on top of the pipeline's own.
+    """
     try:
         blob_ref = BlobRef.from_proto(ref.blob, default_media_type=DICOM_MEDIA_TYPE)
-        data = await worker.stores.phi.get(blob_ref)
+        async with worker.stores.phi.open_file(blob_ref, spool_dir=worker.spool_dir) as file:
+            return await asyncio.to_thread(_deidentify_file, worker, file)
     except PoisonEventError as exc:  # missing, damaged or foreign blob: this instance only
-        digest = Digest(sha256=ref.blob.sha256, size=max(ref.blob.size, 0))
-        return rejected_unread(
-            digest, exc, profile=worker.profile, pixel_policy=worker.pixel_policy
-        )
-    return await asyncio.to_thread(
-        deidentify_instance,
-        data,
+        return _unread(worker, ref, exc)
+
+
+def _deidentify_file(worker: DeidWorker, file: BinaryIO) -> InstanceOutcome:
+    """De-identify the instance in ``file`` (runs in a worker thread).
+
+    Read as ``bytes``, not mapped: pydicom keeps the buffer it parsed, and parsing a mapped
+    file would copy all of it into that buffer, while ``bytes`` are shared.
+    """
+    return deidentify_instance(
+        file.read(),
         profile=worker.profile,
         keys=worker.keys,
         clean_text=worker.clean_text,
@@ -329,6 +398,7 @@ def create_app(
     registry = registry if registry is not None else REGISTRY
     # pydicom logs values quoted from the files it reads; they must not reach the log store.
     logging.getLogger("pydicom").propagate = False
+    plan = settings.memory_plan()
     worker = DeidWorker(
         profile=settings.profile(),
         keys=settings.keys(),  # fails at startup without a key
@@ -336,7 +406,19 @@ def create_app(
         stores=open_blob_stores(settings.blob),
         metrics=deid_metrics(registry),
         pixel_policy=pixel_policy,
-        limits=settings.reader_limits(),
+        limits=settings.reader_limits(),  # fails at startup if the budget cannot hold it
+        budget=MemoryBudget(plan.budget_bytes),
+        copies=plan.copies,
+        spool_dir=settings.memory.spool_dir,
+    )
+    log.info(
+        "memory budget",
+        extra={
+            "budget_bytes": plan.budget_bytes,
+            "budget_source": plan.source,
+            "copies": plan.copies,
+            "max_file_bytes": worker.limits.max_file_bytes,
+        },
     )
     bus = create_bus(settings.kafka, settings.delivery, service="deid", registry=registry)
     register_deid(bus, worker, group=settings.group_id)

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from radstream.common.memory_budget import MemoryPlan, MemorySettings, plan_memory
 from radstream.common.settings import (
     BlobSettings,
     DeliverySettings,
@@ -26,9 +27,13 @@ from radstream.deid.errors import DeidConfigurationError
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
-__all__ = ["MIN_KEY_BYTES", "DeidSettings", "parse_options"]
+__all__ = ["DEID_COPIES", "MIN_KEY_BYTES", "DeidSettings", "parse_options"]
 
 MIN_KEY_BYTES = 32
+# Copies of an instance the service holds at its peak, measured with tracemalloc on a 200 MB
+# instance (tests/bench/memory_peak.py): the input bytes, pydicom's data set, the written
+# output and the output read back for verification.
+DEID_COPIES = 4
 
 
 def parse_options(value: object) -> frozenset[ProfileOption]:
@@ -58,7 +63,8 @@ class DeidSettings(RadstreamSettings):
     key_file: Path | None = None
     options: Annotated[frozenset[ProfileOption], NoDecode] = frozenset()
     profile_name: str = "basic"
-    max_file_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_file_bytes, gt=0)
+    # Unset: the memory budget over DEID_COPIES; a larger value is refused at startup.
+    max_file_bytes: int | None = Field(default=None, gt=0)
     max_element_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_element_bytes, gt=0)
     max_private_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_private_bytes, gt=0)
     group_id: str = "deid"
@@ -66,6 +72,7 @@ class DeidSettings(RadstreamSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     blob: BlobSettings = Field(default_factory=BlobSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(
         default_factory=lambda: ObservabilitySettings(service_name="deid")
     )
@@ -123,10 +130,22 @@ class DeidSettings(RadstreamSettings):
         except ValueError as exc:  # e.g. both longitudinal date options: keep or shift, not both
             raise DeidConfigurationError(f"RADSTREAM_DEID_OPTIONS: {exc}") from exc
 
+    def memory_plan(self) -> MemoryPlan:
+        """The memory budget (setting, container limit or fallback) with deid's copies."""
+        return plan_memory(self.memory, copies=DEID_COPIES)
+
     def reader_limits(self) -> ReaderLimits:
-        """Size limits for incoming instances."""
+        """Size limits for incoming instances; the file limit within the memory budget.
+
+        Raises
+        ------
+        MemoryBudgetExceededError
+            RADSTREAM_DEID_MAX_FILE_BYTES is larger than the memory budget can hold.
+        """
         return ReaderLimits(
-            max_file_bytes=self.max_file_bytes,
+            max_file_bytes=self.memory_plan().instance_limit(
+                self.max_file_bytes, setting="RADSTREAM_DEID_MAX_FILE_BYTES"
+            ),
             max_element_bytes=self.max_element_bytes,
             max_private_bytes=self.max_private_bytes,
         )

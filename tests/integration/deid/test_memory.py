@@ -1,0 +1,88 @@
+"""deid within its memory budget, against the real embedded broker and filesystem stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from radstream.common import topics
+from radstream.common.bus import create_bus
+from radstream.common.memory_budget import MemoryBudget
+from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.contracts.v1 import deid_pb2, imaging_pb2
+from radstream.deid.app import DeidTopics, DeidWorker, register_deid
+from radstream.deid.config import DEID_COPIES
+from radstream.deid.metrics import deid_metrics
+from radstream.deid.profile import DeidKeys, DeidProfile
+from radstream.dicom import ReaderLimits
+from tests.integration.buses import running
+from tests.integration.deid.test_app import instance_ref, stores_in
+from tests.integration.topic_reader import read_records
+from tests.unit.deid.study_builder import (
+    CT_IMAGE_STORAGE,
+    PATIENT_ID,
+    STUDY_UID,
+    TEST_KEYS_SECRET,
+    instance_bytes,
+    shared_text_cleaner,
+)
+
+pytestmark = pytest.mark.integration
+
+Completed = deid_pb2.DeidCompleted
+
+
+async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread_and_the_rest_go_on(
+    kafka_settings: KafkaSettings, new_topic, idempotency_dsn: str, tmp_path: Path
+) -> None:
+    chosen = DeidTopics(
+        study_received=await new_topic(topics.STUDY_RECEIVED_V1),
+        completed=await new_topic(topics.DEID_COMPLETED_V1),
+        review=await new_topic(topics.REVIEW_TASK_V1),
+    )
+    stores = stores_in(tmp_path)
+    small = instance_bytes(number=1)
+    heavy = instance_bytes(number=2, rows=128, columns=128)  # ~33 KB: 4 copies > the budget
+    huge = instance_bytes(number=3, rows=256, columns=256)  # ~131 KB: over the file limit
+    budget = MemoryBudget(len(small) * DEID_COPIES * 4)
+    worker = DeidWorker(
+        profile=DeidProfile(),
+        keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
+        clean_text=shared_text_cleaner(),
+        stores=stores,
+        metrics=deid_metrics(CollectorRegistry()),
+        limits=ReaderLimits(max_file_bytes=100_000),
+        budget=budget,
+    )
+    assert len(heavy) * DEID_COPIES > budget.capacity and len(heavy) < 100_000 < len(huge)
+    refs = [
+        instance_ref(number, await stores.phi.put(data), sop_class=CT_IMAGE_STORAGE, modality="CT")
+        for number, data in ((1, small), (2, heavy), (3, huge))
+    ]
+    # The huge instance's blob is gone: had deid fetched it, the reason would be blob_not_found.
+    await stores.phi.delete(await stores.phi.put(huge))
+    delivery = DeliverySettings(idempotency_dsn=idempotency_dsn, backoff_initial_s=0.05)
+    deid_bus = create_bus(kafka_settings, delivery, service="deid", registry=CollectorRegistry())
+    register_deid(deid_bus, worker, topic_set=chosen)
+    ingest_bus = create_bus(
+        kafka_settings, delivery, service="ingest", registry=CollectorRegistry()
+    )
+    study = imaging_pb2.StudyReceived(
+        study_instance_uid=STUDY_UID, patient_id=PATIENT_ID, instances=refs, revision=0
+    )
+
+    async with running(ingest_bus), running(deid_bus):
+        await ingest_bus.publish(chosen.study_received, study)
+        [record] = await read_records(kafka_settings, chosen.completed.name, 1)
+
+    small_result, heavy_result, huge_result = Completed.FromString(record.value).results
+    assert small_result.outcome == Completed.OUTCOME_RELEASED
+    # Rejected with the reason, once: the event completed, so nothing is redelivered.
+    assert heavy_result.outcome == Completed.OUTCOME_REJECTED
+    assert "memory budget" in heavy_result.reasons[0]
+    assert "RADSTREAM_MEMORY_BUDGET_BYTES" in heavy_result.reasons[0]
+    assert huge_result.outcome == Completed.OUTCOME_REJECTED
+    assert "RADSTREAM_DEID_MAX_FILE_BYTES" in huge_result.reasons[0]
+    assert (budget.in_use, budget.waiting) == (0, 0)  # every reservation was given back
