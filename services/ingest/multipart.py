@@ -4,6 +4,10 @@
 each part as soon as its closing delimiter has been read, so the STOW-RS endpoint stores one
 instance while the next is still on the wire, and never holds more than one part in memory.
 
+Given a spool directory, a part's content beyond ``spool_above`` bytes is written to a spool
+file as it arrives (no list of chunks joined at the end, no part held in memory while it waits
+for the memory budget); the receiver reads it back once, when its turn comes.
+
 Limits are checked while reading: the whole body (``BodyTooLargeError``, HTTP 413), one
 part's headers, and one part's content. A part over ``max_part_bytes`` is not buffered: its
 remaining bytes are skipped and it is handed out as oversized, for the endpoint to refuse on
@@ -17,9 +21,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from pathlib import Path
 from typing import Final
 
 from python_multipart.multipart import parse_options_header
+
+from radstream.common.spool import SpoolFile
 
 __all__ = [
     "BodyTooLargeError",
@@ -34,6 +41,7 @@ __all__ = [
 _CRLF: Final = b"\r\n"
 _MAX_HEADER_BYTES: Final = 16 * 1024
 _MAX_BOUNDARY: Final = 70  # RFC 2046 section 5.1.1
+_SPOOL_ABOVE: Final = 1024 * 1024
 
 
 class MultipartError(ValueError):
@@ -80,7 +88,8 @@ class Part:
     """One body part: its headers (lowercase names), content and size.
 
     ``oversized`` parts carry no content: they exceeded ``max_part_bytes``, and ``size`` is
-    their full size.
+    their full size. A ``spooled`` part's content is in its spool file, not in ``data``: read
+    it with :meth:`content` and :meth:`close` the part when done.
     """
 
     index: int
@@ -88,6 +97,16 @@ class Part:
     data: bytes
     size: int
     oversized: bool = False
+    spooled: SpoolFile | None = None
+
+    def content(self) -> bytes:
+        """The part's content, read back from its spool file if it has one (blocking I/O)."""
+        return self.spooled.read_all() if self.spooled is not None else self.data
+
+    def close(self) -> None:
+        """Remove the part's spool file, if any."""
+        if self.spooled is not None:
+            self.spooled.close()
 
     @property
     def media_type(self) -> MediaType:
@@ -114,10 +133,18 @@ class MultipartReader:
         Content larger than this makes an oversized :class:`Part`.
     max_header_bytes
         Headers of one part larger than this are malformed.
+    spool_dir
+        Where content beyond ``spool_above`` bytes goes while the part is read (None: memory).
     """
 
     def __init__(
-        self, boundary: str, *, max_part_bytes: int, max_header_bytes: int = _MAX_HEADER_BYTES
+        self,
+        boundary: str,
+        *,
+        max_part_bytes: int,
+        max_header_bytes: int = _MAX_HEADER_BYTES,
+        spool_dir: Path | None = None,
+        spool_above: int = _SPOOL_ABOVE,
     ) -> None:
         if not boundary or len(boundary) > _MAX_BOUNDARY or boundary.endswith(" "):
             raise MultipartError("bad_boundary", "the boundary parameter is missing or invalid")
@@ -135,6 +162,9 @@ class MultipartReader:
         self._content: list[bytes] = []
         self._size = 0
         self._count = 0
+        self._spool_dir = spool_dir
+        self._spool_above = spool_above
+        self._spool: SpoolFile | None = None
 
     @property
     def finished(self) -> bool:
@@ -158,6 +188,7 @@ class MultipartReader:
 
     def close(self) -> None:
         """Declare the body complete; raise :class:`MultipartError` if it was cut short."""
+        self._drop_spool()  # a part cut short leaves nothing behind
         if self._state is not _State.EPILOGUE:
             if self._count == 0 and self._state is _State.PREAMBLE:
                 raise MultipartError("no_parts", "the body has no multipart delimiter")
@@ -231,6 +262,7 @@ class MultipartReader:
         self._headers = headers
         self._content = []
         self._size = 0
+        self._spool = None
         self._state = _State.CONTENT
 
     def _read_content(self, parts: list[Part]) -> bool:
@@ -244,13 +276,15 @@ class MultipartReader:
         self._take(found)
         del self._buffer[: len(self._delimiter)]
         oversized = self._size > self._max_part
+        spooled, self._spool = self._spool, None
         parts.append(
             Part(
                 index=self._count,
                 headers=self._headers,
-                data=b"" if oversized else b"".join(self._content),
+                data=b"" if oversized or spooled else b"".join(self._content),
                 size=self._size,
                 oversized=oversized,
+                spooled=spooled,
             )
         )
         self._count += 1
@@ -260,11 +294,27 @@ class MultipartReader:
 
     def _take(self, length: int) -> None:
         self._size += length
-        if self._size <= self._max_part:
-            self._content.append(bytes(self._buffer[:length]))
-        else:
+        if self._size > self._max_part:
             self._content = []  # over the limit: count the bytes, keep none
+            self._drop_spool()
+        elif self._spool is not None:
+            with memoryview(self._buffer) as view:  # released before the buffer shrinks
+                self._spool.write(view[:length])
+        elif self._spool_dir is not None and self._size > self._spool_above:
+            self._spool = SpoolFile(self._spool_dir)
+            for piece in self._content:
+                self._spool.write(piece)
+            self._content = []
+            with memoryview(self._buffer) as view:
+                self._spool.write(view[:length])
+        else:
+            self._content.append(bytes(self._buffer[:length]))
         del self._buffer[:length]
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:

@@ -20,8 +20,10 @@ event for good.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from radstream.common.blobstore import BlobRef, BlobStore
 from radstream.common.envelope import derived_event_id
 from radstream.common.errors import RadstreamError
+from radstream.common.memory_budget import MemoryBudget, OverBudgetError
+from radstream.common.spool import SpoolFile
 from radstream.contracts.v1 import common_pb2, imaging_pb2
 from radstream.dicom import InvalidInstanceError, ReaderLimits, read_instance
 from radstream.ingest.assembly import StudyAssembly, StudyMeta
@@ -83,6 +87,7 @@ _STATUS_OF: Final[dict[str, int]] = {
     "unsupported_transfer_syntax": 0xC004,
     "invalid_instance": 0xC00F,
     "file_too_large": OUT_OF_RESOURCES,
+    "over_budget": OUT_OF_RESOURCES,
     "element_too_large": OUT_OF_RESOURCES,
     "private_data_too_large": OUT_OF_RESOURCES,
     "missing_uid": DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
@@ -184,7 +189,11 @@ class InstanceReceiver:
         limits: ReaderLimits,
         accepted_sop_classes: frozenset[str] | None = None,
         clock: Clock = utc_now,
+        budget: MemoryBudget | None = None,
+        copies: float = 2.0,
     ) -> None:
+        self._budget = budget
+        self._copies = copies
         self._phi_store = phi_store
         self._assembly = assembly
         self._publish_instance = publish_instance
@@ -197,7 +206,7 @@ class InstanceReceiver:
 
     async def receive(
         self,
-        data: bytes,
+        data: bytes | SpoolFile,
         *,
         sender: Sender,
         declared_sop_class_uid: str | None = None,
@@ -207,8 +216,66 @@ class InstanceReceiver:
 
         ``declared_*`` are the UIDs the protocol named (the C-STORE request's Affected SOP
         Class/Instance UID); a data set that says otherwise is refused with 0xA900.
+
+        The instance's weight (its size times ``copies``) is reserved in the memory ``budget``
+        before it is parsed, so concurrent large instances wait for each other. A spooled
+        instance is read into memory only once its reservation is granted; one over the file
+        limit is refused unread, and one heavier than the whole budget (``over_budget``).
         """
         started = time.perf_counter()
+        size = data.size if isinstance(data, SpoolFile) else len(data)
+        if size > self._limits.max_file_bytes:
+            return await self._refused_unread(data, "file_too_large", sender, started)
+        try:
+            async with self._reserved(size):
+                if isinstance(data, SpoolFile):
+                    data = await asyncio.to_thread(data.read_all)
+                return await self._receive(
+                    data,
+                    sender=sender,
+                    started=started,
+                    declared_sop_class_uid=declared_sop_class_uid,
+                    declared_sop_instance_uid=declared_sop_instance_uid,
+                )
+        except OverBudgetError:
+            return await self._refused_unread(data, "over_budget", sender, started)
+
+    def _reserved(self, size: int) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._budget is None:
+            return contextlib.nullcontext()
+        return self._budget.reserve(math.ceil(size * self._copies))
+
+    async def _refused_unread(
+        self, data: bytes | SpoolFile, failure: str, sender: Sender, started: float
+    ) -> Receipt:
+        """The receipt of an instance refused for its size alone, without parsing it."""
+        if isinstance(data, SpoolFile):
+            sha256, size = data.sha256(), data.size
+        else:
+            sha256, size = await asyncio.to_thread(_sha256, data), len(data)
+        seen = _Inspection(sha256=sha256, failure=failure)
+        receipt = Receipt(
+            accepted=False,
+            duplicate=False,
+            sop_class_uid=None,
+            sop_instance_uid=None,
+            study_instance_uid=None,
+            failure=failure,
+            dicom_status=_STATUS_OF[failure],
+            sha256=sha256,
+            size=size,
+        )
+        return await self._audited(receipt, seen, sender, self._clock(), started)
+
+    async def _receive(
+        self,
+        data: bytes,
+        *,
+        sender: Sender,
+        started: float,
+        declared_sop_class_uid: str | None,
+        declared_sop_instance_uid: str | None,
+    ) -> Receipt:
         received_at = self._clock()
         seen = await asyncio.to_thread(_inspect, data, self._limits)
         failure = seen.failure or _refusal(
@@ -352,6 +419,10 @@ def _failed(receipt: Receipt, reason: str) -> Receipt:
         size=receipt.size,
         blob=receipt.blob,
     )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _inspect(data: bytes, limits: ReaderLimits) -> _Inspection:
