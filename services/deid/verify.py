@@ -23,6 +23,11 @@ a reader could recognise, and accepts false positives as the price:
   edit away -- but by reading letters a scanner or a typist confuses with digits (O/0, I/l/1,
   S/5, B/8, Z/2, G/6) as those digits. Binary runs and CS elements of standard attributes
   (defined terms: "PNAME" is one edit from "NAME") get the exact search only.
+* **codes**: a value of a standard CS attribute that is one of that attribute's defined terms
+  (:mod:`radstream.deid.defined_terms`) is a code, not patient data: a PHI value equal to the
+  whole of it (a test patient called "KNEE" with Body Part Examined ``KNEE``) is not a hit.
+  Only there: the same value anywhere else, a defined term of another attribute, or a PHI
+  value that is only part of the code (a patient "PELVIS" in ``ABDOMENPELVIS``) still is.
 
 Too short or too generic to mean anything, and so skipped: values under three characters,
 numbers under four digits, and IDs or institution names made only of clinical words (as the
@@ -44,6 +49,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from radstream.deid.clean import REPLACEMENT_TOKENS
+from radstream.deid.defined_terms import is_defined_term
 from radstream.deid.header import HeaderValue, header_values
 from radstream.deid.phi import PhiCategory, PhiValue, PhiValues
 from radstream.deid.recognizers import is_clinical_vocabulary, is_clinical_word
@@ -126,8 +132,15 @@ class _FuzzyTarget:
 
 
 @dataclass(frozen=True)
+class _Exact:
+    kind: str
+    pattern: re.Pattern[str]
+    whole: str  # the value, normalised: what a code must equal to excuse a hit
+
+
+@dataclass(frozen=True)
 class _Search:
-    exact: tuple[tuple[str, re.Pattern[str]], ...]
+    exact: tuple[_Exact, ...]
     any_exact: re.Pattern[str] | None  # all exact patterns at once: most texts hold none
     fuzzy: tuple[_FuzzyTarget, ...]
     numbers: tuple[tuple[str, str], ...]  # (kind, digits without leading zeros)
@@ -162,11 +175,13 @@ def find_residual_phi(
             if text.strip() in allowed_texts:
                 continue
             searchable = fold(_REPLACEMENT.sub(" ", text))
-            for kind in _exact_kinds(searchable, search):
+            coded = _standard_coded_string(item)
+            code = normalise(text) if coded and is_defined_term(item.keyword, text) else None
+            for kind in _exact_kinds(searchable, search, code=code):
                 found[(item.path, kind)] = "exact"
             # Binary runs are noise, and defined terms ("PNAME", "TEXT") sit one edit away
             # from too many names: both get the exact search only.
-            if not (item.binary or _standard_coded_string(item)):
+            if not (item.binary or coded):
                 for window in _windows(searchable, search.window_sizes):
                     windows[window].add(item.path)
     for (path, kind), match in _fuzzy_hits(windows, search).items():
@@ -240,10 +255,16 @@ def _item_path(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def _exact_kinds(text: str, search: _Search) -> set[str]:
+def _exact_kinds(text: str, search: _Search, *, code: str | None = None) -> set[str]:
+    """The kinds of PHI found in ``text``; ``code`` is the normalised text when it is a code.
+
+    A code excuses only the PHI values equal to the whole of it.
+    """
     if search.any_exact is None or not search.any_exact.search(text):
         return set()
-    return {kind for kind, pattern in search.exact if pattern.search(text)}
+    return {
+        exact.kind for exact in search.exact if exact.whole != code and exact.pattern.search(text)
+    }
 
 
 def _windows(text: str, sizes: frozenset[int]) -> set[str]:
@@ -308,7 +329,7 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
 
 @lru_cache(maxsize=256)
 def _search_for(phi: PhiValues) -> _Search:
-    exact: dict[tuple[str, str], re.Pattern[str]] = {}
+    exact: dict[tuple[str, str], _Exact] = {}
     fuzzy: dict[tuple[str, str], _FuzzyTarget] = {}
     numbers: set[tuple[str, str]] = set()
     for value in phi.values:
@@ -317,7 +338,10 @@ def _search_for(phi: PhiValues) -> _Search:
         normalised = normalise(value.text)
         pattern = value_pattern(value, letter_boundaries=False)
         if pattern is not None:
-            exact.setdefault((value.kind, pattern.pattern), pattern)
+            exact.setdefault(
+                (value.kind, pattern.pattern),
+                _Exact(kind=value.kind, pattern=pattern, whole=normalised),
+            )
         if normalised.isdigit():
             numbers.add((value.kind, normalised.lstrip("0")))
             continue
@@ -325,9 +349,11 @@ def _search_for(phi: PhiValues) -> _Search:
             target = _fuzzy_target(value.kind, variant)
             if target is not None:
                 fuzzy.setdefault((target.kind, target.text), target)
-    exact_patterns = tuple((kind, pattern) for (kind, _), pattern in exact.items())
+    exact_patterns = tuple(exact.values())
     any_exact = (
-        re.compile("|".join(f"(?:{p.pattern})" for _, p in exact_patterns), re.IGNORECASE)
+        re.compile(
+            "|".join(f"(?:{each.pattern.pattern})" for each in exact_patterns), re.IGNORECASE
+        )
         if exact_patterns
         else None
     )

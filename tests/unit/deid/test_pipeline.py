@@ -22,6 +22,7 @@ from radstream.deid.pipeline import (
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, TextCleaner
 from radstream.dicom.reader import ReaderLimits
 from tests.unit.deid.study_builder import (
+    MR_IMAGE_STORAGE,
     PATIENT_ID,
     PATIENT_NAME,
     PHI_TEXTS,
@@ -209,6 +210,33 @@ class TestHeldForResidualPhi:
         text = " ".join(outcome.reasons) + outcome.audit.to_json()
         assert "DOE" not in text
         assert "JANE" not in text
+
+
+class TestCodedValues:
+    """A patient named like a code (Orthanc's test "KNEE" study) is held only where it matters."""
+
+    @staticmethod
+    def knee(ds: Dataset) -> None:
+        ds.PatientName = "KNEE"
+        ds.BodyPartExamined = "KNEE"
+        ds.ScanningSequence = "SE"
+
+    def test_a_name_equal_to_the_body_part_code_is_released(self, cleaner: TextCleaner) -> None:
+        data = instance_bytes(modality="MR", sop_class=MR_IMAGE_STORAGE, customize=self.knee)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.RELEASED, outcome.reasons
+        assert outcome.output is not None
+        assert dcmread(io.BytesIO(outcome.output)).BodyPartExamined == "KNEE"
+
+    def test_the_same_name_in_a_coil_name_is_still_held(self, cleaner: TextCleaner) -> None:
+        def knee_coil(ds: Dataset) -> None:
+            self.knee(ds)
+            ds.ReceiveCoilName = "SENSE-Knee-8"  # SH, free text
+
+        data = instance_bytes(modality="MR", sop_class=MR_IMAGE_STORAGE, customize=knee_coil)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.HELD
+        assert outcome.reasons == ("residual PHI in (0018,1250) (PatientName, exact)",)
 
 
 class TestUnknownElements:

@@ -208,6 +208,65 @@ class TestWhatIsNotAResidual:
         ds.BodyPartExamined = "JOHNSTONE"
         assert residuals(ds) == [ResidualPhi(path="(0018,0015)", kind="PatientName", match="exact")]
 
+    def test_a_name_equal_to_a_defined_term_of_the_coded_attribute_is_not_a_residual(
+        self,
+    ) -> None:
+        # Orthanc's test "KNEE" patient: the name is the body part's code.
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.BodyPartExamined = "KNEE"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+        assert find_residual_phi(ds, phi) == []
+        assert find_residual_phi(ds, collect_phi_values(item(PatientName="LOCALIZER"))) == []
+
+    def test_a_code_in_a_nested_item_is_a_code_too(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.RequestAttributesSequence[0].BodyPartExamined = "KNEE"
+        assert find_residual_phi(ds, phi) == []
+
+    def test_the_same_name_in_an_attribute_that_is_not_coded_is_a_residual(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.BodyPartExamined = "KNEE"
+        ds.ReceiveCoilName = "KNEE"  # SH: free text
+        assert find_residual_phi(ds, phi) == [
+            ResidualPhi(path="(0018,1250)", kind="PatientName", match="exact")
+        ]
+
+    @pytest.mark.parametrize(
+        ("keyword", "value"),
+        [
+            ("ViewPosition", "KNEE"),  # a defined term of another attribute, not this one
+            ("ScanOptions", "KNEE"),
+            ("AcquisitionTerminationCondition", "KNEE"),  # CS without a curated list
+        ],
+    )
+    def test_the_same_name_in_a_coded_attribute_that_has_no_such_term_is_a_residual(
+        self, keyword: str, value: str
+    ) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        setattr(ds, keyword, value)
+        tag = tag_for_keyword(keyword)
+        assert tag is not None
+        path = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        assert find_residual_phi(ds, phi) == [
+            ResidualPhi(path=path, kind="PatientName", match="exact")
+        ]
+
+    def test_a_name_that_is_only_part_of_a_defined_term_is_a_residual(self) -> None:
+        phi = collect_phi_values(item(PatientName="PELVIS^PAT"))
+        ds = deidentified()
+        ds.BodyPartExamined = "ABDOMENPELVIS"
+        assert [r.path for r in find_residual_phi(ds, phi)] == ["(0018,0015)"]
+
+    def test_a_defined_term_written_with_another_vr_is_no_code(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.add_new(0x00180015, "LO", "KNEE")  # Body Part Examined with a wrong VR
+        assert [r.path for r in find_residual_phi(ds, phi)] == ["(0018,0015)"]
+
     def test_an_institution_named_like_the_equipment_maker_is_not_a_residual(self) -> None:
         phi = collect_phi_values(item(StationName="ACME_CT", Manufacturer="ACME Imaging"))
         assert find_residual_phi(deidentified(), phi) == []
