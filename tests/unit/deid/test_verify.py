@@ -307,6 +307,10 @@ CARRIERS = [
     Carrier(0x00091010, "LO"),
     Carrier(0x00091011, "UN"),
     Carrier(0x00091012, "OB"),
+    # Public elements no dictionary knows: the profile removes them, the verifier still looks.
+    Carrier(0x44440010, "LO"),
+    Carrier(0x00089999, "UT"),
+    Carrier(0x44440011, "UN"),
 ]
 SEQUENCES = ["ReferencedStudySequence", "ContentSequence", "RequestAttributesSequence"]
 WORDS = ["CT", "chest", "axial", "3", "mm", "contrast", "left", "follow-up", "series"]
