@@ -82,13 +82,116 @@ at startup or, worse, run with PHI where it does not belong.
 {{- if has $variable (include "radstream.secretSettings" $ | splitList " ") -}}
 {{- fail (printf "services.%s.env sets %s, a secret: put it in services.%s.secretSettings (a Secret, mounted as a file)" $name $variable $name) -}}
 {{- end -}}
+{{- if and (has $variable (include "radstream.secretFileOnly" $ | splitList " ")) (regexMatch `(?i)://[^/@\s]*:[^/@\s]+@|password\s*=|"bearer_token"\s*:` (toString (get $svc.env $variable))) -}}
+{{- fail (printf "services.%s.env sets %s with a password or token in it: put it in services.%s.secretSettings (a Secret, mounted as a file)" $name $variable $name) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- include "radstream.validateDurable" . -}}
+{{- if not .Values.insecure -}}
+{{- include "radstream.validateSecure" . -}}
 {{- end -}}
 {{- with .Values.services.deid -}}
 {{- if and .enabled (not .keySecret.name) -}}
 {{- fail "services.deid.keySecret.name is required: the pseudonymisation key, from a Secret" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+State that must outlive a pod: a replaced pod must not forget what senders were told was stored
+(ingest's study assembly), which events it handled or how often one crashed it (every service's
+idempotency store), or where it was in the PACS's changes (the pull cursor). Without PostgreSQL
+that state is SQLite in the working directory, which must then be a PersistentVolumeClaim.
+*/}}
+{{- define "radstream.validateDurable" -}}
+{{- range $name, $svc := .Values.services -}}
+{{- $persistent := (dig "persistence" "enabled" false $svc) -}}
+{{- if and $svc.enabled $persistent (gt (int $svc.replicas) 1) -}}
+{{- fail (printf "services.%s.persistence is one ReadWriteOnce claim, for one replica: more replicas share their state in PostgreSQL instead" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.services.ingest -}}
+{{- if .enabled -}}
+{{- $persistent := (dig "persistence" "enabled" false .) -}}
+{{- $stated := merge dict (.env | default dict) (.secretSettings | default dict) -}}
+{{- if not (or .assemblyDsnSecret.name $persistent (hasKey $stated "RADSTREAM_INGEST_ASSEMBLY_DSN")) -}}
+{{- fail "services.ingest would keep its study assembly in SQLite on an emptyDir, and a replaced pod would forget studies that senders were told were stored: set services.ingest.assemblyDsnSecret (PostgreSQL) or services.ingest.persistence.enabled (a PersistentVolumeClaim)" -}}
+{{- end -}}
+{{- if and (eq (toString (get (.env | default dict) "RADSTREAM_INGEST_PACS_MODE")) "pull") (not (or $persistent (hasKey $stated "RADSTREAM_INGEST_PACS_CURSOR_DSN"))) -}}
+{{- fail "services.ingest would keep its place in the PACS's changes (pull mode) in SQLite on an emptyDir, and a replaced pod would skip what arrived meanwhile: set services.ingest.persistence.enabled, or RADSTREAM_INGEST_PACS_CURSOR_DSN (PostgreSQL) in services.ingest.secretSettings" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $svc := .Values.services -}}
+{{- if and $svc.enabled (not $.Values.delivery.idempotencyDsnSecret.name) (not (dig "persistence" "enabled" false $svc)) -}}
+{{- fail (printf "services.%s would keep its idempotency store in SQLite on an emptyDir, and a replaced pod would forget which events it handled and which crashed it: set delivery.idempotencyDsnSecret (PostgreSQL) or services.%s.persistence.enabled (a PersistentVolumeClaim)" $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+What a release carrying patient data needs on the wire, unless `insecure: true` says otherwise:
+TLS to Kafka and the object store, TLS on every ingest listener, named senders, and
+NetworkPolicies whose egress names the Kafka brokers and the object store (and PostgreSQL when
+a DSN is given).
+*/}}
+{{- define "radstream.validateSecure" -}}
+{{- $escape := "or set insecure: true (a cluster without patient data)" -}}
+{{- if not (has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL")) -}}
+{{- fail (printf "kafka.securityProtocol must be SSL or SASL_SSL (TLS): events carry PHI; %s" $escape) -}}
+{{- end -}}
+{{- if hasPrefix "http://" .Values.blob.s3EndpointUrl -}}
+{{- fail (printf "blob.s3EndpointUrl must be https:// (TLS): the PHI store holds patient data; %s" $escape) -}}
+{{- end -}}
+{{- with .Values.services.ingest -}}
+{{- if .enabled -}}
+{{- $open := list -}}
+{{- range $listener, $l := (.listeners | default dict) -}}
+{{- if $l.enabled -}}{{- $open = append $open $listener -}}{{- end -}}
+{{- end -}}
+{{- if and $open (not .allowedFrom) -}}
+{{- fail (printf "services.ingest.allowedFrom is required: the senders (modalities, PACS, RIS) that may reach ingest's listeners; %s" $escape) -}}
+{{- end -}}
+{{- $env := .env | default dict -}}
+{{- $tlsSecret := dig "tls" "secret" "" . -}}
+{{- range $listener := $open -}}
+{{- $variable := printf "RADSTREAM_INGEST_%s_TLS_CERTFILE" (upper $listener) -}}
+{{- if not (or $tlsSecret (hasKey $env $variable)) -}}
+{{- fail (printf "services.ingest.tls.secret is required: the %s listener would take PHI in clear text (or set %s and its _KEYFILE in services.ingest.env); %s" $listener $variable $escape) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.networkPolicy.enabled -}}
+{{- fail (printf "networkPolicy.enabled is required: PHI-zone pods take only their senders and reach only their destinations; %s" $escape) -}}
+{{- end -}}
+{{- range $destination := list "kafka" "objectStore" -}}
+{{- if not (index $.Values.networkPolicy.egress $destination).to -}}
+{{- fail (printf "networkPolicy.egress.%s.to is required: the peers PHI-zone pods may reach it at (egress is denied everywhere else); %s" $destination $escape) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "radstream.usesPostgres" .) (not .Values.networkPolicy.egress.postgres.to) -}}
+{{- fail (printf "networkPolicy.egress.postgres.to is required with a PostgreSQL DSN: the peers PHI-zone pods may reach it at; %s" $escape) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when any PostgreSQL DSN is given by a Secret; empty otherwise. */}}
+{{- define "radstream.usesPostgres" -}}
+{{- $ingest := .Values.services.ingest -}}
+{{- $secrets := $ingest.secretSettings | default dict -}}
+{{- if or .Values.delivery.idempotencyDsnSecret.name $ingest.assemblyDsnSecret.name (hasKey $secrets "RADSTREAM_INGEST_ASSEMBLY_DSN") (hasKey $secrets "RADSTREAM_INGEST_PACS_CURSOR_DSN") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Settings that can carry a password or a token inside a larger value (a DSN, export targets):
+with one, only from a Secret (the services refuse it from the environment; a test keeps this
+list in step with their secret_file_only fields).
+*/}}
+{{- define "radstream.secretFileOnly" -}}
+RADSTREAM_DELIVERY_IDEMPOTENCY_DSN RADSTREAM_INGEST_ASSEMBLY_DSN RADSTREAM_INGEST_PACS_CURSOR_DSN RADSTREAM_INGEST_PACS_EXPORT_TARGETS
 {{- end -}}
 
 {{/*

@@ -36,16 +36,6 @@ PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text(
 KUBERNETES = "1.30.0"
 SERVICE_SETTINGS: dict[str, type[BaseSettings]] = {"ingest": IngestSettings, "deid": DeidSettings}
 
-# The least a release needs: one replica each, so no PostgreSQL is required.
-MINIMAL: dict[str, Any] = {
-    "kafka": {
-        "bootstrap": "kafka:9093",
-        "saslPasswordSecret": {"name": "kafka", "key": "password"},
-    },
-    "blob": {"phiUri": "s3://phi", "releaseUri": "s3://release"},
-    "services": {"deid": {"replicas": 1, "keySecret": {"name": "deid-key", "key": "key"}}},
-}
-
 helm_python.disable_logging()
 
 
@@ -58,6 +48,53 @@ def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# What values.yaml leaves for the user to fill in; with it alone, the chart's defaults apply.
+REQUIRED: dict[str, Any] = {
+    "kafka": {
+        "bootstrap": "kafka:9093",
+        "saslPasswordSecret": {"name": "kafka", "key": "password"},
+    },
+    "blob": {"phiUri": "s3://phi", "releaseUri": "s3://release"},
+    "services": {"deid": {"replicas": 1, "keySecret": {"name": "deid-key", "key": "key"}}},
+}
+KAFKA_PEERS = [{"ipBlock": {"cidr": "10.30.1.0/28"}}]
+S3_PEERS = [{"ipBlock": {"cidr": "10.30.3.0/28"}}]
+PG_PEERS = [{"ipBlock": {"cidr": "10.30.2.10/32"}}]
+# The least a release needs: one replica each with its state on a claim (so no PostgreSQL),
+# ingest on TLS from named senders, egress to the Kafka brokers and the object store.
+MINIMAL: dict[str, Any] = merged(
+    REQUIRED,
+    {
+        "networkPolicy": {
+            "egress": {"kafka": {"to": KAFKA_PEERS}, "objectStore": {"to": S3_PEERS}}
+        },
+        "services": {
+            "ingest": {
+                "persistence": {"enabled": True},
+                "allowedFrom": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                "tls": {"secret": "ingest-tls"},
+            },
+            "deid": {"persistence": {"enabled": True}},
+        },
+    },
+)
+# The same, with the state in PostgreSQL instead of on claims.
+WITH_POSTGRES: dict[str, Any] = merged(
+    MINIMAL,
+    {
+        "delivery": {"idempotencyDsnSecret": {"name": "pg", "key": "guard-dsn"}},
+        "networkPolicy": {"egress": {"postgres": {"to": PG_PEERS}}},
+        "services": {
+            "ingest": {
+                "persistence": {"enabled": False},
+                "assemblyDsnSecret": {"name": "pg", "key": "assembly-dsn"},
+            },
+            "deid": {"persistence": {"enabled": False}},
+        },
+    },
+)
 
 
 def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -500,3 +537,268 @@ def test_the_chart_knows_every_secret_setting_and_refuses_one_in_plain_values() 
         values = merged(MINIMAL, {"services": {"ingest": {"env": {variable: "oops"}}}})
         with pytest.raises(helm_python.HelmRenderError, match=f"sets {variable}, a secret"):
             render(values)
+
+
+def volume(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == name]
+    return found
+
+
+def test_the_default_release_is_refused_until_the_study_assembly_is_durable() -> None:
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=r"study assembly in SQLite on an emptyDir.*services\.ingest\.assemblyDsnSecret "
+        r"\(PostgreSQL\) or services\.ingest\.persistence\.enabled",
+    ):
+        render(REQUIRED)
+
+
+def test_an_idempotency_store_on_an_emptydir_is_refused_too() -> None:
+    values = merged(REQUIRED, {"services": {"ingest": {"persistence": {"enabled": True}}}})
+
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=r"services\.deid would keep its idempotency store in SQLite on an emptyDir.*"
+        r"delivery\.idempotencyDsnSecret \(PostgreSQL\) or services\.deid\.persistence\.enabled",
+    ):
+        render(values)
+
+
+@pytest.mark.parametrize("values", [MINIMAL, WITH_POSTGRES], ids=["claims", "postgres"])
+def test_each_durable_release_renders_and_passes_the_schemas(values: dict[str, Any]) -> None:
+    docs = render(values)
+
+    for doc in docs:
+        if not doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    claims = of_kind(docs, "PersistentVolumeClaim")
+    for name, deployment in of_kind(docs, "Deployment").items():
+        work = volume(deployment, "work")
+        if values is MINIMAL:
+            claim = work["persistentVolumeClaim"]["claimName"]
+            assert claims[name]["metadata"]["name"] == claim == f"rs-radstream-{name}-state"
+            assert claims[name]["spec"]["accessModes"] == ["ReadWriteOnce"]
+            assert deployment["spec"]["strategy"] == {"type": "Recreate"}, "one claim, one pod"
+        else:
+            assert work == {"name": "work", "emptyDir": {}}
+            assert claims == {}
+    if values is WITH_POSTGRES:
+        _, ingest_secrets = environment(docs, "ingest")
+        assert "RADSTREAM_INGEST_ASSEMBLY_DSN" in ingest_secrets
+
+
+def test_a_claim_that_exists_is_used_and_not_created() -> None:
+    values = merged(
+        MINIMAL, {"services": {"ingest": {"persistence": {"existingClaim": "ingest-state"}}}}
+    )
+
+    docs = render(values)
+
+    work = volume(of_kind(docs, "Deployment")["ingest"], "work")
+    assert work["persistentVolumeClaim"]["claimName"] == "ingest-state"
+    assert set(of_kind(docs, "PersistentVolumeClaim")) == {"deid"}
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (
+            merged(
+                WITH_POSTGRES,
+                {"services": {"ingest": {"persistence": {"enabled": True}, "replicas": 2}}},
+            ),
+            r"services\.ingest\.persistence is one ReadWriteOnce claim, for one replica",
+        ),
+        (
+            merged(
+                WITH_POSTGRES,
+                {"services": {"ingest": {"env": {"RADSTREAM_INGEST_PACS_MODE": "pull"}}}},
+            ),
+            r"place in the PACS's changes \(pull mode\) in SQLite on an emptyDir",
+        ),
+    ],
+    ids=["a claim shared by replicas", "a pull cursor on an emptyDir"],
+)
+def test_state_a_pod_would_lose_is_refused(values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=reason):
+        render(values)
+
+
+def test_a_pull_cursor_in_postgresql_is_durable() -> None:
+    values = merged(
+        WITH_POSTGRES,
+        {
+            "services": {
+                "ingest": {
+                    "env": {"RADSTREAM_INGEST_PACS_MODE": "pull"},
+                    "secretSettings": {
+                        "RADSTREAM_INGEST_PACS_CURSOR_DSN": {"name": "pg", "key": "cursor-dsn"}
+                    },
+                }
+            }
+        },
+    )
+
+    _, secrets = environment(render(values), "ingest")
+
+    assert "RADSTREAM_INGEST_PACS_CURSOR_DSN" in secrets
+
+
+OPEN_RELEASES = [
+    (
+        merged(PRODUCTION, {"services": {"ingest": {"allowedFrom": []}}}),
+        r"services\.ingest\.allowedFrom is required",
+    ),
+    (
+        merged(PRODUCTION, {"services": {"ingest": {"tls": {"secret": ""}}}}),
+        r"services\.ingest\.tls\.secret is required: the dicom listener would take PHI in clear",
+    ),
+    (
+        merged(PRODUCTION, {"kafka": {"securityProtocol": "SASL_PLAINTEXT"}}),
+        r"kafka\.securityProtocol must be SSL or SASL_SSL",
+    ),
+    (
+        merged(PRODUCTION, {"blob": {"s3EndpointUrl": "http://s3.radiology.hospital.local"}}),
+        r"blob\.s3EndpointUrl must be https://",
+    ),
+    (
+        merged(PRODUCTION, {"networkPolicy": {"enabled": False}}),
+        r"networkPolicy\.enabled is required",
+    ),
+    (
+        merged(PRODUCTION, {"networkPolicy": {"egress": {"kafka": {"to": []}}}}),
+        r"networkPolicy\.egress\.kafka\.to is required",
+    ),
+    (
+        merged(PRODUCTION, {"networkPolicy": {"egress": {"postgres": {"to": []}}}}),
+        r"networkPolicy\.egress\.postgres\.to is required with a PostgreSQL DSN",
+    ),
+]
+OPEN_IDS = [
+    "no allowedFrom",
+    "listeners without TLS",
+    "Kafka without TLS",
+    "S3 without TLS",
+    "no NetworkPolicies",
+    "Kafka egress to anywhere",
+    "PostgreSQL egress to anywhere",
+]
+
+
+@pytest.mark.parametrize(("values", "reason"), OPEN_RELEASES, ids=OPEN_IDS)
+def test_an_open_release_is_refused_unless_it_says_insecure(
+    values: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=f"{reason}.*insecure: true"):
+        render(values)
+
+    assert of_kind(render(merged(values, {"insecure": True})), "Deployment")
+
+
+def test_tls_from_one_secret_covers_every_enabled_listener(
+    production: list[dict[str, Any]],
+) -> None:
+    plain, _ = environment(production, "ingest")
+    ingest = of_kind(production, "Deployment")["ingest"]
+
+    for listener in ("DICOM", "HTTP", "MLLP"):
+        assert plain[f"RADSTREAM_INGEST_{listener}_TLS_CERTFILE"] == (
+            "/etc/radstream/ingest-tls/tls.crt"
+        )
+        assert plain[f"RADSTREAM_INGEST_{listener}_TLS_KEYFILE"] == (
+            "/etc/radstream/ingest-tls/tls.key"
+        )
+    assert volume(ingest, "listener-tls")["secret"]["secretName"] == "radstream-ingest-tls"
+    mounts = {m["name"]: m for m in container(ingest)["volumeMounts"]}
+    assert mounts["listener-tls"]["mountPath"] == "/etc/radstream/ingest-tls"
+
+
+def test_phi_zone_egress_is_denied_but_to_the_listed_destinations(
+    production: list[dict[str, Any]],
+) -> None:
+    policies = of_kind(production, "NetworkPolicy")
+    egress = PRODUCTION["networkPolicy"]["egress"]
+
+    assert set(policies) == {"ingest", "deid"}
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert "Egress" in spec["policyTypes"], f"{name}: egress not denied by default"
+        peers = [rule.get("to") for rule in spec["egress"]]
+        assert None not in peers, f"{name}: a rule open to any address"
+        expected = [
+            egress["kafka"]["to"],
+            egress["postgres"]["to"],
+            egress["objectStore"]["to"],
+        ]
+        for destination in expected:
+            assert destination in peers, name
+        dns = [rule for rule in spec["egress"] if {"port": 53, "protocol": "UDP"} in rule["ports"]]
+        assert len(dns) == 1, f"{name}: DNS"
+        assert len(spec["egress"]) == 4, f"{name}: nothing else (no PACS is configured)"
+
+
+def test_the_pacs_destinations_are_ingests_only() -> None:
+    pacs = [{"ipBlock": {"cidr": "10.40.0.5/32"}}]
+    values = merged(
+        MINIMAL,
+        {
+            "networkPolicy": {
+                "egress": {"pacs": {"to": pacs, "ports": [{"port": 8042, "protocol": "TCP"}]}}
+            }
+        },
+    )
+
+    policies = of_kind(render(values), "NetworkPolicy")
+
+    assert pacs in [rule.get("to") for rule in policies["ingest"]["spec"]["egress"]]
+    assert pacs not in [rule.get("to") for rule in policies["deid"]["spec"]["egress"]]
+
+
+def secret_file_only_settings(model: type[BaseSettings]) -> Iterator[str]:
+    """The variables a settings class takes with a password or token only from a file."""
+    prefix = str(model.model_config.get("env_prefix", ""))
+    for name in getattr(model, "secret_file_only", {}):
+        yield (prefix + name).upper()
+    for field in model.model_fields.values():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseSettings):
+            yield from secret_file_only_settings(kind)
+
+
+def test_the_chart_knows_every_secret_file_only_setting() -> None:
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    [listed] = re.findall(r'define "radstream.secretFileOnly" -\}\}\n([^{]+)\{\{', helpers)
+
+    in_code = {v for model in SERVICE_SETTINGS.values() for v in secret_file_only_settings(model)}
+    assert set(listed.split()) == in_code
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RADSTREAM_DELIVERY_IDEMPOTENCY_DSN", "postgresql://rs:synthetic-pw@pg/radstream"),
+        ("RADSTREAM_INGEST_ASSEMBLY_DSN", "host=pg user=rs password=synthetic-pw"),
+        (
+            "RADSTREAM_INGEST_PACS_EXPORT_TARGETS",
+            json.dumps([{"name": "r", "transport": "stow-rs", "bearer_token": "synthetic"}]),
+        ),
+    ],
+)
+def test_a_password_or_token_in_plain_env_is_refused(variable: str, value: str) -> None:
+    values = merged(MINIMAL, {"services": {"ingest": {"env": {variable: value}}}})
+
+    with pytest.raises(
+        helm_python.HelmRenderError, match=f"sets {variable} with a password or token"
+    ):
+        render(values)
+
+
+def test_a_dsn_without_a_password_may_be_plain() -> None:
+    dsn = "postgresql://rs@pg/radstream?sslmode=verify-full"
+    values = merged(
+        MINIMAL, {"services": {"ingest": {"env": {"RADSTREAM_INGEST_PACS_CURSOR_DSN": dsn}}}}
+    )
+
+    plain, _ = environment(render(values), "ingest")
+
+    assert plain["RADSTREAM_INGEST_PACS_CURSOR_DSN"] == dsn
