@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 from radstream.common.envelope import H_ID, Event, decode
 from radstream.common.errors import MisconfiguredError, PoisonEventError, TransientError
 from radstream.common.idempotency import Claim, IdempotencyGuard, claim_for
-from radstream.common.logs import scrub_phi
+from radstream.common.logs import describe_error
 
 M = TypeVar("M", bound=Message)
 
@@ -129,13 +129,13 @@ class DeliveryObserver(Protocol):
 
 
 def error_text(error: BaseException) -> str:
-    """The error's message, PHI-scrubbed and bounded.
+    """What the dead-letter header says about ``error``: never a value, and bounded.
 
-    radstream's own errors name fields, not values; a library's exception may quote a value, so
-    the dead-letter header gets the same scrubbing as the logs.
+    radstream's own errors name codes and fields, never values: their message is kept, scrubbed.
+    A library's exception may quote the record (pydantic and psycopg do), so it is reduced to its
+    type and where it was raised (see :func:`~radstream.common.logs.describe_error`).
     """
-    text = scrub_phi(str(error)) or type(error).__name__
-    return text[:_MAX_ERROR_TEXT]
+    return describe_error(error)[:_MAX_ERROR_TEXT]
 
 
 def scope_of(group: str, topic: str) -> str:

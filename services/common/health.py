@@ -2,7 +2,8 @@
 
 * ``/healthz`` -- liveness: 200 whenever the event loop gets to answer at all.
 * ``/readyz`` -- readiness: runs every registered check, each under a timeout; 200 when all
-  pass, 503 naming each failing check, its error type and its PHI-scrubbed message.
+  pass, 503 naming each failing check, its error type and what
+  :func:`~radstream.common.logs.describe_error` may say of it (no value).
 * ``/metrics`` -- the Prometheus (or OpenMetrics, when asked) exposition of a registry.
 
 :class:`HealthApp` is a plain ASGI callable; :class:`HealthServer` runs it with uvicorn as a task
@@ -23,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from radstream.common.asgi_server import EmbeddedAsgiServer
-from radstream.common.logs import scrub_phi
+from radstream.common.logs import describe_error
 from radstream.common.settings import ObservabilitySettings
 
 __all__ = ["HealthApp", "HealthServer", "ReadinessCheck"]
@@ -101,7 +102,8 @@ class HealthApp:
                 "message": f"no answer within {self._check_timeout_s} s",
             }
         except Exception as exc:  # a failing check is an outcome to report, not a crash
-            return {"error_type": type(exc).__name__, "message": scrub_phi(str(exc))}
+            # A library's message may quote a value: only radstream's own errors keep theirs.
+            return {"error_type": type(exc).__name__, "message": describe_error(exc)}
         return "ok"
 
     def _log_changes(self, failing: set[str], results: Mapping[str, object]) -> None:

@@ -56,6 +56,13 @@ class SpoolFile:
             data += self._file.read()
         return data
 
+    def open_reader(self) -> BinaryIO:
+        """A new read-only file object on the content, at its start; the caller closes it."""
+        self._file.flush()
+        reader = os.fdopen(os.dup(self._file.fileno()), "rb")
+        reader.seek(0)
+        return reader
+
     def close(self) -> None:
         """Remove the file (idempotent)."""
         self._file.close()

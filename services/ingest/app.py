@@ -27,6 +27,7 @@ from radstream.common import topics
 from radstream.common.blobstore import BlobStores, open_blob_stores
 from radstream.common.bus import Bus, create_bus
 from radstream.common.health import HealthServer
+from radstream.common.memory_budget import MemoryBudget
 from radstream.common.service import service_app
 from radstream.common.topics import Topic
 from radstream.contracts.v1 import clinical_pb2, imaging_pb2, reports_pb2
@@ -64,6 +65,8 @@ __all__ = [
     "build_core",
     "create_app",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class IngestServer(Protocol):
@@ -129,6 +132,17 @@ def build_core(
         await bus.publish(chosen.study_received, ready.to_proto(), event_id=ready.event_id)
 
     accepted = settings.dicom.accepted_sop_classes or None
+    memory = settings.memory_plan()
+    limits = settings.reader_limits()  # fails at startup if the budget cannot hold it
+    log.info(
+        "memory budget",
+        extra={
+            "budget_bytes": memory.budget_bytes,
+            "budget_source": memory.source,
+            "copies": memory.copies,
+            "max_file_bytes": limits.max_file_bytes,
+        },
+    )
     return IngestCore(
         bus=bus,
         topics=chosen,
@@ -146,9 +160,11 @@ def build_core(
             assembly=assembly,
             publish_instance=publish_instance,
             audit=audit,
-            limits=settings.reader_limits(),
+            limits=limits,
             accepted_sop_classes=accepted,
             clock=clock,
+            budget=MemoryBudget(memory.budget_bytes),
+            copies=memory.copies,
         ),
         audit=audit,
         metrics=metrics,
@@ -270,7 +286,9 @@ def _report_and_http_servers(
             audit=core.audit,
             rejections=refused,
             max_request_bytes=settings.http.max_request_bytes,
-            max_part_bytes=settings.max_file_bytes,
+            max_part_bytes=settings.reader_limits().max_file_bytes,
+            spool_dir=settings.memory.spool_dir,
+            max_parts=settings.http.max_stow_parts,
         )
         fhir = FhirEndpoints(
             sink=reports,

@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from radstream.common.memory_budget import MemoryPlan, MemorySettings, plan_memory
 from radstream.common.settings import (
     BlobSettings,
     DeliverySettings,
@@ -130,12 +131,19 @@ class AssemblySettings(RadstreamSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
 
 
+# Copies of an instance ingest holds at its peak (tests/bench/memory_peak.py, tracemalloc on a
+# 200 MB instance): the receiver's input and pydicom's data set, plus, for C-STORE, the SCP's
+# own buffer of the data set it received. A spooled STOW-RS part holds the first two only.
+INGEST_COPIES = 3
+
+
 class IngestSettings(RadstreamSettings):
     """Everything the ingest service reads from its environment (``RADSTREAM_INGEST_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="RADSTREAM_INGEST_", extra="ignore")
 
-    max_file_bytes: int = Field(default=_DEFAULT_LIMITS.max_file_bytes, gt=0)
+    # Unset: the memory budget over INGEST_COPIES; a larger value is refused at startup.
+    max_file_bytes: int | None = Field(default=None, gt=0)
     max_element_bytes: int = Field(default=_DEFAULT_LIMITS.max_element_bytes, gt=0)
     max_private_bytes: int = Field(default=_DEFAULT_LIMITS.max_private_bytes, gt=0)
     # "file": JSON lines at audit_path; "phi-store": one JSON object per receipt in the PHI
@@ -146,6 +154,7 @@ class IngestSettings(RadstreamSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     blob: BlobSettings = Field(default_factory=BlobSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(
         default_factory=lambda: ObservabilitySettings(service_name="ingest")
     )
@@ -164,10 +173,22 @@ class IngestSettings(RadstreamSettings):
             )
         return self
 
+    def memory_plan(self) -> MemoryPlan:
+        """The memory budget (setting, container limit or fallback) with ingest's copies."""
+        return plan_memory(self.memory, copies=INGEST_COPIES)
+
     def reader_limits(self) -> ReaderLimits:
-        """Size limits for incoming instances (every channel)."""
+        """Size limits for incoming instances (every channel); the file limit within the budget.
+
+        Raises
+        ------
+        MemoryBudgetExceededError
+            RADSTREAM_INGEST_MAX_FILE_BYTES is larger than the memory budget can hold.
+        """
         return ReaderLimits(
-            max_file_bytes=self.max_file_bytes,
+            max_file_bytes=self.memory_plan().instance_limit(
+                self.max_file_bytes, setting="RADSTREAM_INGEST_MAX_FILE_BYTES"
+            ),
             max_element_bytes=self.max_element_bytes,
             max_private_bytes=self.max_private_bytes,
         )

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import ssl
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -44,6 +44,8 @@ __all__ = ["HttpServer", "create_http_app"]
 
 log = logging.getLogger(__name__)
 
+_SPARE_CONNECTIONS: Final = 64
+
 
 def create_http_app(
     settings: HttpSettings,
@@ -66,7 +68,46 @@ def create_http_app(
         app.include_router(fhir_router(fhir, authenticate))
     app.add_exception_handler(AuthenticationRefused, _render_refusal)
     app.add_exception_handler(RequestValidationError, _render_invalid_request)
+    app.add_middleware(
+        _ConcurrencyLimit, limit=settings.max_concurrent_requests, rejections=rejections
+    )
     return app
+
+
+class _ConcurrencyLimit:
+    """At most ``limit`` requests at once; one more is answered 503 with Retry-After, counted.
+
+    Before authentication, so a flood of unauthenticated requests is bounded too. uvicorn's
+    own ``limit_concurrency`` (connections plus tasks) stays above it, as a backstop.
+    """
+
+    def __init__(self, app: Any, *, limit: int, rejections: Rejections) -> None:
+        self._app = app
+        self._limit = limit
+        self._rejections = rejections
+        self._in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self._in_flight >= self._limit:
+            self._rejections.count("http", "too_many_requests", status=503)
+            await _busy(str(scope.get("path", "")))(scope, receive, send)
+            return
+        self._in_flight += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
+
+
+def _busy(path: str) -> Response:
+    headers = {"Retry-After": "1"}
+    if path.startswith("/fhir"):
+        outcome = operation_outcome("throttled", "too many requests at once; send again")
+        return JSONResponse(outcome, status_code=503, media_type=FHIR_JSON, headers=headers)
+    return JSONResponse({"error": "too_many_requests"}, status_code=503, headers=headers)
 
 
 async def _render_refusal(request: Request, exc: Exception) -> Response:
@@ -184,10 +225,14 @@ class HttpServer:
             ws="none",
             server_header=False,
             timeout_graceful_shutdown=2,
+            # A backstop over the app's own request limit: idle keep-alive connections count.
+            limit_concurrency=settings.max_concurrent_requests + _SPARE_CONNECTIONS,
             **tls,
         )
         try:
             config.load()
+            if config.ssl is not None:
+                config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
         except (OSError, ssl.SSLError) as exc:
             raise MisconfiguredError(
                 "the ingest HTTP server cannot load its TLS files; check "

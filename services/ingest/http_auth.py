@@ -125,6 +125,10 @@ class HttpSettings(RadstreamSettings):
     max_request_bytes: int = Field(default=1024 * _MiB, gt=0)
     # FHIR resources are small; anything larger is refused with 413.
     max_fhir_bytes: int = Field(default=16 * _MiB, gt=0)
+    # Instances in one STOW-RS request; a request with more is refused with 413.
+    max_stow_parts: int = Field(default=1000, gt=0)
+    # Requests handled at once; one more is answered 503 with Retry-After.
+    max_concurrent_requests: int = Field(default=64, gt=0)
     # Base of RetrieveURL and Location headers, e.g. https://ingest.radiology.example; empty:
     # derived from the request.
     public_base_url: str = ""

@@ -96,6 +96,8 @@ class MllpSettings(RadstreamSettings):
     allow_any_peer: bool = False
     accepted_processing_ids: Annotated[frozenset[str], NoDecode] = frozenset({"P"})
     max_message_bytes: int = Field(default=4 * _MiB, gt=0)
+    # Connections served at once; one more is closed at once (and counted).
+    max_connections: int = Field(default=16, gt=0)
     idle_timeout_s: float = Field(default=300.0, gt=0)
     encoding: str = "utf-8"
     local_timezone: str = "UTC"
@@ -292,6 +294,9 @@ class MllpServer:
         try:
             if not self._peers.allows(address):
                 self._rejections.count("mllp", "peer_not_allowed")
+                return
+            if len(self._connections) > self._settings.max_connections:  # this one included
+                self._rejections.count("mllp", "too_many_connections")
                 return
             identity = client_cn(writer.get_extra_info("ssl_object")) or address
             sender = Sender(channel="mllp", identity=identity, address=address)

@@ -27,10 +27,11 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -80,7 +81,8 @@ class StowEndpoints:
     """What the DICOMweb routes need.
 
     ``complete_study`` is the explicit assembly trigger (the assembler's ``complete``, which
-    also wakes it). ``max_part_bytes`` bounds one instance; ``max_request_bytes`` the body.
+    also wakes it). ``max_part_bytes`` bounds one instance; ``max_request_bytes`` the body;
+    ``max_parts`` the instances of one request.
     """
 
     receiver: InstanceReceiver
@@ -90,6 +92,9 @@ class StowEndpoints:
     rejections: Rejections
     max_request_bytes: int
     max_part_bytes: int
+    # Where parts beyond 1 MiB wait on disk while they arrive (None: in memory).
+    spool_dir: Path | None = None
+    max_parts: int = 1000
 
 
 def stow_router(endpoints: StowEndpoints, authenticate: HttpAuthenticator) -> APIRouter:
@@ -162,20 +167,22 @@ async def _store(
         return _refuse(endpoints, 413, "body_too_large")
     try:
         reader = MultipartReader(
-            media.parameter("boundary"), max_part_bytes=endpoints.max_part_bytes
+            media.parameter("boundary"),
+            max_part_bytes=endpoints.max_part_bytes,
+            spool_dir=endpoints.spool_dir,
         )
     except MultipartError as exc:
         return _refuse(endpoints, 400, exc.reason)
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     try:
-        async for part in read_parts(
-            request.stream(), reader, max_body_bytes=endpoints.max_request_bytes
-        ):
+        parts = read_parts(request.stream(), reader, max_body_bytes=endpoints.max_request_bytes)
+        async for part in _at_most(parts, endpoints.max_parts):
             success, item = await _store_part(endpoints, part, sender, expected_study)
             (stored if success else failed).append(item)
-    except BodyTooLargeError:
-        return _refuse(endpoints, 413, "body_too_large")
+    except (BodyTooLargeError, _TooManyPartsError) as exc:
+        # What came before is stored; a re-send in smaller requests makes it duplicates.
+        return _refuse(endpoints, 413, exc.reason)
     except MultipartError as exc:
         if not reader.parts_read:
             return _refuse(endpoints, 400, exc.reason)
@@ -191,10 +198,36 @@ async def _store(
     return _dicom_json(status, body)
 
 
+class _TooManyPartsError(MultipartError):
+    """The request carries more instances than one request may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("too_many_parts", f"a request may carry at most {limit} instances")
+
+
+async def _at_most(parts: AsyncIterator[Part], limit: int) -> AsyncIterator[Part]:
+    """The parts, raising :class:`_TooManyPartsError` when a part beyond ``limit`` arrives."""
+    count = 0
+    async for part in parts:
+        count += 1
+        if count > limit:
+            raise _TooManyPartsError(limit)
+        yield part
+
+
 async def _store_part(
     endpoints: StowEndpoints, part: Part, sender: Sender, expected_study: str | None
 ) -> tuple[bool, dict[str, Any]]:
     """Store one part; return whether it was stored and its response item."""
+    try:
+        return await _store_content(endpoints, part, sender, expected_study)
+    finally:
+        part.close()  # its spool file, if any
+
+
+async def _store_content(
+    endpoints: StowEndpoints, part: Part, sender: Sender, expected_study: str | None
+) -> tuple[bool, dict[str, Any]]:
     if part.oversized:
         await _audit_refusal(endpoints, part, sender, "file_too_large", "")
         return False, _failed_item(None, None, OUT_OF_RESOURCES)
@@ -202,11 +235,12 @@ async def _store_part(
         await _audit_refusal(endpoints, part, sender, "unsupported_part_type", "")
         return False, _failed_item(None, None, CANNOT_UNDERSTAND)
     if expected_study is not None:
-        uids = await asyncio.to_thread(_identifying_uids, part.data)
+        uids = await asyncio.to_thread(_identifying_uids, part)
         if uids is not None and uids[0] != expected_study:
             await _audit_refusal(endpoints, part, sender, "study_uid_mismatch", uids[1])
             return False, _failed_item(uids[1], uids[2], STUDY_UID_MISMATCH)
-    receipt = await endpoints.receiver.receive(part.data, sender=sender)
+    # A spooled part is read into memory by the receiver, once the memory budget has room.
+    receipt = await endpoints.receiver.receive(part.spooled or part.data, sender=sender)
     if receipt.accepted:
         return True, _referenced_item(receipt)
     return False, _failed_item(
@@ -220,21 +254,27 @@ def _failure_reason(receipt: Receipt) -> int:
     return receipt.dicom_status
 
 
-def _identifying_uids(data: bytes) -> tuple[str, str, str] | None:
+def _identifying_uids(part: Part) -> tuple[str, str, str] | None:
     """(study, SOP class, SOP instance) UIDs read cheaply, or None if unreadable here.
 
-    Unreadable bytes go on to the receiver, whose strict reader names the exact failure.
+    Unreadable bytes go on to the receiver, whose strict reader names the exact failure. A
+    spooled part is read from its file up to the pixel data, not into memory.
     """
     from pydicom import dcmread  # noqa: PLC0415 -- the DICOM extra, loaded with the routes
 
+    source: BinaryIO = (
+        part.spooled.open_reader() if part.spooled is not None else io.BytesIO(part.data)
+    )
     try:
         dataset = dcmread(
-            io.BytesIO(data),
+            source,
             stop_before_pixels=True,
             specific_tags=["StudyInstanceUID", "SOPClassUID", "SOPInstanceUID"],
         )
     except Exception:  # any parse failure: the receiver will say which
         return None
+    finally:
+        source.close()
     return (
         str(dataset.get("StudyInstanceUID", "")).strip(),
         str(dataset.get("SOPClassUID", "")).strip(),
@@ -247,7 +287,10 @@ async def _audit_refusal(
 ) -> None:
     """Audit a part refused before it reached the receiver (counts it, too)."""
     started = time.perf_counter()
-    digest = hashlib.sha256(part.data).hexdigest() if part.data else ""
+    if part.spooled is not None:
+        digest = part.spooled.sha256()
+    else:
+        digest = hashlib.sha256(part.data).hexdigest() if part.data else ""
     log.warning(
         "STOW-RS part refused",
         extra={"component": "stow", "error_type": outcome, "size": part.size, "sha256": digest},

@@ -45,7 +45,7 @@ async def serve_stow(
             audit=core.audit,
             rejections=refused,
             max_request_bytes=http.max_request_bytes,
-            max_part_bytes=settings.max_file_bytes,
+            max_part_bytes=settings.reader_limits().max_file_bytes,
         ),
     )
     async with HttpServer(http, app) as server:

@@ -145,7 +145,8 @@ async def test_failing_handler_sends_event_to_dlq_after_retries_and_stream_keeps
     assert attempts.count("poison") == 3
     headers = dict(letter.headers)
     assert headers["x-radstream-error-type"] == b"builtins.RuntimeError"
-    assert headers["x-radstream-error-message"] == b"pixel data shorter than Rows*Columns"
+    # Not a radstream error: its type and where it was raised, never its text.
+    assert headers["x-radstream-error-message"].startswith(b"RuntimeError raised in ")
     assert headers["x-radstream-attempts"] == b"3"
     assert headers["x-radstream-consumer-group"] == b"deid"
     assert headers["x-radstream-original-topic"] == topic.name.encode()

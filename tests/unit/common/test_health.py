@@ -120,7 +120,7 @@ class TestReadiness:
     async def test_error_messages_are_scrubbed_of_phi(
         self, client: httpx.AsyncClient, blobs: Dependency
     ) -> None:
-        blobs.error = RuntimeError("cannot read study of DOE^JOHN, MRN 12345678")
+        blobs.error = TransientError("cannot read study of DOE^JOHN, MRN 12345678")
 
         response = await client.get("/readyz")
 
@@ -128,6 +128,18 @@ class TestReadiness:
         assert "12345678" not in response.text
         assert response.json()["checks"]["blob_phi"]["message"] == (
             "cannot read study of [name], MRN [id]"
+        )
+
+    async def test_a_library_error_is_named_by_its_type_and_place_not_its_message(
+        self, client: httpx.AsyncClient, blobs: Dependency
+    ) -> None:
+        blobs.error = RuntimeError("cannot read study of John Smith")
+
+        response = await client.get("/readyz")
+
+        assert "Smith" not in response.text
+        assert response.json()["checks"]["blob_phi"]["message"].startswith(
+            "RuntimeError raised in "
         )
 
     async def test_checks_registered_after_start_are_run(
