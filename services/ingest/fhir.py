@@ -123,9 +123,9 @@ async def _create(
         await _audit(endpoints, received, sender, problem.reason, kind)
         return _problem_response(problem)
     except Exception as exc:  # a case the parser did not foresee: still the resource's fault
-        problem = _unreadable(exc)
-        await _audit(endpoints, received, sender, problem.reason, kind)
-        return _problem_response(problem)
+        unreadable = _unreadable(exc)
+        await _audit(endpoints, received, sender, unreadable.reason, kind)
+        return _problem_response(unreadable)
     try:
         await _commit(endpoints, [accepted], sender)
     except _Unavailable:
