@@ -4,11 +4,12 @@ The walk builds a new dataset. Elements the table does not name are carried over
 them (undecoded, so a CT slice costs little more than a dictionary lookup per element) if the
 data dictionary knows them (repeating-group masks such as (60xx,0010) included); a public
 element it does not know is removed like a private one, since nothing says what it may hold
-(the Annex E rows themselves all name attributes the dictionary knows). Elements the table
-names are decoded and replaced, emptied, removed or kept. A sequence the action keeps (K, U, C,
-D) is walked item by item: K and U apply the table inside it, C also cleans the free text the
-table does not name, and D replaces that free text (and dates) with dummies, since "the action is
-applicable to the Sequence and all of its contents" (PS3.15 E.1.1). An element the walk cannot
+(a row of the table decides first, so an attribute the table names follows its row even if the
+dictionary does not know it). Elements the table names are decoded and replaced, emptied,
+removed or kept. A sequence the action keeps (K, U, C, D) is walked item by item: K and U apply
+the table inside it, C also cleans the free text the table does not name, and D replaces that
+free text (and dates) with dummies, since "the action is applicable to the Sequence and all of
+its contents" (PS3.15 E.1.1). An element the walk cannot
 process is removed and recorded -- the walk never lets an exception leave a value in place.
 """
 
