@@ -9,8 +9,8 @@ dictionary does not know it). Elements the table names are decoded and replaced,
 removed or kept. A sequence the action keeps (K, U, C, D) is walked item by item: K and U apply
 the table inside it, C also cleans the free text the table does not name, and D replaces that
 free text (and dates) with dummies, since "the action is applicable to the Sequence and all of
-its contents" (PS3.15 E.1.1). An element the walk cannot
-process is removed and recorded -- the walk never lets an exception leave a value in place.
+its contents" (PS3.15 E.1.1). An element the walk cannot process is removed and recorded -- the
+walk never lets an exception leave a value in place.
 """
 
 from __future__ import annotations
