@@ -27,6 +27,7 @@ Zone = Literal["phi", "release"]
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_HASH_CHUNK: Final = 1024 * 1024
 _PROBE_KEY: Final = "_probe"  # never a fan-out directory: those are two hex digits
 _MISSING_OBJECT_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 _MISCONFIGURED_S3_CODES: Final = frozenset(
@@ -324,9 +325,11 @@ def _verify_file(ref: BlobRef, file: BinaryIO) -> None:
             "stored copy is damaged or the ref is wrong"
         )
     file.seek(0)
-    digest = hashlib.file_digest(file, "sha256").hexdigest()
+    hasher = hashlib.sha256()
+    while chunk := file.read(_HASH_CHUNK):
+        hasher.update(chunk)
     file.seek(0)
-    if digest != ref.sha256:
+    if hasher.hexdigest() != ref.sha256:
         raise BlobIntegrityError(
             f"blob sha256={ref.sha256} does not hash to its ref; the stored copy is damaged"
         )
