@@ -170,11 +170,15 @@ def find_residual_phi(
     allowed_texts = {text.strip() for text in allowed}
     found: dict[tuple[str, str], MatchKind] = {}
     windows: dict[str, set[str]] = defaultdict(set)  # normalised window -> paths
-    for item in _searched_values(output, retained_uids=retained_uids):
+    searched = _searched_values(output, retained_uids=retained_uids)
+    instance_codes = _instance_codes(searched)
+    for item in searched:
         for text in item.texts:
             if text.strip() in allowed_texts:
                 continue
             searchable = fold(_REPLACEMENT.sub(" ", text))
+            if item.keyword in _COIL_NAME_KEYWORDS:
+                searchable = _without_words(searchable, instance_codes)
             coded = _standard_coded_string(item)
             code = normalise(text) if coded and is_defined_term(item.keyword, text) else None
             for kind in _exact_kinds(searchable, search, code=code):
@@ -214,6 +218,41 @@ def _without_equipment_names(phi: PhiValues, output: Dataset) -> PhiValues:
 
     kept = tuple(value for value in phi.values if not names_equipment(value))
     return phi if len(kept) == len(phi.values) else PhiValues(values=kept)
+
+
+# Coil names are the maker's names for a piece of hardware ("SENSE-Knee-8", "HeadNeck_20"): they
+# spell the anatomy the coil is built for, which the instance also codes in its CS attributes.
+_COIL_NAME_KEYWORDS = frozenset({"ReceiveCoilName", "TransmitCoilName"})
+
+
+def _instance_codes(searched: Iterable[HeaderValue]) -> frozenset[str]:
+    """The words of this instance's coded values: whole CS values that are defined terms."""
+    return frozenset(
+        word.casefold()
+        for item in searched
+        if _standard_coded_string(item)
+        for text in item.texts
+        if is_defined_term(item.keyword, text)
+        for word in tokens(text)
+    )
+
+
+def _without_words(text: str, words: frozenset[str]) -> str:
+    """``text`` with every word in ``words`` blanked out (the rest is searched as before).
+
+    A patient called "KNEE" in a knee study leaves "KNEE" in Body Part Examined (a code, excused
+    above) and in the knee coil's name. Only the words the instance itself codes are blanked, and
+    only in coil names: the same word in any other attribute still holds the instance, and any
+    other PHI value in a coil name is still found.
+    """
+    if not words:
+        return text
+    return _WORD_RUN.sub(
+        lambda match: " " if match.group().casefold() in words else match.group(), text
+    )
+
+
+_WORD_RUN = re.compile(r"[^\W_]+")
 
 
 def _text_of(ds: Dataset, keyword: str) -> str:

@@ -229,10 +229,37 @@ class TestWhatIsNotAResidual:
         phi = collect_phi_values(item(PatientName="KNEE"))
         ds = deidentified()
         ds.BodyPartExamined = "KNEE"
-        ds.ReceiveCoilName = "KNEE"  # SH: free text
+        ds.SequenceName = "KNEE"  # SH: free text
+        assert find_residual_phi(ds, phi) == [
+            ResidualPhi(path="(0018,0024)", kind="PatientName", match="exact")
+        ]
+
+    def test_a_coil_named_for_the_body_part_the_instance_codes_is_not_a_residual(self) -> None:
+        # Orthanc's "KNEE" MR instances: Body Part Examined KNEE, Receive Coil Name SENSE-Knee-8.
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.BodyPartExamined = "KNEE"
+        ds.ReceiveCoilName = "SENSE-Knee-8"
+        ds.TransmitCoilName = "KNEE"
+        assert find_residual_phi(ds, phi) == []
+
+    def test_a_coil_name_still_holds_a_body_part_the_instance_does_not_code(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE"))
+        ds = deidentified()
+        ds.BodyPartExamined = "ANKLE"
+        ds.ReceiveCoilName = "SENSE-Knee-8"
         assert find_residual_phi(ds, phi) == [
             ResidualPhi(path="(0018,1250)", kind="PatientName", match="exact")
         ]
+
+    def test_a_coil_name_still_holds_any_other_phi_value(self) -> None:
+        phi = collect_phi_values(item(PatientName="KNEE^JOHNSTONE"))
+        ds = deidentified()
+        ds.BodyPartExamined = "KNEE"
+        ds.ReceiveCoilName = "Johnstone-Knee-8"
+        assert ResidualPhi(path="(0018,1250)", kind="PatientName", match="exact") in (
+            find_residual_phi(ds, phi)
+        )
 
     @pytest.mark.parametrize(
         ("keyword", "value"),
