@@ -388,6 +388,11 @@ def deid(
     from radstream.deid.config import parse_options  # noqa: PLC0415
     from radstream.deid.profile import DeidKeys  # noqa: PLC0415
 
+    # pydicom warns quoting values from the files: warnings and log lines go to stderr through
+    # the PHI filter, as their category and place.
+    configure_logging(
+        ObservabilitySettings(service_name="deid", log_json=False, log_level="WARNING")
+    )
     try:
         settings = _deid_settings(key_file)
         if options is not None:

@@ -21,7 +21,6 @@ import io
 import os
 import re
 import traceback
-import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -159,12 +158,11 @@ def deidentify_instance(
     started = datetime.now(UTC)
     progress = _Progress()
     try:
-        # pydicom warns with values quoted from the file; none of that may reach a log.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            assessment, residuals = _run(
-                data, progress, profile, keys, clean_text, pixel_policy, limits
-            )
+        # pydicom's warnings quote values; configure_logging routes them to the log as their
+        # category and place (no catch_warnings: this runs in worker threads).
+        assessment, residuals = _run(
+            data, progress, profile, keys, clean_text, pixel_policy, limits
+        )
     except Exception as exc:  # fail closed: whatever went wrong, nothing is released
         return _rejected(data, exc, progress, profile, pixel_policy, started)
     reasons = (*assessment.reasons, *(residual_reason(hit) for hit in residuals))

@@ -14,7 +14,6 @@ verifier looks for), so radstream fails closed and rejects it.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 from pydicom import dcmread
@@ -22,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 
+from radstream.common.logs import withhold_library_messages
 from radstream.dicom.errors import (
     MalformedDicomError,
     MissingFileMetaError,
@@ -37,6 +37,10 @@ __all__ = [
 ]
 
 MiB = 1024 * 1024
+
+# pydicom logs every warning it issues, value included, on its own logger: withhold those
+# messages for every handler (a test runner's log capture too), once per process.
+withhold_library_messages()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,12 +121,12 @@ def _parse(data: bytes) -> Dataset:
     """Read with pydicom and convert every element now, so no parse error surfaces later."""
     position = "the data set"
     try:
-        # pydicom warns with values quoted from the file; those must not reach any log.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dataset = dcmread(io.BytesIO(data))
-            for element in dataset.iterall():
-                position = f"element {element.tag}"
+        # pydicom warns (and logs) with values quoted from the file. No catch_warnings here: it
+        # swaps process-wide state and this runs in worker threads. configure_logging routes
+        # warnings to the log as their category and place; pydicom's own log lines are withheld.
+        dataset = dcmread(io.BytesIO(data))
+        for element in dataset.iterall():
+            position = f"element {element.tag}"
     except InvalidDicomError as exc:
         raise MissingFileMetaError(
             f"pydicom rejects the File Meta Information ({type(exc).__name__})"

@@ -111,7 +111,8 @@ async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(guard)
     [letter] = sink.letters
     headers = dict(letter.headers())
     assert headers["x-radstream-error-type"] == b"builtins.ValueError"
-    assert headers["x-radstream-error-message"] == b"segmentation mask empty"
+    # A library's (here: a builtin) exception is named by its type and place, never its text.
+    assert headers["x-radstream-error-message"].startswith(b"ValueError raised in ")
     assert headers["x-radstream-attempts"] == b"3"
     assert headers["x-radstream-original-offset"] == b"0"
     assert letter.record.value == record().value

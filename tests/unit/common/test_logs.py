@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
-from radstream.common.errors import MisconfiguredError
+from radstream.common.errors import MisconfiguredError, PoisonEventError
 from radstream.common.logs import (
     REDACTED,
     SAFE_EXTRA_KEYS,
@@ -29,6 +29,12 @@ from radstream.common.logs import (
     scrub_phi,
 )
 from radstream.common.settings import ObservabilitySettings
+
+# Values kept out of the lines that raise them, so that a traceback's source line cannot hold them.
+DICOM_NAME = "DOE^JOHN"
+DIGIT_MRN = "12345678"
+PLAIN_NAME = "Smith, John"
+SHORT_ID = "4711"
 
 
 @dataclass
@@ -191,6 +197,16 @@ class TestMessageScrubbing:
             ("555.010.4477", "[phone]"),
             ("1.2.840.113619.2.55.3.604688119.969.1268071029.320", "[uid]"),
             ("2.25.329800735698586629295641978511506172918", "[uid]"),
+            ("John Smith", "[name]"),
+            ("SMITH JOHN", "[name]"),
+            ("Smith, John", "[name]"),
+            ("John Q. Smith", "[name]"),
+            ("Jörg Müller-Lüdenscheidt", "[name]"),
+            ("O'Neil Sean", "[name]"),
+            ("MRN A12345", "MRN [id]"),
+            ("ID 4711", "ID [id]"),
+            ("patient id: 4711-B", "patient id: [id]"),
+            ("A12345", "[id]"),
         ],
     )
     def test_phi_in_the_message_is_replaced_by_a_typed_placeholder(
@@ -223,6 +239,20 @@ class TestMessageScrubbing:
             "partition 2 offset 4711 lag 12",
             "uvicorn 0.30.1 ready",
             "consumer group deid joined",
+            "dead-lettered to radstream.study.received.v1.dlq",
+            "TimeoutError: no answer within 2.0 s",
+            "tag (0010,0010) removed; (0020,000D) replaced",
+            "rejected: not_dicom",
+            "only ORU^R01 is accepted",
+            "HL7 message refused",
+            "pydicom rejects the File Meta Information (InvalidDicomError)",
+            "Pixel Data holds 12 bytes but Rows, Columns, Bits Allocated, Samples per Pixel "
+            "and Number of Frames need 24",
+            "the data set has no SOPClassUID or SOPInstanceUID",
+            "Called AE Title Not Recognized",
+            "use DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            "Explicit VR Little Endian, SOP Instance UID",
+            "ValidationError raised in pydantic.main:model_validate line 596",
         ],
     )
     def test_operational_text_survives(self, log: Captured, operational: str) -> None:
@@ -231,24 +261,45 @@ class TestMessageScrubbing:
         assert log.last()["msg"] == operational
 
     def test_scrubbing_twice_changes_nothing_more(self) -> None:
-        once = scrub_phi("DOE^JOHN 19850312 MRN 12345678 j.doe@example.org")
+        once = scrub_phi("DOE^JOHN 19850312 MRN 12345678 j.doe@example.org John Smith ID 4711")
 
-        assert scrub_phi(once) == once == "[name] [date] MRN [id] [email]"
+        assert scrub_phi(once) == once == "[name] [date] MRN [id] [email] [name] ID [id]"
+
+    def test_vocabulary_words_end_a_name_but_do_not_hide_it(self) -> None:
+        assert scrub_phi("Patient John Smith seen at St Mary hospital") == (
+            "Patient [name] seen at [name] hospital"
+        )
 
 
 class TestExceptions:
-    def test_the_traceback_is_scrubbed_and_the_exception_type_kept(self, log: Captured) -> None:
+    def test_a_foreign_exception_keeps_its_type_and_frames_but_not_its_message(
+        self, log: Captured
+    ) -> None:
         try:
-            raise ValueError("cannot parse patient name DOE^JOHN for MRN 12345678")
+            raise ValueError(f"cannot parse patient name {DICOM_NAME} for MRN {DIGIT_MRN}")
         except ValueError:
             log.logger.exception("decoding failed", extra={"event_id": "e-1"})
 
         line = log.last()
         assert line["exc_type"] == "ValueError"
         assert "Traceback (most recent call last)" in line["traceback"]
-        assert "ValueError: cannot parse patient name [name] for MRN [id]" in line["traceback"]
+        assert "in test_a_foreign_exception_keeps_its_type_and_frames" in line["traceback"]
+        assert line["traceback"].endswith("ValueError: [message withheld]\n")
         assert "DOE^JOHN" not in log.text()
         assert "12345678" not in log.text()
+
+    def test_a_radstream_error_keeps_its_message_scrubbed(self, log: Captured) -> None:
+        try:
+            raise PoisonEventError(f"report of {PLAIN_NAME} (ID {SHORT_ID}) has no OBR")
+        except PoisonEventError:
+            log.logger.exception("refused")
+
+        traceback_text = log.last()["traceback"]
+        assert traceback_text.endswith(
+            "radstream.common.errors.PoisonEventError: report of [name] (ID [id]) has no OBR\n"
+        )
+        assert PLAIN_NAME not in log.text()
+        assert SHORT_ID not in log.text()
 
     def test_the_exception_type_is_qualified_by_its_module(self, log: Captured) -> None:
         try:
@@ -421,3 +472,55 @@ def test_uncaught_exception_is_logged_through_the_phi_filter() -> None:
     assert "ValueError" in output
     assert "DOE^JANE" not in output
     assert "12345678" not in output
+
+
+class RadstreamTestWarning(UserWarning):
+    """Stands for a warning radstream raises itself (its category lives in a radstream module)."""
+
+
+RadstreamTestWarning.__module__ = "radstream.tests"
+
+
+class TestWarnings:
+    @pytest.fixture
+    def stream(self, restore_root_logger: logging.Logger) -> Iterator[io.StringIO]:
+        import sys
+        import threading
+        import warnings
+
+        saved = warnings.showwarning, sys.excepthook, threading.excepthook
+        stream = io.StringIO()
+        configure_logging(ObservabilitySettings(), stream=stream)
+        yield stream
+        warnings.showwarning, sys.excepthook, threading.excepthook = saved
+
+    @pytest.mark.filterwarnings("always")
+    def test_a_library_warning_is_logged_as_its_category_and_place_only(
+        self, stream: io.StringIO
+    ) -> None:
+        import warnings
+
+        warnings.warn(f"Invalid value for VR PN: '{PLAIN_NAME}'", UserWarning, stacklevel=1)
+
+        line = json.loads(stream.getvalue())
+        assert line["logger"] == "radstream.warnings"
+        assert line["level"] == "WARNING"
+        assert line["msg"].startswith("UserWarning at common/test_logs.py line ")
+        assert line["msg"].endswith(": [message withheld]")
+        assert "Smith" not in stream.getvalue()
+
+    @pytest.mark.filterwarnings("always")
+    def test_a_radstream_warning_keeps_its_message_scrubbed(self, stream: io.StringIO) -> None:
+        import warnings
+
+        warnings.warn(f"pseudonym key is short for {PLAIN_NAME}", RadstreamTestWarning, 1)
+
+        assert json.loads(stream.getvalue())["msg"].endswith(": pseudonym key is short for [name]")
+
+    def test_pydicom_log_lines_are_withheld_with_their_place(self, stream: io.StringIO) -> None:
+        logging.getLogger("pydicom").warning("Invalid value for VR UI: '%s'", PLAIN_NAME)
+
+        line = json.loads(stream.getvalue())
+        assert line["logger"] == "pydicom"
+        assert line["msg"].startswith("[message withheld] (test_logs:")
+        assert "Smith" not in stream.getvalue()
