@@ -25,7 +25,13 @@ from radstream.ingest.http_auth import HttpSettings, token_sha256
 from radstream.ingest.stow import StowEndpoints
 from tests.integration.ingest.dicom_peers import DicomPki, make_pki
 from tests.integration.ingest.http_stack import ReceivingStack, receiving_stack
-from tests.unit.ingest.instances import PATIENT_ID, PATIENT_NAME, SC_IMAGE_STORAGE, SyntheticStudy
+from tests.unit.ingest.instances import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    SC_IMAGE_STORAGE,
+    SyntheticStudy,
+    to_part10,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -410,3 +416,25 @@ class TestExportOverTls:
 
         assert result.outcome == "retry"
         assert result.status == "http-ConnectError"
+
+
+class TestConflicts:
+    async def test_a_changed_instance_under_a_known_uid_is_stored_and_announced_as_a_conflict(
+        self, running: Running
+    ) -> None:
+        study = SyntheticStudy.new()
+        ds = study.dataset("CT", 1)
+        first = to_part10(ds)
+        ds.PixelData = bytes(reversed(range(128)))
+        corrected = to_part10(ds)
+        async with running.client() as client:
+            assert (await stow(client, [first])).status_code == 200
+            response = await stow(client, [corrected])
+
+        assert response.status_code == 200
+        original, replacing = await running.instances_of(study, 2)
+        assert replacing.message.replaces.sha256 == original.message.instance.blob.sha256
+        assert replacing.message.instance.blob.sha256 == hashlib.sha256(corrected).hexdigest()
+        assert running.stack.receipts("stow", "conflict") >= 1
+        [recorded] = await running.stack.assembly.instances(study.study_uid)
+        assert recorded.blob.sha256 == hashlib.sha256(corrected).hexdigest()
