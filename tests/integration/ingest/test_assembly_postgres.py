@@ -6,6 +6,7 @@ import pytest
 
 from tests.unit.ingest.test_assembly import (  # noqa: F401 -- the specification, re-collected
     TestAssembler,
+    TestCorrections,
     TestDuplicates,
     TestDurability,
     TestExactlyOnce,

@@ -171,6 +171,58 @@ class TestDuplicates:
         assert await assembly.due(at(1000)) == []
 
 
+def corrected(number: int, *, study: str = STUDY) -> common_pb2.InstanceRef:
+    """``ref(number)`` with other bytes: the same SOP Instance UID, another blob."""
+    changed = ref(number, study=study)
+    sha = f"{number + 10_000:064x}"
+    changed.blob.sha256, changed.blob.uri = sha, f"file:///phi/{sha[:2]}/{sha}"
+    return changed
+
+
+class TestCorrections:
+    async def test_a_correction_of_a_published_study_makes_a_revision_with_it(
+        self, assembly
+    ) -> None:
+        await assembly.add(ref(1), study_meta=meta(0))
+        await assembly.add(ref(2), study_meta=meta(1))
+        [first] = await publish(assembly, at(QUIET_S + 1))
+
+        assert await assembly.replace(corrected(2), study_meta=meta(100))
+
+        [amended] = await assembly.due(at(100 + QUIET_S))
+        assert (amended.revision, amended.amended) == (1, True)
+        assert [i.blob.sha256 for i in amended.instances] == [
+            ref(1).blob.sha256,
+            corrected(2).blob.sha256,
+        ]
+        assert amended.event_id != first.event_id
+        status = await assembly.status(STUDY)
+        assert status is not None and status.instance_count == 2
+
+    async def test_the_same_bytes_replace_nothing(self, assembly) -> None:
+        await assembly.add(ref(1), study_meta=meta(0))
+        await publish(assembly, at(QUIET_S))
+        assert not await assembly.replace(ref(1), study_meta=meta(100))
+        assert await assembly.due(at(1000)) == []
+
+    async def test_a_correction_into_another_study_moves_the_instance(self, assembly) -> None:
+        await assembly.add(ref(1), study_meta=meta(0))
+        await assembly.add(ref(2), study_meta=meta(0))
+        await publish(assembly, at(QUIET_S))
+
+        assert await assembly.replace(corrected(2, study=OTHER_STUDY), study_meta=meta(100))
+
+        due = {r.study_instance_uid: r for r in await assembly.due(at(100 + QUIET_S))}
+        assert [i.sop_instance_uid for i in due[STUDY].instances] == [ref(1).sop_instance_uid]
+        assert due[STUDY].revision == 1
+        assert [i.blob.sha256 for i in due[OTHER_STUDY].instances] == [corrected(2).blob.sha256]
+
+    async def test_the_recorded_blob_is_what_a_receipt_compares_with(self, assembly) -> None:
+        assert await assembly.recorded_blob(ref(1).sop_instance_uid) is None
+        await assembly.add(ref(1), study_meta=meta(0))
+        assert await assembly.recorded_blob(ref(1).sop_instance_uid) == ref(1).blob
+
+
 class TestLateArrivals:
     async def test_an_instance_after_publication_makes_an_amended_revision(self, assembly) -> None:
         await assembly.add(ref(1), study_meta=meta(0))
