@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 
 from radstream.ingest import config, http_auth, mllp, name_lists
@@ -23,8 +25,8 @@ def test_anything_else_is_a_configuration_error() -> None:
 
 
 @pytest.mark.parametrize("module", [config, http_auth, mllp])
-def test_each_settings_module_uses_the_one_parser(module: object) -> None:
-    assert getattr(module, "parse_names") is name_lists.parse_names
+def test_each_settings_module_uses_the_one_parser(module: ModuleType) -> None:
+    assert module.parse_names is name_lists.parse_names
     assert not hasattr(module, "_names_from")
 
 
