@@ -192,7 +192,10 @@ def replay_command(  # noqa: PLR0917 -- one parameter per command-line option
     ],
     kind: Annotated[
         str,
-        typer.Option(help="Which letters: handler-failed (default), poison, or all."),
+        typer.Option(
+            help="Which letters: handler-failed (default), poison, crashed, "
+            "retry-time-exhausted, or all."
+        ),
     ] = "handler-failed",
     error_type: Annotated[
         str | None,

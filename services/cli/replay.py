@@ -28,7 +28,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from radstream.common.delivery import ERROR_HEADER_PREFIX
+from radstream.common import delivery
+from radstream.common.delivery import ERROR_HEADER_PREFIX, KIND_HANDLER_FAILED
 from radstream.common.envelope import H_ID
 from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.kafka_client import aiokafka_options
@@ -37,7 +38,10 @@ from radstream.common.topics import DLQ_SUFFIX
 
 DEFAULT_GROUP = "radstream-replay"
 REPLAYED_FROM = ERROR_HEADER_PREFIX + "replayed-from"
-KINDS = ("handler-failed", "poison")
+# The kinds (x-radstream-error-kind) a run may select: handler-failed, poison, crashed (the
+# consumer died with the record in flight; replay once the cause, e.g. a memory limit, is
+# fixed) and retry-time-exhausted (a dependency was away for too long).
+KINDS = delivery.KINDS
 
 
 class Action(StrEnum):
@@ -68,7 +72,7 @@ class Letter:
 class Selection:
     """Which dead letters to replay: by kind, error type and the group that gave up."""
 
-    kinds: frozenset[str] = frozenset({"handler-failed"})
+    kinds: frozenset[str] = frozenset({KIND_HANDLER_FAILED})
     error_type: str | None = None
     group: str | None = None
 

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,13 @@ from radstream.common.delivery import (
 )
 from radstream.common.envelope import Event, derived_event_id, encode, new_event_id
 from radstream.common.errors import TransientError
-from radstream.common.idempotency import BatchGuard, IdempotencyGuard, open_guard, prefetch
+from radstream.common.idempotency import (
+    AttemptLog,
+    BatchGuard,
+    IdempotencyGuard,
+    open_guard,
+    prefetch,
+)
 from radstream.common.kafka_client import aiokafka_options, faststream_security
 from radstream.common.metrics import per_registry
 from radstream.common.settings import DeliverySettings, KafkaSettings
@@ -189,6 +196,9 @@ class BusConfig:
     # Done marks older than this are pruned while the bus consumes; None keeps them for ever.
     mark_retention_s: float | None = 30 * 86_400.0
     prune_interval_s: float = 3600.0
+    # Where records' crashes and first failures are kept (the guard's store); None keeps none,
+    # so a record that kills its consumer comes again for ever and transient errors never end.
+    attempts: AttemptLog | None = None
 
 
 class PublishFailedError(TransientError):
@@ -222,6 +232,9 @@ class Bus:
         self._telemetry = BusTelemetry(tracer_provider=tracer_provider, registry=config.registry)
         self._subscriptions: list[ConsumeLoop] = []
         self._pruning: asyncio.Task[None] | None = None
+        # Who this bus is in the attempt log: a consumer that meets a record another owner
+        # started and never released counts a crash against it.
+        self._owner = uuid.uuid4().hex
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -265,7 +278,29 @@ class Bus:
             pruning.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruning
-        await asyncio.gather(*(s.stop(self.config.graceful_timeout_s) for s in self._subscriptions))
+        clean = await asyncio.gather(
+            *(s.stop(self.config.graceful_timeout_s) for s in self._subscriptions)
+        )
+        if all(clean):
+            await self._release()
+
+    async def _release(self) -> None:
+        """Tell the attempt log that no record this bus started was in flight when it stopped.
+
+        Without it the next owner of a partition whose batch a stop cut short would count a
+        crash against the first record this bus left. A record cancelled at the stop's timeout
+        keeps its count: it hung for that long.
+        """
+        attempts = self.config.attempts
+        if attempts is None or not self._subscriptions:
+            return
+        try:
+            await attempts.release(self._owner)
+        except Exception as exc:
+            log.warning(
+                "attempt log not released; the records this consumer left may each count one crash",
+                extra={"error_type": type(exc).__name__},
+            )
 
     async def _prune_marks(self, retention_s: float) -> None:
         """Delete the guard's marks older than ``retention_s``, once per interval, until cancelled.
@@ -309,6 +344,14 @@ class Bus:
     def consuming(self) -> bool:
         """Whether every subscription's consume loop is running."""
         return all(s.running() for s in self._subscriptions)
+
+    def alive(self) -> bool:
+        """False once a consume loop has died for good (liveness: the pod must be restarted).
+
+        A loop that fails restarts itself a few times (:class:`ConsumeLoop`); one that keeps
+        failing gives up, and only a new process can be expected to do better.
+        """
+        return not any(s.dead() for s in self._subscriptions)
 
     def assigned_partitions(self) -> set[tuple[str, int]]:
         """The ``(topic, partition)`` pairs this bus's consumers hold right now."""
@@ -411,6 +454,9 @@ class Bus:
             dead_letters=self._dead_letters,
             policy=self.config.policy,
             observer=self._observer,
+            attempts=self.config.attempts,
+            owner=self._owner,
+            records=records,
         )
 
 
@@ -428,14 +474,38 @@ class _BatchDelivery:
         dead_letters: _KafkaDeadLetters,
         policy: RetryPolicy,
         observer: DeliveryObserver,
+        attempts: AttemptLog | None,
+        owner: str,
+        records: Sequence[RawRecord],
     ) -> None:
         self._topic, self._group, self._handler, self._guard = topic, group, handler, guard
         self._telemetry, self._dead_letters = telemetry, dead_letters
         self._policy, self._observer = policy, observer
+        self._attempts, self._owner = attempts, owner
+        self._records = records
+        self._started: set[int] = set()  # partitions whose records the attempt log was told of
+
+    async def _start_partition(self, record: RawRecord) -> int:
+        """Tell the attempt log which of the partition's records this batch starts (one write).
+
+        Written as the partition's first record is about to be handled, not at the batch's
+        start: a crash on one partition's record must not count against another's. Returns how
+        often that first record was in flight when a consumer died.
+        """
+        self._started.add(record.partition)
+        if self._attempts is None:
+            return 0
+        last = max(r.offset for r in self._records if r.partition == record.partition)
+        return await self._attempts.started(
+            scope_of(self._group, record.topic), record.partition, record.offset, last, self._owner
+        )
 
     async def deliver(self, record: RawRecord) -> None:
         """Deliver one record inside its process span (see :func:`deliver`)."""
         group = self._group
+        crashes = 0
+        if record.partition not in self._started:
+            crashes = await self._start_partition(record)
         with self._telemetry.processing(
             topic=record.topic,
             group=group,
@@ -453,6 +523,8 @@ class _BatchDelivery:
                 dead_letters=self._dead_letters,
                 policy=self._policy,
                 observer=self._observer,
+                crashes=crashes,
+                attempts=self._attempts,
             )
 
     async def finish(self) -> None:
@@ -472,6 +544,7 @@ def create_bus(
 ) -> Bus:
     """Build the bus for ``service`` from settings; nothing connects until :meth:`Bus.start`."""
     registry = registry if registry is not None else REGISTRY
+    guard = guard if guard is not None else open_guard(delivery.idempotency_dsn)
     client_id = f"{kafka.client_id}-{service}"
     broker = KafkaBroker(
         kafka.require_bootstrap(),
@@ -491,14 +564,18 @@ def create_bus(
             initial_s=delivery.backoff_initial_s,
             max_s=delivery.backoff_max_s,
             multiplier=delivery.backoff_multiplier,
+            max_crashes=delivery.max_crashes,
+            max_retry_s=delivery.max_retry_s or None,
         ),
-        guard=guard if guard is not None else open_guard(delivery.idempotency_dsn),
+        guard=guard,
         registry=registry,
         observers=observers,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         session_timeout_ms=kafka.session_timeout_ms,
         mark_retention_s=delivery.idempotency_retention_days * 86_400.0 or None,
         prune_interval_s=delivery.idempotency_prune_interval_s,
+        # The guard's store keeps the attempts too, when it can (both of radstream's do).
+        attempts=guard if isinstance(guard, AttemptLog) else None,
     )
     return Bus(
         broker,

@@ -82,7 +82,9 @@ class BusMetrics:
             "radstream_consumer_errors_total",
             "Consume-loop failures by stage: poll (fetch failed), redeliver (the record is "
             "delivered again later), commit (offset not committed; the guard absorbs the repeat), "
-            "mark (a batch's done marks not written; its records stay committed).",
+            "mark (a batch's done marks not written; its records stay committed), prepare (a "
+            "fetched batch could not be prepared; it is delivered again), loop (the consume loop "
+            "failed and restarts itself).",
             ["topic", "group", "stage", "error_type"],
             registry=registry,
         )
@@ -100,6 +102,13 @@ class BusMetrics:
         self.lag = GaugeTally(
             "radstream_consumer_lag",
             "Records behind the partition's end, as of the last record this consumer handled.",
+            ["topic", "group", "partition"],
+            registry,
+        )
+        self.stalled = GaugeTally(
+            "radstream_consumer_stalled_seconds",
+            "How long the partition's next record has been failing and delivered again "
+            "(a dependency away, the store failing); 0 once a record of it is committed.",
             ["topic", "group", "partition"],
             registry,
         )
@@ -234,6 +243,10 @@ class BusTelemetry:
     def handled(self, topic: str, group: str, partition: int, lag: int) -> None:
         """Record how far a partition's consumer is behind after handling a record."""
         self.metrics.lag.set((topic, group, str(partition)), lag)
+
+    def stalled(self, topic: str, group: str, partition: int, seconds: float) -> None:
+        """Record how long a partition has been stuck at a record delivered again (0: flowing)."""
+        self.metrics.stalled.set((topic, group, str(partition)), seconds)
 
     def consumer_error(self, topic: str, group: str, stage: str, error: BaseException) -> None:
         """Count a consume-loop failure at ``stage``."""

@@ -21,6 +21,13 @@ middle of a batch is left there: its next owner starts from the last committed o
 A stop is graceful: a record in flight finishes and is committed, and the rest of its batch is
 left uncommitted for the group's next owner; a loop that is waiting for records or pausing is
 cancelled, since nothing of it is in flight.
+
+A batch that cannot be prepared (the store failing) is delivered again like a record that must
+come again. Anything else that escapes the loop is a defect or a broken dependency: the loop
+restarts itself with a new consumer (which leaves the group and joins it again, so it resumes
+from the committed offsets), up to ``max_restarts`` times in a row (a batch handled in between
+starts the count again); then it stays dead, and :meth:`dead` tells liveness, so the process is
+restarted rather than idling with a dead loop.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -54,6 +62,8 @@ Deliverer = Callable[[Sequence[RawRecord]], Awaitable[BatchDelivery]]
 
 # How long one poll waits for records when none are buffered; it returns as soon as some are.
 _POLL_WAIT_MS = 1000
+# How long a restart waits for the failed consumer to leave the group before it starts anew.
+_OLD_CONSUMER_STOP_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,7 @@ class ConsumeLoop:
         consumer_options: dict[str, Any],
         retry_after_s: float,
         max_records: int = 100,
+        max_restarts: int = 3,
     ) -> None:
         self.topic, self.group = topic, group
         self._deliverer = deliverer
@@ -82,30 +93,47 @@ class ConsumeLoop:
         self._task: asyncio.Task[None] | None = None
         self._idle = False
         self._stopping = False
+        self._max_restarts = max_restarts
+        self._failures = 0  # consecutive failures of the loop itself
+        self._dead = False
+        # Partitions whose next record is being delivered again: since when (monotonic).
+        self._failing_since: dict[int, float] = {}
 
     def running(self) -> bool:
         """Whether the loop's task is alive."""
         return self._task is not None and not self._task.done()
+
+    def dead(self) -> bool:
+        """Whether the loop failed more than ``max_restarts`` times in a row and gave up."""
+        return self._dead
 
     async def start(self) -> None:
         """Join the group and start the loop; starting a running loop does nothing."""
         if self.running():
             return  # a second consumer would join the group again
         self._stopping = False
-        self.consumer = AIOKafkaConsumer(
+        self._failures, self._dead = 0, False
+        self.consumer = self._make_consumer()
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume {self.group}:{self.topic}")
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             self.topic,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **self._consumer_options,
         )
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"consume {self.group}:{self.topic}")
 
-    async def stop(self, graceful_timeout_s: float) -> None:
-        """Let the record in flight finish (or cancel it after the timeout), leave the group."""
+    async def stop(self, graceful_timeout_s: float) -> bool:
+        """Let the record in flight finish (or cancel it after the timeout), leave the group.
+
+        Returns False when a record in flight had to be cancelled.
+        """
         self._stopping = True
         task, consumer = self._task, self.consumer
+        clean = True
         if task is not None:
             if self._idle:
                 task.cancel()  # waiting for a record or a retry: nothing in flight
@@ -117,28 +145,55 @@ class ConsumeLoop:
                         extra={"topic": self.topic, "group": self.group},
                     )
                     task.cancel()
+                    clean = False
             await asyncio.wait({task})  # done, cancelled, or failed (and logged by _run)
             if not task.cancelled():
                 task.exception()  # retrieved: a failure was logged when the loop stopped
         if consumer is not None:
             await consumer.stop()  # leaves the group at once, so partitions move on
         self._task = self.consumer = None
+        return clean
 
     async def _run(self) -> None:
-        try:
-            await self._consume()
-        except Exception as exc:
-            # The loop handles what Kafka and handlers raise; anything else is a defect. The
-            # service stops being ready (Bus.consuming) instead of idling with a dead loop.
-            log.error(
-                "consume loop stopped",
-                extra={
-                    "topic": self.topic,
-                    "group": self.group,
-                    "error_type": type(exc).__name__,
-                },
-            )
-            raise
+        renew = False
+        while True:
+            try:
+                if renew:
+                    await self._renew_consumer()
+                await self._consume()
+            except Exception as exc:
+                # The loop handles what Kafka and handlers raise; anything else is a defect or
+                # a broken dependency. It restarts from the committed offsets a few times; then
+                # liveness fails (dead()) instead of the process idling with a dead loop.
+                self._failures += 1
+                self._telemetry.consumer_error(self.topic, self.group, "loop", exc)
+                extra = {"topic": self.topic, "group": self.group, "error_type": type(exc).__name__}
+                if self._failures > self._max_restarts or self._stopping:
+                    self._dead = not self._stopping
+                    log.error("consume loop stopped; liveness fails", extra=extra)
+                    raise
+                log.error("consume loop failed, restarting it", extra=extra)
+                self._idle = True  # nothing in flight: a stop may cancel the wait
+                await asyncio.sleep(self._retry_after_s * self._failures)
+                self._idle = False
+                renew = True
+            else:
+                return
+
+    async def _renew_consumer(self) -> None:
+        """Replace the consumer: the new one joins the group and starts at the committed offsets.
+
+        What the old one fetched and did not commit comes again; the old one may be broken, so
+        its stop is bounded and its failure ignored.
+        """
+        old, self.consumer = self.consumer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_OLD_CONSUMER_STOP_S):
+                    await old.stop()
+        consumer = self._make_consumer()
+        await consumer.start()
+        self.consumer = consumer
 
     async def _consume(self) -> None:
         consumer, telemetry = self.consumer, self._telemetry
@@ -164,6 +219,7 @@ class ConsumeLoop:
                 return  # not started, not committed: the group's next owner gets them
             if fetched:
                 await self._handle(consumer, fetched)
+                self._failures = 0
 
     async def _handle(
         self,
@@ -187,7 +243,19 @@ class ConsumeLoop:
             (partition, [raw_record(message) for message in messages])
             for partition, messages in fetched.items()
         ]
-        delivery = await self._deliverer([record for _, records in batch for record in records])
+        try:
+            delivery = await self._deliverer([record for _, records in batch for record in records])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the guard could not be asked: deliver the batch again
+            self._telemetry.consumer_error(self.topic, self.group, "prepare", exc)
+            log.warning(
+                "batch not prepared, will redeliver",
+                extra={"topic": self.topic, "group": self.group, "error_type": type(exc).__name__},
+            )
+            _rewind(consumer, batch)
+            await self._pause()
+            return
         try:
             await self._deliver_all(consumer, delivery, batch)
         finally:
@@ -213,6 +281,7 @@ class ConsumeLoop:
                     raise
                 except Exception as exc:  # deliver raises only when the record must come again
                     telemetry.consumer_error(topic, group, "redeliver", exc)
+                    self._note_stalled(record.partition)
                     log.warning(
                         "record not handled, will redeliver",
                         extra={
@@ -224,14 +293,31 @@ class ConsumeLoop:
                         },
                     )
                     _rewind(consumer, [(partition, records[position:]), *batch[index + 1 :]])
-                    self._idle = True  # a stop may cancel the wait: nothing is in flight
-                    await asyncio.sleep(self._retry_after_s)
-                    self._idle = False
+                    await self._pause()
                     return
+                if self._failing_since:
+                    self._flowing(record.partition)
                 if not await self._commit(consumer, partition, record):
                     # The partition's next owner may get the record before the batch ends:
                     # the marks so far should be there when it asks.
                     await self._finish(delivery)
+
+    async def _pause(self) -> None:
+        """Wait before meeting the records again; a stop may cancel it: nothing is in flight."""
+        self._idle = True
+        await asyncio.sleep(self._retry_after_s)
+        self._idle = False
+
+    def _note_stalled(self, partition: int) -> None:
+        """The partition's next record comes again: how long it has been stuck (a metric)."""
+        now = time.monotonic()
+        since = self._failing_since.setdefault(partition, now)
+        self._telemetry.stalled(self.topic, self.group, partition, now - since)
+
+    def _flowing(self, partition: int) -> None:
+        """A record of the partition got through: it is not stalled any more."""
+        if self._failing_since.pop(partition, None) is not None:
+            self._telemetry.stalled(self.topic, self.group, partition, 0.0)
 
     async def _finish(self, delivery: BatchDelivery) -> None:
         """Let the batch write its done marks; its records are committed whatever happens."""

@@ -12,9 +12,18 @@ For each record :func:`deliver`:
 
 A :class:`~radstream.common.errors.TransientError` or
 :class:`~radstream.common.errors.MisconfiguredError` that outlasts its retries is *not*
-dead-lettered: a dependency is down or the service is misconfigured, not the event at fault.
-It propagates, the caller does not commit the offset, and the record is delivered again. If the
-dead-letter publish itself fails the same happens: nothing is dropped silently.
+dead-lettered at once: a dependency is down or the service is misconfigured, not the event at
+fault. It propagates, the caller does not commit the offset, and the record is delivered again,
+until the record has been failing for ``RetryPolicy.max_retry_s`` (the first failure's time is
+kept in the :class:`~radstream.common.idempotency.AttemptLog`, so restarts do not reset it):
+then it is dead-lettered (kind ``retry-time-exhausted``, its error type kept) and the partition
+moves on. A failure of the idempotency store itself
+(:class:`~radstream.common.idempotency.IdempotencyStoreError`) is never the event's fault and
+never dead-letters it, before the handler or after it. If the dead-letter publish itself fails
+the record is delivered again: nothing is dropped silently.
+
+A record that was in flight when ``max_crashes`` consumers died (the caller counts them in the
+attempt log) is dead-lettered before it is even decoded, kind ``crashed``.
 """
 
 from __future__ import annotations
@@ -30,8 +39,19 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from radstream.common.envelope import H_ID, Event, decode
-from radstream.common.errors import MisconfiguredError, PoisonEventError, TransientError
-from radstream.common.idempotency import Claim, IdempotencyGuard, claim_for
+from radstream.common.errors import (
+    MisconfiguredError,
+    PoisonEventError,
+    RadstreamError,
+    TransientError,
+)
+from radstream.common.idempotency import (
+    AttemptLog,
+    Claim,
+    IdempotencyGuard,
+    IdempotencyStoreError,
+    claim_for,
+)
 from radstream.common.logs import describe_error
 
 M = TypeVar("M", bound=Message)
@@ -40,6 +60,25 @@ Handler = Callable[[Event[M], Claim], Awaitable[None]]
 
 ERROR_HEADER_PREFIX = "x-radstream-"
 _MAX_ERROR_TEXT = 512
+
+# The dead-letter kinds (header ``x-radstream-error-kind``), which ``radstream replay`` selects by.
+KIND_POISON = "poison"
+KIND_HANDLER_FAILED = "handler-failed"
+KIND_CRASHED = "crashed"
+KIND_RETRY_TIME_EXHAUSTED = "retry-time-exhausted"
+KINDS = (KIND_HANDLER_FAILED, KIND_POISON, KIND_CRASHED, KIND_RETRY_TIME_EXHAUSTED)
+
+
+class ConsumerCrashedError(RadstreamError):
+    """The record was in flight each time its consumer died, ``max_crashes`` times."""
+
+    def __init__(self, crashes: int) -> None:
+        super().__init__(
+            f"the consumer died {crashes} times with this record in flight (out of memory, or "
+            "a crash in native code); it was set aside unread. Fix the cause (memory limits, "
+            "RADSTREAM_DELIVERY_MAX_CRASHES) and replay it with radstream replay --kind crashed"
+        )
+        self.crashes = crashes
 
 
 class Outcome(StrEnum):
@@ -70,6 +109,11 @@ class RetryPolicy:
     initial_s: float = 0.2
     max_s: float = 5.0
     multiplier: float = 2.0
+    # A record in flight when this many consumers died is dead-lettered (kind "crashed").
+    max_crashes: int = 3
+    # A record failing for want of a dependency this long, across redeliveries and restarts,
+    # is dead-lettered (kind "retry-time-exhausted"); None retries for ever.
+    max_retry_s: float | None = 3600.0
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -84,6 +128,8 @@ class DeadLetter:
     group: str
     error: BaseException
     attempts: int
+    # None: poison or handler-failed, from the error; else one of KINDS.
+    kind: str | None = None
 
     @property
     def dlq_topic(self) -> str:
@@ -92,7 +138,9 @@ class DeadLetter:
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The original headers followed by ``x-radstream-*`` headers describing the failure."""
-        kind = "poison" if isinstance(self.error, PoisonEventError) else "handler-failed"
+        kind = self.kind or (
+            KIND_POISON if isinstance(self.error, PoisonEventError) else KIND_HANDLER_FAILED
+        )
         extra = {
             "error-type": _qualified_name(type(self.error)),
             "error-kind": kind,
@@ -176,12 +224,21 @@ async def deliver(
     policy: RetryPolicy,
     observer: DeliveryObserver | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    crashes: int = 0,
+    attempts: AttemptLog | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
-    """Deliver one record to ``handler`` at least once; see the module docstring."""
+    """Deliver one record to ``handler`` at least once; see the module docstring.
+
+    ``crashes`` is how often consumers died with this record in flight (from ``attempts``);
+    ``attempts`` keeps when the record began failing, for ``policy.max_retry_s``.
+    """
     started = time.perf_counter()
     scope = scope_of(group, record.topic)
     attempt = 0
     outcome: Outcome
+    if crashes >= policy.max_crashes:
+        return await _set_aside_crashed(record, group, crashes, dead_letters, observer)
     while True:
         attempt += 1
         try:
@@ -201,16 +258,65 @@ async def deliver(
                     observer.on_retry(record, group, attempt, exc)
                 await sleep(policy.delay_after(attempt))
                 continue
-            if isinstance(exc, TransientError | MisconfiguredError):
-                raise  # the event is not at fault: redeliver later instead of dead-lettering
+            kind = await _dead_letter_kind(
+                record, scope, exc, policy=policy, attempts=attempts, now=now()
+            )
             await dead_letters.send(
-                DeadLetter(record=record, group=group, error=exc, attempts=attempt)
+                DeadLetter(record=record, group=group, error=exc, attempts=attempt, kind=kind)
             )
             outcome = Outcome.DEAD_LETTERED
             break
     if observer is not None:
         observer.on_outcome(record, group, outcome, attempt, time.perf_counter() - started)
     return outcome
+
+
+async def _set_aside_crashed(
+    record: RawRecord,
+    group: str,
+    crashes: int,
+    dead_letters: DeadLetterSink,
+    observer: DeliveryObserver | None,
+) -> Outcome:
+    """Dead-letter a record that killed its consumers, without decoding or handling it."""
+    error = ConsumerCrashedError(crashes)
+    await dead_letters.send(
+        DeadLetter(record=record, group=group, error=error, attempts=crashes, kind=KIND_CRASHED)
+    )
+    if observer is not None:
+        observer.on_outcome(record, group, Outcome.DEAD_LETTERED, crashes, 0.0)
+    return Outcome.DEAD_LETTERED
+
+
+async def _dead_letter_kind(
+    record: RawRecord,
+    scope: str,
+    error: Exception,
+    *,
+    policy: RetryPolicy,
+    attempts: AttemptLog | None,
+    now: datetime,
+) -> str | None:
+    """The dead-letter kind after the last attempt, or ``error`` raised: the record comes again.
+
+    The idempotency store's failure never dead-letters the event. A dependency that is away
+    (transient, misconfigured) does once the record has been failing for
+    ``policy.max_retry_s``, counted from the first failure the attempt log keeps; when the log
+    cannot say (the store fails too), the record comes again and readiness reports the store.
+    """
+    if isinstance(error, IdempotencyStoreError):
+        raise error
+    if not isinstance(error, TransientError | MisconfiguredError):
+        return None  # the handler's failure: poison or handler-failed, from the error
+    if attempts is None or policy.max_retry_s is None:
+        raise error
+    try:
+        since = await attempts.failing_since(scope, record.partition, record.offset, now)
+    except Exception as exc:
+        raise error from exc
+    if (now - since).total_seconds() < policy.max_retry_s:
+        raise error
+    return KIND_RETRY_TIME_EXHAUSTED
 
 
 async def _attempt(

@@ -1,6 +1,9 @@
 """Kubernetes probes and the Prometheus scrape endpoint, served from inside the service process.
 
-* ``/healthz`` -- liveness: 200 whenever the event loop gets to answer at all.
+* ``/healthz`` -- liveness: 200 when the event loop gets to answer and every liveness check
+  (``add_liveness``: cheap, synchronous, e.g. "every consume loop is alive or restarting") says
+  the process can still do its work; 503 naming the failing ones otherwise, so Kubernetes
+  restarts a process whose consume loop died for good instead of leaving it idle.
 * ``/readyz`` -- readiness: runs every registered check, each under a timeout; 200 when all
   pass, 503 naming each failing check, its error type and what
   :func:`~radstream.common.logs.describe_error` may say of it (no value).
@@ -27,10 +30,13 @@ from radstream.common.asgi_server import EmbeddedAsgiServer
 from radstream.common.logs import describe_error
 from radstream.common.settings import ObservabilitySettings
 
-__all__ = ["HealthApp", "HealthServer", "ReadinessCheck"]
+__all__ = ["HealthApp", "HealthServer", "LivenessCheck", "ReadinessCheck"]
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 """A readiness check: returns when the dependency is usable, raises saying why it is not."""
+
+LivenessCheck = Callable[[], bool]
+"""A liveness check: False when only a restart of the process can help (never blocks)."""
 
 _Scope = MutableMapping[str, Any]
 _Message = MutableMapping[str, Any]
@@ -57,10 +63,20 @@ class HealthApp:
         self._registry = registry
         self._check_timeout_s = check_timeout_s
         self._failing: frozenset[str] = frozenset()
+        self._liveness: dict[str, LivenessCheck] = {}
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         """Register (or replace) a readiness check."""
         self._checks[name] = check
+
+    def add_liveness(self, name: str, check: LivenessCheck) -> None:
+        """Register (or replace) a liveness check."""
+        self._liveness[name] = check
+
+    def liveness(self) -> tuple[bool, dict[str, str]]:
+        """Whether every liveness check passes, and each one's outcome."""
+        results = {name: "ok" if check() else "failed" for name, check in self._liveness.items()}
+        return all(outcome == "ok" for outcome in results.values()), results
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         """Serve one ASGI connection."""
@@ -75,7 +91,9 @@ class HealthApp:
         elif method not in ("GET", "HEAD"):
             await _respond(send, 405, {"error": "method not allowed"}, method=method)
         elif path == "/healthz":
-            await _respond(send, 200, {"status": "alive"}, method=method)
+            alive, outcomes = self.liveness()
+            body: dict[str, object] = {"status": "alive" if alive else "dead", "checks": outcomes}
+            await _respond(send, 200 if alive else 503, body, method=method)
         elif path == "/readyz":
             ready, checks = await self.readiness()
             body = {"status": "ready" if ready else "not ready", "checks": checks}
@@ -173,6 +191,10 @@ class HealthServer:
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         """Register (or replace) a readiness check."""
         self.app.add_check(name, check)
+
+    def add_liveness(self, name: str, check: LivenessCheck) -> None:
+        """Register (or replace) a liveness check."""
+        self.app.add_liveness(name, check)
 
     async def start(self) -> None:
         """Bind the port and start serving; raise MisconfiguredError when the port is taken."""

@@ -83,6 +83,7 @@ def service_app(bus: Bus, health: HealthServer) -> FastStream:
     app = FastStream(bus.broker, logger=logging.getLogger("radstream.faststream.app"))
     health.add_check("idempotency-store", bus.config.guard.check)
     health.add_check("kafka", _broker_answers(bus))
+    health.add_liveness("consume-loops", bus.alive)
 
     @app.on_startup
     async def open_resources() -> None:

@@ -216,6 +216,13 @@ class DeliverySettings(RadstreamSettings):
     idempotency_retention_days: float = Field(default=30.0, ge=0)
     # How often a consuming service deletes the marks older than that.
     idempotency_prune_interval_s: float = Field(default=3600.0, gt=0)
+    # A record in flight each time this many consumers died (out of memory, say) goes to the
+    # DLQ (kind "crashed") instead of killing the next one; counted in the idempotency store.
+    max_crashes: int = Field(default=3, ge=1)
+    # A record failing for want of a dependency (TransientError, MisconfiguredError) for this
+    # long, across redeliveries and restarts, goes to the DLQ (kind "retry-time-exhausted") so
+    # its partition moves on. 0 retries for ever.
+    max_retry_s: float = Field(default=3600.0, ge=0)
 
 
 class BlobSettings(RadstreamSettings):

@@ -1,10 +1,12 @@
 """A consumer process for the crash test: records each event in SQLite, can SIGKILL itself.
 
-Run as ``python -m tests.integration.crash_consumer BOOTSTRAP TOPIC DB [--die-after N]``.
-Each handled event stages ``INSERT INTO effects`` on its claim, so the effect and the guard's
-done mark commit together. With ``--die-after N`` the process kills itself with SIGKILL right
-after the N-th event is marked done and *before* its Kafka offset is committed: the worst
-moment, which makes a redelivery after restart certain.
+Run as ``python -m tests.integration.crash_consumer BOOTSTRAP TOPIC DB [--die-after N]
+[--kill-on STUDY_UID]``. Each handled event stages ``INSERT INTO effects`` on its claim, so the
+effect and the guard's done mark commit together. With ``--die-after N`` the process kills
+itself with SIGKILL right after the N-th event is marked done and *before* its Kafka offset is
+committed: the worst moment, which makes a redelivery after restart certain. With ``--kill-on``
+the handler kills the process whenever it gets that study, as an instance too large for the
+pod's memory would: the record that crashes its consumer every time.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ async def main() -> None:
     parser.add_argument("topic")
     parser.add_argument("db", type=Path)
     parser.add_argument("--die-after", type=int, default=None)
+    parser.add_argument("--kill-on", default=None)
     args = parser.parse_args()
 
     with sqlite3.connect(args.db) as db:
@@ -79,6 +82,8 @@ async def main() -> None:
     @bus.subscribe(topic, group="crash-test")
     async def record_effect(event: Event[StudyReceived], claim: Claim) -> None:
         await asyncio.sleep(0.005)  # some work, so the kill lands mid-batch
+        if event.message.study_instance_uid == args.kill_on:
+            os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer, as far as Kafka can tell
         claim.stage(
             "INSERT INTO effects VALUES (?, ?)", (event.id, event.message.study_instance_uid)
         )

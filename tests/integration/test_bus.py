@@ -243,6 +243,38 @@ async def test_a_dependency_down_past_the_retries_redelivers_the_record_instead_
     )
 
 
+async def test_a_dependency_away_past_the_retry_time_dead_letters_the_record_and_moves_on(
+    kafka_settings, new_topic, idempotency_dsn
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    registry = CollectorRegistry()
+    delivery = DeliverySettings(idempotency_dsn=idempotency_dsn, max_retry_s=0.5, **FAST_RETRIES)
+    consumer = create_bus(kafka_settings, delivery, service="deid", registry=registry)
+    processed: list[str] = []
+
+    @consumer.subscribe(topic, group="deid")
+    async def handle(event: Event[StudyReceived], claim: Claim) -> None:
+        uid = event.message.study_instance_uid
+        if uid == "research-pacs-answers-503":
+            raise TransientError("research PACS unavailable")
+        processed.append(uid)
+
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(consumer), running(publisher):
+        for uid in ("research-pacs-answers-503", "next"):
+            await publisher.publish(topic, study(uid))
+        await eventually(lambda: processed == ["next"], timeout=30)
+        [letter] = await read_records(kafka_settings, topic.dlq, 1)
+
+    headers = dict(letter.headers)
+    assert headers["x-radstream-error-kind"] == b"retry-time-exhausted"
+    assert headers["x-radstream-error-type"] == b"radstream.common.errors.TransientError"
+    labels = {"topic": topic.name, "group": "deid", "partition": "0"}
+    assert registry.get_sample_value("radstream_consumer_stalled_seconds", labels) == 0, (
+        "the partition was shown stalled and flows again"
+    )
+
+
 async def test_an_outage_in_the_middle_of_a_fetched_batch_loses_none_of_its_records(
     kafka_settings, new_topic, idempotency_dsn
 ) -> None:
@@ -460,20 +492,24 @@ async def test_a_service_without_tracing_passes_the_trace_on(
     assert dict(record.headers)["traceparent"].decode().split("-")[1] == trace_id
 
 
-async def test_a_consume_loop_that_dies_fails_readiness_and_the_bus_still_stops(
+async def test_a_consume_loop_whose_consumer_fails_restarts_with_a_new_one_and_goes_on(
     kafka_settings, new_topic, idempotency_dsn
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
     bus = make_bus(kafka_settings, idempotency_dsn, "deid")
+    handled: list[str] = []
 
     @bus.subscribe(topic, group="deid")
     async def handle(event: Event[StudyReceived], claim: Claim) -> None:
-        pass
+        handled.append(event.message.study_instance_uid)
 
-    await bus.start()
-    assert bus.consuming()
-    [consumer] = bus.consumers
-    await consumer.stop()  # pulled from under the loop, as a defect would
+    publisher = make_bus(kafka_settings, idempotency_dsn, "ingest")
+    async with running(bus), running(publisher):
+        [consumer] = bus.consumers
+        await consumer.stop()  # pulled from under the loop, as a defect would
 
-    await eventually(lambda: not bus.consuming())
-    await bus.stop()
+        await eventually(lambda: bus.consumers not in ((), (consumer,)))
+        await publisher.publish(topic, study("after-the-restart"))
+        await eventually(lambda: handled == ["after-the-restart"])
+        assert bus.consuming()
+        assert bus.alive()

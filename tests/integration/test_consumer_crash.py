@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from radstream.cli.replay import Selection, read_letter
 from radstream.common import topics
 from radstream.common.bus import create_bus
 from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +105,53 @@ async def test_consumer_killed_mid_batch_loses_nothing_and_repeats_no_effect(
     outcomes = db.with_suffix(".outcomes").read_text().split()
     if kill != "from-outside":
         assert "duplicate" in outcomes, "the redelivered event was not recognised as done"
+
+
+async def test_a_record_that_kills_its_consumer_is_dead_lettered_as_crashed_after_n_restarts(
+    kafka_settings, new_topic, tmp_path
+) -> None:
+    topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
+    db = tmp_path / "consumer.sqlite3"
+    publisher = create_bus(
+        kafka_settings,
+        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'publisher.sqlite3'}"),
+        service="ingest",
+    )
+    await publisher.start()
+    try:
+        ids = [
+            await publisher.publish(topic, StudyReceived(study_instance_uid=f"2.25.{n}"))
+            for n in range(10)
+        ]
+    finally:
+        await publisher.stop()
+    killer = ids[3]  # the study 2.25.3: one fetched batch holds it and the records behind it
+
+    for restart in range(3):  # RADSTREAM_DELIVERY_MAX_CRASHES, default 3
+        crashing = start_consumer(kafka_settings.bootstrap, topic.name, db, "--kill-on", "2.25.3")
+        try:
+            assert crashing.wait(timeout=60) == -signal.SIGKILL, f"run {restart} did not crash"
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+        assert sorted(e for e, _ in effects(db)) == sorted(ids[:3]), "nothing behind it ran"
+
+    last = start_consumer(kafka_settings.bootstrap, topic.name, db, "--kill-on", "2.25.3")
+    try:
+        await wait_for(lambda: len(effects(db)) >= 9, 60, last)
+        assert last.poll() is None, "the fourth consumer met the record again"
+    finally:
+        last.terminate()
+        last.wait(timeout=30)
+
+    assert sorted(e for e, _ in effects(db)) == sorted(i for i in ids if i != killer)
+    [letter] = await read_records(kafka_settings, f"{topic.name}.dlq", 1)
+    headers = dict(letter.headers)
+    assert headers["ce_id"] == killer.encode()
+    assert headers["x-radstream-error-kind"] == b"crashed"
+    assert headers["x-radstream-attempts"] == b"3"
+    assert len(await read_records(kafka_settings, f"{topic.name}.dlq", 2, timeout=2)) == 1, (
+        "only the culprit: the records behind it in its batch were never counted as crashed"
+    )
+    replayable = read_letter(letter.partition, letter.offset, letter.headers)
+    assert Selection(kinds=frozenset({"crashed"})).reason_to_skip(replayable) is None

@@ -11,6 +11,7 @@ import pytest
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import (
     TABLE,
+    IdempotencyStoreError,
     PostgresIdempotencyGuard,
     claim_for,
     open_guard,
@@ -114,3 +115,51 @@ async def test_unreachable_server_is_a_transient_error() -> None:
     store = open_guard("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(TransientError):
         await store.open()
+
+
+ATTEMPT_SCOPE = "deid/radstream.study.received.v1"
+
+
+async def test_a_record_in_flight_when_its_consumers_died_counts_a_crash_each_time(
+    guard,
+) -> None:
+    assert await guard.started(ATTEMPT_SCOPE, 0, 10, 19, "replica-a") == 0
+    assert await guard.started(ATTEMPT_SCOPE, 0, 14, 19, "replica-b") == 1
+    assert await guard.started(ATTEMPT_SCOPE, 0, 14, 19, "replica-b") == 1, "same owner again"
+    assert await guard.started(ATTEMPT_SCOPE, 0, 14, 19, "replica-c") == 2
+    assert await guard.started(ATTEMPT_SCOPE, 0, 15, 19, "replica-c") == 0, "behind it: none"
+
+
+async def test_a_replica_that_stopped_cleanly_leaves_no_crash_to_the_next(guard) -> None:
+    await guard.started(ATTEMPT_SCOPE, 1, 10, 19, "replica-a")
+    await guard.release("replica-a")
+
+    assert await guard.started(ATTEMPT_SCOPE, 1, 12, 19, "replica-b") == 0
+
+
+async def test_the_first_failure_is_shared_by_the_replicas(guard, database) -> None:
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    assert await guard.failing_since(ATTEMPT_SCOPE, 2, 7, start) == start
+
+    other = open_guard(database)  # the replica that gets the partition next
+    await other.open()
+    try:
+        later = start + timedelta(minutes=30)
+        assert await other.failing_since(ATTEMPT_SCOPE, 2, 7, later) == start
+    finally:
+        await other.close()
+
+
+async def test_a_database_that_refuses_writes_is_the_stores_failure_never_the_events(
+    guard, database
+) -> None:
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    await guard.close()  # the next connection is read-only: as a failed-over standby would be
+
+    for n in range(3):
+        with pytest.raises(IdempotencyStoreError):
+            await guard.mark_done(ATTEMPT_SCOPE, [f"e-{n}"])
+    with pytest.raises(IdempotencyStoreError):  # readiness sees it
+        await guard.check()

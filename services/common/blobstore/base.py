@@ -21,6 +21,7 @@ from radstream.common.errors import (
     PoisonEventError,
     TransientError,
 )
+from radstream.common.store_health import WriteFailures
 from radstream.contracts.v1 import common_pb2
 
 Zone = Literal["phi", "release"]
@@ -163,6 +164,8 @@ class _ContentAddressedStore(ABC):
         self._zone: Zone = zone
         self._root_uri = root_uri.rstrip("/")
         self._refused_roots = tuple(refused_roots)
+        # Puts that failed in a row: the probe alone passes where only real writes are refused.
+        self.write_failures = WriteFailures()
 
     @property
     def zone(self) -> Zone:
@@ -180,7 +183,13 @@ class _ContentAddressedStore(ABC):
 
     async def put(self, data: bytes, *, media_type: str = DEFAULT_MEDIA_TYPE) -> BlobRef:
         """Store ``data`` under its sha256 (once, however often it is put) and return its ref."""
-        return await asyncio.to_thread(self._put, bytes(data), media_type)
+        try:
+            ref = await asyncio.to_thread(self._put, bytes(data), media_type)
+        except Exception as exc:
+            self.write_failures.failed(exc)
+            raise
+        self.write_failures.succeeded()
+        return ref
 
     async def get(self, ref: BlobRef) -> bytes:
         """Return the blob's bytes, verified against the ref's size and sha256."""
@@ -207,8 +216,11 @@ class _ContentAddressedStore(ABC):
         await asyncio.to_thread(self._remove, self._key_of(ref))
 
     async def check(self) -> None:
-        """Write and read back a probe object; raise a radstream error saying what is wrong."""
+        """Probe as a put does (HEAD, write, read back); fail too when the last puts all failed."""
         await asyncio.to_thread(self._probe)
+        self.write_failures.raise_if_failing(
+            lambda problem: BlobStoreUnavailableError(f"the {self._zone} store: {problem}")
+        )
 
     def _put(self, data: bytes, media_type: str) -> BlobRef:
         sha256 = hashlib.sha256(data).hexdigest()
@@ -247,6 +259,7 @@ class _ContentAddressedStore(ABC):
 
     def _probe(self) -> None:
         token = f"radstream blob store probe {uuid.uuid4()}".encode()
+        self._stored_size(_PROBE_KEY)  # what a put asks first (an S3 HEAD)
         self._write(_PROBE_KEY, token, "text/plain")
         if self._read(_PROBE_KEY) != token:
             raise BlobStoreUnavailableError(

@@ -38,11 +38,15 @@ from urllib.parse import urlsplit
 
 from radstream.common.errors import MisconfiguredError
 from radstream.common.idempotency.base import (
+    ATTEMPTS_TABLE,
     PRUNE_CHUNK,
     TABLE,
+    AttemptLog,
     Claim,
     IdempotencyGuard,
+    IdempotencyStoreError,
     SqlParams,
+    StagedEffectError,
     claim_for,
 )
 from radstream.common.idempotency.batch import BatchGuard, prefetch
@@ -50,14 +54,18 @@ from radstream.common.idempotency.postgres import PostgresIdempotencyGuard
 from radstream.common.idempotency.sqlite import SqliteIdempotencyGuard
 
 __all__ = [
+    "ATTEMPTS_TABLE",
     "PRUNE_CHUNK",
     "TABLE",
+    "AttemptLog",
     "BatchGuard",
     "Claim",
     "IdempotencyGuard",
+    "IdempotencyStoreError",
     "PostgresIdempotencyGuard",
     "SqlParams",
     "SqliteIdempotencyGuard",
+    "StagedEffectError",
     "claim_for",
     "open_guard",
     "prefetch",

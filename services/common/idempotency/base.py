@@ -5,13 +5,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
+
+from radstream.common.errors import RadstreamError, TransientError
 
 TABLE = "radstream_processed_events"
+# One row per (scope, partition): the records a consumer started last there, and what the
+# records at its head cost so far (consumers that died with it in flight, when it began failing).
+ATTEMPTS_TABLE = "radstream_delivery_attempts"
 COMPLETED_AT_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_completed_at ON {TABLE} (completed_at)"
 # Marks deleted per statement when pruning: short enough that consumers' marks wait little.
 PRUNE_CHUNK = 1000
 SqlParams = Sequence[object]
+
+
+class IdempotencyStoreError(TransientError):
+    """The idempotency store failed a read or a write: the store is at fault, never the event.
+
+    Delivery never dead-letters an event for it, however long it lasts: the record waits
+    uncommitted, and readiness reports the store.
+    """
+
+
+class StagedEffectError(RadstreamError):
+    """A statement the handler staged on its claim failed: the handler's failure, not the store's.
+
+    Delivery retries it and then dead-letters the event like any other handler failure.
+    """
+
+    def __init__(self, error_type: str) -> None:
+        super().__init__(
+            f"a statement the handler staged failed ({error_type}); its effects were rolled back "
+            "with the done mark"
+        )
 
 
 @dataclass(kw_only=True)
@@ -72,3 +98,33 @@ class IdempotencyGuard(Protocol):
 def claim_for(guard: IdempotencyGuard, scope: str, event_id: str) -> Claim:
     """Start a claim on ``event_id`` for ``scope`` with the guard's placeholder style."""
     return Claim(scope=scope, event_id=event_id, paramstyle=guard.paramstyle)
+
+
+@runtime_checkable
+class AttemptLog(Protocol):
+    """What a record's attempts cost so far, kept where a crash cannot lose it.
+
+    Retry counts in memory die with the process, so a record that kills its consumer (out of
+    memory, a segfault in a native library) would be delivered again for ever. Before a batch's
+    records of a partition are handed over, the consumer writes which offsets it starts and who
+    it is (one write per partition per batch); the next consumer that meets the partition's
+    first record inside a range another consumer started and never left counts a crash against
+    that record alone: the records after it in the batch were never started.
+    """
+
+    async def started(
+        self, scope: str, partition: int, first_offset: int, last_offset: int, owner: str
+    ) -> int:
+        """Note that ``owner`` starts these offsets; how often ``first_offset`` killed a consumer.
+
+        A crash is counted when the range was last started by another owner that did not
+        release it and ``first_offset`` lies in it (that consumer died with it in flight).
+        """
+
+    async def failing_since(
+        self, scope: str, partition: int, offset: int, now: datetime
+    ) -> datetime:
+        """When the record at ``offset`` first failed for want of a dependency (else ``now``)."""
+
+    async def release(self, owner: str) -> None:
+        """``owner`` stops cleanly: what it started and left was not in flight when it stopped."""

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from radstream.common.errors import TransientError
 from radstream.common.idempotency.base import (
+    ATTEMPTS_TABLE,
     COMPLETED_AT_INDEX,
     PRUNE_CHUNK,
     TABLE,
     Claim,
+    IdempotencyStoreError,
+    StagedEffectError,
 )
 from radstream.common.postgres import ReconnectingConnection
+from radstream.common.store_health import WriteFailures
 
 # PostgreSQL's column defaults to now().
 _PG_MARK_DONE = f"INSERT INTO {TABLE} (scope, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
@@ -25,13 +29,61 @@ _PG_PRUNE = (
 _PG_MARK_ALL_DONE = (
     f"INSERT INTO {TABLE} (scope, event_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
 )
+_PG_CREATE_ATTEMPTS = (
+    f"CREATE TABLE IF NOT EXISTS {ATTEMPTS_TABLE} (scope TEXT NOT NULL, "
+    "kafka_partition INTEGER NOT NULL, first_offset BIGINT NOT NULL, "
+    "last_offset BIGINT NOT NULL, owner TEXT, crash_offset BIGINT, "
+    "crashes INTEGER NOT NULL DEFAULT 0, failing_offset BIGINT, failing_since TIMESTAMPTZ, "
+    "PRIMARY KEY (scope, kafka_partition))"
+)
+# As the SQLite guard's (see there); one autocommitted statement, one round trip.
+_PG_STARTED = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "owner, crash_offset, crashes) VALUES (%s, %s, %s, %s, %s, %s, 0) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET crashes = CASE "
+    "WHEN a.owner IS NOT NULL AND a.owner <> excluded.owner "
+    "AND excluded.first_offset BETWEEN a.first_offset AND a.last_offset "
+    "THEN (CASE WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END) + 1 "
+    "WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END, "
+    "crash_offset = excluded.first_offset, first_offset = excluded.first_offset, "
+    "last_offset = excluded.last_offset, owner = excluded.owner RETURNING crashes"
+)
+_PG_FAILING_SINCE = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "failing_offset, failing_since) VALUES (%s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET failing_since = CASE "
+    "WHEN a.failing_offset = excluded.failing_offset THEN a.failing_since "
+    "ELSE excluded.failing_since END, failing_offset = excluded.failing_offset "
+    "RETURNING failing_since"
+)
+_PG_RELEASE = f"UPDATE {ATTEMPTS_TABLE} SET owner = NULL WHERE owner = %s"
+
+
+def store_failure(error: Exception) -> bool:
+    """Whether an error of one of the guard's own statements is the store's: every psycopg one.
+
+    A handler's staged statement that fails raises :class:`StagedEffectError` instead.
+    """
+    try:
+        import psycopg  # noqa: PLC0415 -- optional extra
+    except ImportError:
+        return False
+    return isinstance(error, psycopg.Error)
+
+
+def _connection_lost(error: Exception) -> bool:
+    """Whether a staged statement failed because the connection did, not the statement."""
+    import psycopg  # noqa: PLC0415 -- optional extra
+
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 class PostgresIdempotencyGuard:
     """PostgreSQL-backed guard (psycopg 3), for replicas that share one table.
 
-    A lost connection is a :class:`TransientError` (the record is redelivered, not
-    dead-lettered) and the next call reconnects.
+    A lost or closed connection, or any other failure of the server's, is an
+    :class:`IdempotencyStoreError` (the record is redelivered, never dead-lettered) and the
+    next call reconnects.
     """
 
     paramstyle: Literal["qmark", "format"] = "format"
@@ -42,10 +94,34 @@ class PostgresIdempotencyGuard:
             dsn,
             ddl=f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, "
             "event_id TEXT NOT NULL, completed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
-            f"PRIMARY KEY (scope, event_id)); {COMPLETED_AT_INDEX}",
-            unavailable=lambda: TransientError("PostgreSQL idempotency store unavailable"),
+            f"PRIMARY KEY (scope, event_id)); {COMPLETED_AT_INDEX}; {_PG_CREATE_ATTEMPTS}",
+            unavailable=lambda: IdempotencyStoreError("PostgreSQL idempotency store unavailable"),
         )
         self._lock = asyncio.Lock()
+        self.write_failures = WriteFailures()
+
+    @contextlib.asynccontextmanager
+    async def _session(self, *, write: bool = False) -> AsyncIterator[Any]:
+        """The connection under the lock; the store's failures become IdempotencyStoreError.
+
+        Writes count their outcome for readiness (:meth:`check`).
+        """
+        try:
+            async with self._lock, self._pg.session() as conn:
+                yield conn
+        except Exception as exc:
+            if isinstance(exc, IdempotencyStoreError) or store_failure(exc):
+                if write:
+                    self.write_failures.failed(exc)
+                if isinstance(exc, IdempotencyStoreError):
+                    raise
+                await self._pg.close()  # reconnect on the next call
+                raise IdempotencyStoreError(
+                    f"PostgreSQL idempotency store failed: {type(exc).__name__}"
+                ) from exc
+            raise
+        if write:
+            self.write_failures.succeeded()
 
     async def open(self) -> None:
         """Connect and create the table if needed."""
@@ -58,7 +134,7 @@ class PostgresIdempotencyGuard:
 
     async def is_done(self, scope: str, event_id: str) -> bool:
         """Whether ``scope`` already finished ``event_id``."""
-        async with self._lock, self._pg.session() as conn:
+        async with self._session() as conn:
             cur = await conn.execute(
                 f"SELECT 1 FROM {TABLE} WHERE scope=%s AND event_id=%s", (scope, event_id)
             )
@@ -66,7 +142,7 @@ class PostgresIdempotencyGuard:
 
     async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` ``scope`` already finished, in one round trip."""
-        async with self._lock, self._pg.session() as conn:
+        async with self._session() as conn:
             cur = await conn.execute(
                 f"SELECT event_id FROM {TABLE} WHERE scope=%s AND event_id = ANY(%s)",
                 (scope, list(event_ids)),
@@ -79,7 +155,7 @@ class PostgresIdempotencyGuard:
         The connection autocommits, so the mark alone is one statement and one round trip; a
         transaction block would add a ``BEGIN`` and a ``COMMIT``, two more.
         """
-        async with self._lock, self._pg.session() as conn:
+        async with self._session(write=True) as conn:
             if not claim.staged:
                 cur = await conn.execute(_PG_MARK_DONE, (claim.scope, claim.event_id))
                 return bool(cur.rowcount == 1)
@@ -88,21 +164,26 @@ class PostgresIdempotencyGuard:
                 if cur.rowcount != 1:
                     return False  # nothing was written: leaving the block commits a no-op
                 for sql, params in claim.staged:
-                    await conn.execute(sql, params)
+                    try:
+                        await conn.execute(sql, params)
+                    except Exception as exc:
+                        if not store_failure(exc) or _connection_lost(exc):
+                            raise
+                        raise StagedEffectError(type(exc).__name__) from exc
         return True
 
     async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
         """Mark ``event_ids`` done: one autocommitted statement, one round trip."""
         if not event_ids:
             return
-        async with self._lock, self._pg.session() as conn:
+        async with self._session(write=True) as conn:
             await conn.execute(_PG_MARK_ALL_DONE, (scope, list(event_ids)))
 
     async def prune(self, completed_before: datetime, *, chunk: int = PRUNE_CHUNK) -> int:
         """Delete marks completed before ``completed_before``, one chunk per statement."""
         pruned = 0
         while True:
-            async with self._lock, self._pg.session() as conn:
+            async with self._session() as conn:
                 cur = await conn.execute(_PG_PRUNE, (completed_before, chunk))
             deleted: int = cur.rowcount
             pruned += deleted
@@ -111,12 +192,39 @@ class PostgresIdempotencyGuard:
 
     async def oldest_mark(self) -> datetime | None:
         """When the oldest mark was completed (the ``completed_at`` index's first entry)."""
-        async with self._lock, self._pg.session() as conn:
+        async with self._session() as conn:
             cur = await conn.execute(f"SELECT min(completed_at) FROM {TABLE}")
             row = await cur.fetchone()
         oldest: datetime | None = None if row is None else row[0]
         return oldest
 
     async def check(self) -> None:
-        """Raise if PostgreSQL cannot be reached."""
+        """Raise if PostgreSQL cannot be reached, or the last writes all failed."""
         await self.is_done("radstream.check", "-")
+        self.write_failures.raise_if_failing(IdempotencyStoreError)
+
+    async def started(
+        self, scope: str, partition: int, first_offset: int, last_offset: int, owner: str
+    ) -> int:
+        """Note the range ``owner`` starts; the crashes its first record caused so far."""
+        row = (scope, partition, first_offset, last_offset, owner, first_offset)
+        async with self._session(write=True) as conn:
+            cur = await conn.execute(_PG_STARTED, row)
+            found = await cur.fetchone()
+        return int(found[0])
+
+    async def failing_since(
+        self, scope: str, partition: int, offset: int, now: datetime
+    ) -> datetime:
+        """When the record at ``offset`` first failed (written now if it had not)."""
+        row = (scope, partition, offset, offset, offset, now)
+        async with self._session(write=True) as conn:
+            cur = await conn.execute(_PG_FAILING_SINCE, row)
+            found = await cur.fetchone()
+        since: datetime = found[0]
+        return since
+
+    async def release(self, owner: str) -> None:
+        """Forget ``owner`` as the one with records in flight: it stopped cleanly."""
+        async with self._session(write=True) as conn:
+            await conn.execute(_PG_RELEASE, (owner,))

@@ -11,13 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from radstream.common.errors import MisconfiguredError, TransientError
+from radstream.common.errors import MisconfiguredError
 from radstream.common.idempotency.base import (
+    ATTEMPTS_TABLE,
     COMPLETED_AT_INDEX,
     PRUNE_CHUNK,
     TABLE,
     Claim,
+    IdempotencyStoreError,
+    StagedEffectError,
 )
+from radstream.common.store_health import WriteFailures
 
 # SQLite writes the time itself: one Python datetime fewer to make and format per record.
 _MARK_DONE = (
@@ -36,6 +40,44 @@ _PAGE_SIZE = 4096
 _CHECKPOINT_PAGES = 2_500
 # Ids per batch query: under SQLite's oldest limit of 999 bound parameters.
 _IDS_PER_QUERY = 500
+_CREATE_ATTEMPTS = (
+    f"CREATE TABLE IF NOT EXISTS {ATTEMPTS_TABLE} (scope TEXT NOT NULL, "
+    "kafka_partition INTEGER NOT NULL, first_offset INTEGER NOT NULL, "
+    "last_offset INTEGER NOT NULL, owner TEXT, crash_offset INTEGER, "
+    "crashes INTEGER NOT NULL DEFAULT 0, failing_offset INTEGER, failing_since TEXT, "
+    "PRIMARY KEY (scope, kafka_partition)) WITHOUT ROWID"
+)
+# One statement per partition of a batch: the crash is counted against the partition's first
+# record only when another owner started a range holding it and never released it.
+_STARTED = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "owner, crash_offset, crashes) VALUES (?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET crashes = CASE "
+    "WHEN a.owner IS NOT NULL AND a.owner <> excluded.owner "
+    "AND excluded.first_offset BETWEEN a.first_offset AND a.last_offset "
+    "THEN (CASE WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END) + 1 "
+    "WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END, "
+    "crash_offset = excluded.first_offset, first_offset = excluded.first_offset, "
+    "last_offset = excluded.last_offset, owner = excluded.owner RETURNING crashes"
+)
+_FAILING_SINCE = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "failing_offset, failing_since) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET failing_since = CASE "
+    "WHEN a.failing_offset = excluded.failing_offset THEN a.failing_since "
+    "ELSE excluded.failing_since END, failing_offset = excluded.failing_offset "
+    "RETURNING failing_since"
+)
+_RELEASE = f"UPDATE {ATTEMPTS_TABLE} SET owner = NULL WHERE owner = ?"
+
+
+def store_failure(error: sqlite3.Error) -> bool:
+    """Whether ``error``, raised by one of the guard's own statements, is the store's failure.
+
+    It always is (locked, unreadable, corrupt, closed, refusing writes): a handler's staged
+    statement that fails raises :class:`StagedEffectError` instead, the handler's failure.
+    """
+    return isinstance(error, sqlite3.Error)
 
 
 class SqliteIdempotencyGuard:
@@ -53,13 +95,40 @@ class SqliteIdempotencyGuard:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idempotency")
         self._db: sqlite3.Connection | None = None  # used on the worker thread only
         self._fast: sqlite3.Connection | None = None  # used on the event loop only
+        self.write_failures = WriteFailures()
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.OperationalError as exc:
-            raise TransientError(f"idempotency store unavailable: {type(exc).__name__}") from exc
+        except sqlite3.Error as exc:
+            if not store_failure(exc):
+                raise
+            raise IdempotencyStoreError(
+                f"idempotency store unavailable: {type(exc).__name__}"
+            ) from exc
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(connection, *args)`` on the loop's connection, or on the thread if that fails.
+
+        The thread's connection waits for a lock; any other failure there is the store's.
+        """
+        try:
+            return fn(self._require_fast(), *args)
+        except sqlite3.Error as exc:
+            if not store_failure(exc):
+                raise
+        return await self._call(fn, self._require(), *args)
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        """As :meth:`_read`, counting the outcome for readiness (:meth:`check`)."""
+        try:
+            result = await self._read(fn, *args)
+        except IdempotencyStoreError as exc:
+            self.write_failures.failed(exc)
+            raise
+        self.write_failures.succeeded()
+        return result
 
     def _connection(self, busy_timeout_ms: int) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -82,6 +151,7 @@ class SqliteIdempotencyGuard:
         # Marks come in time order, so the index grows at its right edge: about half a
         # microsecond more per mark in batches of 20, nine for a mark on its own.
         db.execute(COMPLETED_AT_INDEX)
+        db.execute(_CREATE_ATTEMPTS)
         self._db = db
         self._fast = self._connection(busy_timeout_ms=0)
 
@@ -121,8 +191,10 @@ class SqliteIdempotencyGuard:
         """Whether ``scope`` already finished ``event_id``."""
         try:
             return self._is_done(self._require_fast(), scope, event_id)
-        except sqlite3.OperationalError:  # locked: wait for it off the loop
-            return bool(await self._call(self._is_done, self._require(), scope, event_id))
+        except sqlite3.Error as exc:  # locked: wait for it off the loop
+            if not store_failure(exc):
+                raise
+        return bool(await self._call(self._is_done, self._require(), scope, event_id))
 
     @staticmethod
     def _done_among(db: sqlite3.Connection, scope: str, event_ids: Sequence[str]) -> set[str]:
@@ -139,10 +211,7 @@ class SqliteIdempotencyGuard:
 
     async def done_among(self, scope: str, event_ids: Sequence[str]) -> set[str]:
         """Which of ``event_ids`` ``scope`` already finished, in one query per 500 ids."""
-        try:
-            return self._done_among(self._require_fast(), scope, event_ids)
-        except sqlite3.OperationalError:  # locked: wait for it off the loop
-            return set(await self._call(self._done_among, self._require(), scope, event_ids))
+        return set(await self._read(self._done_among, scope, event_ids))
 
     @staticmethod
     def _complete(db: sqlite3.Connection, claim: Claim) -> bool:
@@ -153,15 +222,22 @@ class SqliteIdempotencyGuard:
             if db.execute(_MARK_DONE, mark).rowcount != 1:
                 return False  # nothing was written: leaving the block commits a no-op
             for sql, params in claim.staged:
-                db.execute(sql, params)
+                try:
+                    db.execute(sql, params)
+                except sqlite3.Error as exc:
+                    raise StagedEffectError(type(exc).__name__) from exc
         return True
 
     async def complete(self, claim: Claim) -> bool:
         """Commit the staged effects and the done mark in one transaction."""
         try:
-            return self._complete(self._require_fast(), claim)
-        except sqlite3.OperationalError:  # locked (or failed): redo it off the loop, waiting
-            return bool(await self._call(self._complete, self._require(), claim))
+            completed = self._complete(self._require_fast(), claim)
+        except sqlite3.Error as exc:  # locked (or failed): redo it off the loop, waiting
+            if not store_failure(exc):
+                raise
+            return bool(await self._write(self._complete, claim))
+        self.write_failures.consecutive = 0
+        return completed
 
     @staticmethod
     def _mark_done(db: sqlite3.Connection, scope: str, event_ids: Sequence[str]) -> None:
@@ -175,10 +251,7 @@ class SqliteIdempotencyGuard:
         """Mark ``event_ids`` done in one transaction."""
         if not event_ids:
             return
-        try:
-            self._mark_done(self._require_fast(), scope, event_ids)
-        except sqlite3.OperationalError:  # locked (or failed): redo it off the loop, waiting
-            await self._call(self._mark_done, self._require(), scope, event_ids)
+        await self._write(self._mark_done, scope, event_ids)
 
     @staticmethod
     def _prune_chunk(db: sqlite3.Connection, cutoff: str, chunk: int) -> int:
@@ -212,15 +285,46 @@ class SqliteIdempotencyGuard:
 
     async def oldest_mark(self) -> datetime | None:
         """When the oldest mark was completed (the ``completed_at`` index's first entry)."""
-        try:
-            text = self._oldest_mark(self._require_fast())
-        except sqlite3.OperationalError:  # locked: wait for it off the loop
-            text = await self._call(self._oldest_mark, self._require())
+        text = await self._read(self._oldest_mark)
         return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     async def check(self) -> None:
-        """Raise if the database file cannot be read."""
+        """Raise if the database file cannot be read, or its last writes all failed."""
         await self.is_done("radstream.check", "-")
+        self.write_failures.raise_if_failing(IdempotencyStoreError)
+
+    @staticmethod
+    def _started(db: sqlite3.Connection, *row: object) -> int:
+        return int(db.execute(_STARTED, (*row, row[2])).fetchone()[0])
+
+    async def started(
+        self, scope: str, partition: int, first_offset: int, last_offset: int, owner: str
+    ) -> int:
+        """Note the range ``owner`` starts; the crashes its first record caused so far."""
+        return int(
+            await self._write(self._started, scope, partition, first_offset, last_offset, owner)
+        )
+
+    @staticmethod
+    def _failing_since(db: sqlite3.Connection, *row: object) -> str:
+        return str(db.execute(_FAILING_SINCE, row).fetchone()[0])
+
+    async def failing_since(
+        self, scope: str, partition: int, offset: int, now: datetime
+    ) -> datetime:
+        """When the record at ``offset`` first failed (written now if it had not)."""
+        text = await self._write(
+            self._failing_since, scope, partition, offset, offset, offset, now.isoformat()
+        )
+        return datetime.fromisoformat(text)
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, owner: str) -> None:
+        db.execute(_RELEASE, (owner,))
+
+    async def release(self, owner: str) -> None:
+        """Forget ``owner`` as the one with records in flight: it stopped cleanly."""
+        await self._write(self._release, owner)
 
 
 @contextlib.contextmanager

@@ -286,6 +286,41 @@ class TestFilesystemBlobStore:
         with pytest.raises(MisconfiguredError, match="RADSTREAM_BLOB_"):
             await store.check()
 
+    async def test_a_store_whose_every_put_fails_is_not_ready_though_its_probe_passes(
+        self, tmp_path: Path
+    ) -> None:
+        class RefusingBlobs(FilesystemBlobStore):
+            """Writes the probe, refuses every blob (a role allowed one prefix only)."""
+
+            refusing = True
+
+            def _write(self, key: str, data: bytes, media_type: str) -> None:
+                if self.refusing and key != "_probe":
+                    raise BlobStoreUnavailableError("AccessDenied on PutObject")
+                super()._write(key, data, media_type)
+
+        store = RefusingBlobs(tmp_path / "phi", "phi")
+        await store.check()
+        for n in range(3):
+            with pytest.raises(BlobStoreUnavailableError):
+                await store.put(f"study {n}".encode())
+
+        with pytest.raises(BlobStoreUnavailableError, match="writes failed"):
+            await store.check()
+        store.refusing = False
+        await store.put(b"study 3")
+        await store.check()  # a put went through: ready again
+
+    async def test_the_probe_asks_what_a_put_asks_first(self, tmp_path: Path) -> None:
+        class HeadRefused(FilesystemBlobStore):
+            """Answers 403 to a HEAD (the size a put asks for), as a narrow S3 role does."""
+
+            def _stored_size(self, key: str) -> int | None:
+                raise MisconfiguredError("AccessDenied on HeadObject")
+
+        with pytest.raises(MisconfiguredError, match="HeadObject"):
+            await HeadRefused(tmp_path / "phi", "phi").check()
+
 
 class TestOpenBlobStore:
     def test_a_relative_file_uri_resolves_against_the_working_directory(

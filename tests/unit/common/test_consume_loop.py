@@ -289,3 +289,86 @@ async def test_a_partition_taken_away_mid_batch_stays_paused_and_a_new_one_never
     await loop._handle(consumer, fetched(p0=[10]))  # type: ignore[arg-type]
 
     assert consumer.paused_now == {P0}, "P0 is not ours to resume; P1 resumed; P2 never paused"
+
+
+async def test_a_batch_that_cannot_be_prepared_comes_again_and_the_loop_goes_on() -> None:
+    import sqlite3
+
+    async def deliver(record: RawRecord) -> None:
+        raise AssertionError("nothing is delivered from a batch that was not prepared")
+
+    async def deliverer(records: Sequence[RawRecord]) -> Batch:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    loop = ConsumeLoop(
+        topic=TOPIC,
+        group="deid",
+        deliverer=deliverer,
+        telemetry=BusTelemetry(tracer_provider=None, registry=REGISTRY),
+        consumer_options={},
+        retry_after_s=0.0,
+    )
+    consumer = FakeConsumer({P0, P1})
+
+    await loop._handle(consumer, fetched(p0=[10, 11], p1=[5]))  # type: ignore[arg-type]
+
+    assert consumer.commits == []
+    assert consumer.seeks == [(0, 10), (1, 5)], "every record of the batch comes again"
+
+
+class FailingConsumer(FakeConsumer):
+    """A consumer whose every fetch fails with something the loop does not expect."""
+
+    def __init__(self, made: list[FailingConsumer]) -> None:
+        super().__init__({P0})
+        self.fetches = 0
+        self.started = self.stopped = False
+        made.append(self)
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        self.fetches += 1
+        raise RuntimeError("a defect")
+
+
+async def test_a_loop_that_keeps_failing_restarts_a_bounded_number_of_times_then_is_dead() -> None:
+    loop, _ = make_loop(None)
+    made: list[FailingConsumer] = []
+    loop.consumer = FailingConsumer(made)  # type: ignore[assignment]
+    loop._make_consumer = lambda: FailingConsumer(made)  # type: ignore[method-assign,assignment,return-value]
+
+    task = asyncio.create_task(loop._run())
+    await asyncio.wait({task}, timeout=10)
+
+    assert isinstance(task.exception(), RuntimeError)
+    assert [c.fetches for c in made] == [1, 1, 1, 1], "the first run and three restarts"
+    assert all(c.stopped for c in made[:3]), "each restart leaves the group with the old one"
+    assert all(c.started for c in made[1:]), "and joins it anew (the committed offsets)"
+    assert loop.dead(), "liveness fails: the process must be restarted"
+
+
+async def test_a_stalled_partition_shows_how_long_it_has_been_stuck_until_it_flows() -> None:
+    failing = {"on": True}
+
+    async def deliver(record: RawRecord) -> None:
+        if failing["on"]:
+            raise TransientError("research PACS answers 503")
+
+    loop, _ = make_loop(deliver)
+    consumer = FakeConsumer({P2})
+    labels = {"topic": TOPIC, "group": "deid", "partition": "2"}
+
+    await loop._handle(consumer, fetched(p2=[3]))  # type: ignore[arg-type]
+    await loop._handle(consumer, fetched(p2=[3]))  # type: ignore[arg-type]
+    stuck = REGISTRY.get_sample_value("radstream_consumer_stalled_seconds", labels)
+    failing["on"] = False
+    await loop._handle(consumer, fetched(p2=[3]))  # type: ignore[arg-type]
+
+    assert stuck is not None
+    assert stuck > 0
+    assert REGISTRY.get_sample_value("radstream_consumer_stalled_seconds", labels) == 0

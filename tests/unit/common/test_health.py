@@ -64,7 +64,17 @@ class TestLiveness:
         response = await client.get("/healthz")
 
         assert response.status_code == 200
-        assert response.json() == {"status": "alive"}
+        assert response.json() == {"status": "alive", "checks": {}}
+
+    async def test_fails_when_a_liveness_check_says_only_a_restart_can_help(
+        self, server: HealthServer, client: httpx.AsyncClient
+    ) -> None:
+        server.add_liveness("consume-loops", lambda: False)
+
+        response = await client.get("/healthz")
+
+        assert response.status_code == 503
+        assert response.json() == {"status": "dead", "checks": {"consume-loops": "failed"}}
 
     async def test_does_not_depend_on_readiness_checks(
         self, client: httpx.AsyncClient, kafka: Dependency
