@@ -427,6 +427,31 @@ def route_warnings() -> None:
     library calls that warn with values, such as pydicom reading a file.
     """
     warnings.showwarning = _log_warning
+    with _warning_counts_lock:
+        _warning_counts.clear()
+    # Python remembers each warning it has shown in the warning module's registry, keyed by its
+    # text: for pydicom that text quotes a value read from an instance, so a long-running service
+    # would keep every such value in memory, without bound. "always" keeps no registry entry;
+    # _log_warning thins the repeats out by place instead.
+    warnings.filterwarnings("always", module=VALUE_QUOTING_WARNING_MODULES)
+
+
+# Modules whose warnings quote the values they read (a regex on the warning's module name).
+VALUE_QUOTING_WARNING_MODULES: Final = r"pydicom(\.|$)"
+_warning_counts: dict[tuple[str, str], int] = {}
+_warning_counts_lock = threading.Lock()
+
+
+def _repeat_is_logged(place: tuple[str, str]) -> int | None:
+    """How many times a warning at ``place`` has been shown, when this repeat is logged.
+
+    The first, the tenth, the hundredth and so on: a study with a thousand bad values makes four
+    lines, not a thousand. The places are lines of code, so the table stays small.
+    """
+    with _warning_counts_lock:
+        count = _warning_counts.get(place, 0) + 1
+        _warning_counts[place] = count
+    return count if str(count).rstrip("0") == "1" else None
 
 
 def _log_warning(  # noqa: PLR0917 -- the signature of warnings.showwarning
@@ -440,12 +465,18 @@ def _log_warning(  # noqa: PLR0917 -- the signature of warnings.showwarning
     """Log a warning: category and location; the message only when radstream raised it."""
     where = f"{_short_path(filename)} line {lineno}"
     own = category.__module__.startswith("radstream.")
+    if own:
+        count: int | None = 1  # radstream's own warnings are rare and each one says something
+    else:
+        count = _repeat_is_logged((_qualified_name(category), where))
+        if count is None:
+            return
     logging.getLogger(_WARNINGS_LOGGER).warning(
         "%s at %s: %s",
         category.__qualname__ if category.__module__ == "builtins" else _qualified_name(category),
         where,
         str(message) if own else _WITHHELD,
-        extra={"error_type": category.__qualname__},
+        extra={"error_type": category.__qualname__, "count": count},
     )
 
 

@@ -524,3 +524,43 @@ class TestWarnings:
         assert line["logger"] == "pydicom"
         assert line["msg"].startswith("[message withheld] (test_logs:")
         assert "Smith" not in stream.getvalue()
+
+
+class TestWarningRepeats:
+    @pytest.fixture
+    def stream(self, restore_root_logger: logging.Logger) -> Iterator[io.StringIO]:
+        import sys
+        import threading
+        import warnings
+
+        saved = warnings.showwarning, sys.excepthook, threading.excepthook
+        saved_filters = list(warnings.filters)
+        stream = io.StringIO()
+        configure_logging(ObservabilitySettings(), stream=stream)
+        yield stream
+        warnings.showwarning, sys.excepthook, threading.excepthook = saved
+        warnings.filters[:] = saved_filters
+
+    @pytest.mark.filterwarnings("default")  # what a service runs with
+    def test_pydicom_keeps_no_warned_value_in_its_warning_registry(
+        self, stream: io.StringIO
+    ) -> None:
+        import pydicom.valuerep
+        from pydicom.dataset import Dataset
+
+        ds = Dataset()
+        for number in range(5):
+            ds.SOPInstanceUID = f"1.2.Smith{number}"  # "Invalid value for VR UI: '1.2.Smith0'"
+        registry = getattr(pydicom.valuerep, "__warningregistry__", {})
+        assert not any("Smith" in str(key) for key in registry)
+        assert "Smith" not in stream.getvalue()
+
+    def test_repeats_at_one_place_are_thinned_to_powers_of_ten(self, stream: io.StringIO) -> None:
+        from radstream.common.logs import _log_warning
+
+        for _ in range(150):
+            _log_warning(UserWarning("value"), UserWarning, "/x/site-packages/lib/repeat.py", 7)
+
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [line["count"] for line in lines] == [1, 10, 100]
+        assert all(line["msg"].endswith("[message withheld]") for line in lines)
