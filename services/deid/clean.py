@@ -26,6 +26,7 @@ Each finding becomes a token (``[NAME]``, ``[DATE]``, ``[ID]``, ``[PHONE]``, ``[
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -284,6 +285,22 @@ def _keep_only_the_ner(nlp_engine: NlpEngine) -> None:
             unused.add("tok2vec")
     for name in unused & set(pipeline.pipe_names):
         pipeline.disable_pipe(name)
+
+
+class _OtherLanguagesSkipped(logging.Filter):
+    """Drop Presidio's one line per recognizer of a language we do not load (about twenty).
+
+    They say that the Spanish, Italian, Polish ... recognizers were left out of an English-only
+    registry, which is what we asked for; an operator would read them as a fault.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "language is not supported by registry" not in record.getMessage()
+
+
+_PRESIDIO_LOGGER = logging.getLogger("presidio-analyzer")
+if not any(isinstance(f, _OtherLanguagesSkipped) for f in _PRESIDIO_LOGGER.filters):
+    _PRESIDIO_LOGGER.addFilter(_OtherLanguagesSkipped())
 
 
 def build_text_cleaner(
