@@ -17,7 +17,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration bench demo docs lock clean
+.PHONY: help install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -84,6 +84,15 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration
+
+# The fuzz harness (tests/fuzz, docs/fuzzing.md): `make test` runs it with a small fixed budget;
+# this runs FUZZ_BUDGET inputs per target from FUZZ_SEED, keeping Hypothesis' database and every
+# failing input under .build/fuzz/.
+FUZZ_BUDGET ?= 5000
+FUZZ_SEED ?= 12
+fuzz: $(STAMP) ## fuzz every parser that takes outside input (FUZZ_BUDGET inputs per target)
+	FUZZ_BUDGET=$(FUZZ_BUDGET) $(BIN)/pytest -p no:cacheprovider -q tests/fuzz \
+		--hypothesis-seed=$(FUZZ_SEED) --timeout=0
 
 bench: install ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, ingest vs Orthanc
 	$(BIN)/python -m tests.bench.bench_bus

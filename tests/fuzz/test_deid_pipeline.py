@@ -1,0 +1,82 @@
+"""Fuzz target: the de-identification pipeline (``radstream.deid.deidentify_instance``).
+
+Promise: every input ends RELEASED, HELD or REJECTED and the call never raises; nothing is
+rejected for an unexpected error of radstream's own (reason ``internal``); and no planted PHI
+is in a released instance, the outcome's reasons and error, its audit record, or the logs.
+Only profile options that keep no planted value are drawn (retaining institution or device
+identity, patient characteristics or full dates would keep planted values on purpose).
+"""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pydicom import dcmread
+
+from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY
+from radstream.deid.pipeline import InstanceOutcome, InstanceStatus, deidentify_instance
+from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
+from tests.fuzz.budget import fuzz_settings
+from tests.fuzz.campaign import Campaign, Emitted, Finding
+from tests.fuzz.dicom_corpus import DicomCase, dicom_cases
+from tests.unit.deid.study_builder import TEST_KEYS_SECRET, shared_text_cleaner
+
+CAMPAIGN = Campaign("deid.deidentify_instance")
+KEYS = DeidKeys.from_secret(TEST_KEYS_SECRET)
+OPTIONS = st.frozensets(
+    st.sampled_from(
+        [
+            ProfileOption.CLEAN_DESCRIPTORS,
+            ProfileOption.CLEAN_STRUCTURED_CONTENT,
+            ProfileOption.CLEAN_GRAPHICS,
+            ProfileOption.RETAIN_UIDS,
+            ProfileOption.RETAIN_SAFE_PRIVATE,
+            ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+        ]
+    ),
+    max_size=3,
+)
+
+
+def deidentify(case: DicomCase, options: frozenset[ProfileOption], emitted: Emitted) -> None:
+    outcome = deidentify_instance(
+        case.data,
+        profile=DeidProfile(options=options),
+        keys=KEYS,
+        clean_text=shared_text_cleaner(),
+        pixel_policy=DEFAULT_PIXEL_POLICY,
+    )
+    emitted("released instance", outcome.output)
+    emitted("outcome reasons", "\n".join(outcome.reasons))
+    emitted("audit record", outcome.audit.to_json())
+    if outcome.ids is not None:
+        emitted("released ids", repr(outcome.ids))
+    check_outcome(outcome)
+
+
+def check_outcome(outcome: InstanceOutcome) -> None:
+    if outcome.status is InstanceStatus.REJECTED:
+        error = outcome.error
+        assert error is not None
+        if error.reason == "internal":
+            raise Finding("internal-error", error.message, "rejected for an unexpected error")
+    if outcome.status is InstanceStatus.RELEASED:
+        assert outcome.output is not None
+        released = dcmread(io.BytesIO(outcome.output))
+        if released.get("PatientIdentityRemoved") != "YES":
+            raise Finding("bad-answer", "PatientIdentityRemoved", "released without YES")
+
+
+@fuzz_settings()
+@given(case=dicom_cases(planted_only=True), options=OPTIONS)
+def _fuzz(case: DicomCase, options: frozenset[ProfileOption]) -> None:
+    CAMPAIGN.attempt(case.data, lambda emitted: deidentify(case, options, emitted))
+
+
+def test_every_mutated_instance_is_released_clean_held_or_rejected() -> None:
+    shared_text_cleaner()  # spaCy loads before the campaign's clock starts
+    with CAMPAIGN.running():
+        _fuzz()
+    CAMPAIGN.assert_clean()
