@@ -223,17 +223,17 @@ def _meta(found: Mapping[str, bytes]) -> EventMeta:
     if not text.keys() >= _REQUIRED:
         missing = [name for name in REQUIRED_HEADERS if name not in text]
         raise MissingHeaderError(f"event lacks required header(s): {', '.join(missing)}")
+    # Messages name the header, never its value: a dead letter keeps the original headers.
     if text[H_SPECVERSION] != SPECVERSION:
         raise InvalidHeaderError(
-            f"{H_SPECVERSION} is {text[H_SPECVERSION]!r}; radstream speaks CloudEvents "
-            f"{SPECVERSION}"
+            f"{H_SPECVERSION} is not {SPECVERSION}; radstream speaks CloudEvents {SPECVERSION}"
         )
     content_type = text[H_CONTENT_TYPE]
     if content_type != CONTENT_TYPE:  # the usual case needs no parsing
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type not in _PROTOBUF_MEDIA_TYPES:
             raise UnsupportedContentTypeError(
-                f"content-type is {media_type!r}; radstream events are {CONTENT_TYPE}"
+                f"content-type is not a protobuf media type; radstream events are {CONTENT_TYPE}"
             )
     traceparent = text.get(H_TRACEPARENT)
     if traceparent is not None and not _TRACEPARENT.match(traceparent):
@@ -270,7 +270,9 @@ def decode(
     meta = _meta(found)
     expected_type = expected.DESCRIPTOR.full_name
     if meta.type != expected_type:
-        raise UnexpectedEventTypeError(f"ce_type is {meta.type!r}; expected {expected_type!r}")
+        raise UnexpectedEventTypeError(
+            f"ce_type names another message than {expected_type!r}, the one this consumer reads"
+        )
     if value is None:
         raise MalformedBodyError(f"{expected_type} event has no body (a tombstone record?)")
     try:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterable
@@ -73,6 +74,9 @@ END_BLOCK: Final = b"\x1c\r"
 _MiB: Final = 1024 * 1024
 _STOP_TIMEOUT_S: Final = 5.0
 _HANDSHAKE_TIMEOUT_S: Final = 10.0
+# MSH-9's message type and trigger event are codes (HL7 tables 0076 and 0003, three characters
+# each); anything else there is not a code, and the audit trail takes no text from a message.
+_MESSAGE_CODE: Final = re.compile(r"[A-Z0-9]{3}")
 
 
 class MllpSettings(RadstreamSettings):
@@ -428,7 +432,7 @@ class MllpServer:
             },
         )
         outcome = problem.reason if audited else "not_committed"
-        kind = f"{message.message_type}^{message.trigger_event}" if message else ""
+        kind = _audit_kind(message)
         try:
             await self._sink.audit(received, sender=sender, outcome=outcome, kind=kind)
         except Exception as exc:  # the NAK goes out regardless; the sender will re-send
@@ -463,6 +467,14 @@ def _unreadable(message: Hl7Message | None) -> Hl7Problem:
         reject=message is None,
         reason="unreadable",
     )
+
+
+def _audit_kind(message: Hl7Message | None) -> str:
+    """MSH-9 as ``type^trigger`` for the audit record when both are codes, else ''."""
+    if message is None:
+        return ""
+    codes = (message.message_type, message.trigger_event)
+    return "^".join(codes) if all(_MESSAGE_CODE.fullmatch(code) for code in codes) else ""
 
 
 def _frame(message: bytes) -> bytes:

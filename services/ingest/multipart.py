@@ -193,6 +193,10 @@ class MultipartReader:
             if self._count == 0 and self._state is _State.PREAMBLE:
                 raise MultipartError("no_parts", "the body has no multipart delimiter")
             raise MultipartError("unterminated", "the body ends before its close delimiter")
+        if self._count == 0:
+            # A close delimiter alone (RFC 2046 asks for one or more parts): were it taken as
+            # an empty body, STOW-RS would answer 200 for instances it never read.
+            raise MultipartError("no_parts", "the body has a close delimiter but no part")
 
     def _step(self, parts: list[Part]) -> bool:
         """Advance the state machine once; False when more input is needed."""
