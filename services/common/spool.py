@@ -15,7 +15,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["SpoolFile", "open_spool_file"]
+__all__ = ["SpoolContentDroppedError", "SpoolFile", "open_spool_file"]
+
+
+class SpoolContentDroppedError(RuntimeError):
+    """A spool file's content was asked for after :meth:`SpoolFile.drop_content` (a bug)."""
 
 
 def open_spool_file(directory: Path) -> BinaryIO:
@@ -31,17 +35,33 @@ class SpoolFile:
         self._file = open_spool_file(directory)
         self._size = 0
         self._hash = hashlib.sha256()
+        self._dropped = False
 
     @property
     def size(self) -> int:
         """Bytes written so far."""
         return self._size
 
+    @property
+    def dropped(self) -> bool:
+        """True once :meth:`drop_content` was called: sizes and hashes only, no content."""
+        return self._dropped
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``."""
-        self._file.write(data)
+        """Append ``data`` (counted and hashed only, once the content is dropped)."""
+        if not self._dropped:
+            self._file.write(data)
         self._hash.update(data)
         self._size += len(data)
+
+    def drop_content(self) -> None:
+        """Free the disk the content takes, and keep only counting and hashing what comes.
+
+        For a payload found over a size limit while it arrives: it will be refused unread,
+        with its full size and digest, and need not fill the spool directory meanwhile.
+        """
+        self._dropped = True
+        self._file.truncate(0)
 
     def sha256(self) -> str:
         """The hex sha256 of what was written."""
@@ -49,6 +69,7 @@ class SpoolFile:
 
     def read_all(self) -> bytes:
         """Everything written, as one ``bytes`` (one allocation of the spooled size)."""
+        self._check_content()
         self._file.flush()
         data = os.pread(self._file.fileno(), self._size, 0) if self._size else b""
         if len(data) < self._size:  # a read is capped at 2 GiB on Linux: read the rest
@@ -58,10 +79,18 @@ class SpoolFile:
 
     def open_reader(self) -> BinaryIO:
         """A new read-only file object on the content, at its start; the caller closes it."""
+        self._check_content()
         self._file.flush()
         reader = os.fdopen(os.dup(self._file.fileno()), "rb")
         reader.seek(0)
         return reader
+
+    def _check_content(self) -> None:
+        if self._dropped:
+            raise SpoolContentDroppedError(
+                "the spooled content was dropped for being over a limit; only its size and "
+                "digest are known"
+            )
 
     def close(self) -> None:
         """Remove the file (idempotent)."""

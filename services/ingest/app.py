@@ -217,7 +217,13 @@ def create_app(
     health.add_check("study-assembly", core.assembly.check)
     servers: list[IngestServer] = []
     if settings.dicom.enabled:
-        scp = DicomScp(settings.dicom, core.receiver, metrics=core.metrics)
+        scp = DicomScp(
+            settings.dicom,
+            core.receiver,
+            metrics=core.metrics,
+            spool_dir=settings.memory.spool_dir,
+            max_dataset_bytes=settings.reader_limits().max_file_bytes,
+        )
         health.add_check("dicom-scp", scp.check)
         servers.append(scp)
     servers.extend(_report_and_http_servers(settings, core, health, registry))

@@ -4,7 +4,9 @@ pynetdicom runs each association in its own thread. The C-STORE handler takes th
 the sender encoded it (with File Meta Information, so the stored file is a Part 10 file in the
 transfer syntax that was negotiated; compressed pixel data is kept, not decoded), hands it to
 the event loop's :class:`~radstream.ingest.receipt.InstanceReceiver`, and answers with the
-status of the receipt.
+status of the receipt. Given a spool directory, a data set beyond 1 MiB is written there as it
+arrives and read into memory by the receiver only once its memory reservation is granted
+(:mod:`radstream.ingest.cstore_spool`).
 
 Who may associate: only calling AE titles in the allow list (an empty list refuses everyone:
 the SCP does not listen, and readiness says why, unless any title is explicitly allowed for a
@@ -20,6 +22,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from pydicom.uid import (
@@ -33,11 +36,17 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from radstream.common.spool import SpoolFile
 from radstream.ingest.config import DicomSettings
+from radstream.ingest.cstore_spool import (
+    spool_received_datasets,
+    stop_spooling_received_datasets,
+    take_received,
+)
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.listener_tls import listener_tls_context
 from radstream.ingest.metrics import IngestMetrics
-from radstream.ingest.receipt import OUT_OF_RESOURCES, InstanceReceiver, Sender
+from radstream.ingest.receipt import OUT_OF_RESOURCES, InstanceReceiver, Receipt, Sender
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
@@ -46,6 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["DicomScp", "scp_tls_context", "scp_transfer_syntaxes"]
 
 log = logging.getLogger(__name__)
+
+# No instance limit given: keep whatever arrives (the receiver still applies its own).
+_NO_LIMIT: Final = 1 << 62
 
 # Transfer syntaxes whose pixel data lives elsewhere (JPIP referenced): nothing to store.
 _REFERENCED_PIXEL_SYNTAXES: Final = frozenset(
@@ -91,9 +103,23 @@ class DicomScp:
     """The C-STORE/C-ECHO server, as an async start/stop server beside the bus."""
 
     def __init__(
-        self, settings: DicomSettings, receiver: InstanceReceiver, *, metrics: IngestMetrics
+        self,
+        settings: DicomSettings,
+        receiver: InstanceReceiver,
+        *,
+        metrics: IngestMetrics,
+        spool_dir: Path | None = None,
+        max_dataset_bytes: int | None = None,
     ) -> None:
+        """Serve ``receiver``; data sets beyond 1 MiB wait in ``spool_dir``.
+
+        Without a ``spool_dir`` they stay in pynetdicom's memory. ``max_dataset_bytes`` is the
+        instance limit: content past it is counted and hashed, not kept.
+        """
         self.settings = settings
+        self._spool_dir = spool_dir
+        self._max_dataset_bytes = max_dataset_bytes
+        self._spooling = False
         self._receiver = receiver
         self._metrics = metrics
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +150,9 @@ class DicomScp:
             )
             return
         self._loop = asyncio.get_running_loop()
+        if self._spool_dir is not None and not self._spooling:
+            spool_received_datasets(self._spool_dir, max_bytes=self._max_dataset_bytes or _NO_LIMIT)
+            self._spooling = True
         self._ae = self._build_ae()
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_c_store),
@@ -149,6 +178,9 @@ class DicomScp:
         if ae is not None:
             # Joins pynetdicom's threads, whose handlers may be waiting on this loop: not here.
             await asyncio.to_thread(ae.shutdown)
+        if self._spooling:
+            stop_spooling_received_datasets()
+            self._spooling = False
 
     async def check(self) -> None:
         """Readiness: raise unless the SCP is listening."""
@@ -193,9 +225,14 @@ class DicomScp:
             identity=str(event.assoc.requestor.ae_title).strip(),
             address=_peer(event),
         )
+        try:
+            received = take_received(event)
+        except LookupError as exc:
+            log.error("C-STORE data set not found", extra={"error_type": type(exc).__name__})
+            return OUT_OF_RESOURCES
         future = asyncio.run_coroutine_threadsafe(
-            self._receiver.receive(
-                event.encoded_dataset(include_meta=True),
+            self._receive(
+                received,
                 sender=sender,
                 declared_sop_class_uid=str(request.AffectedSOPClassUID),
                 declared_sop_instance_uid=str(request.AffectedSOPInstanceUID),
@@ -212,6 +249,26 @@ class DicomScp:
             log.error("C-STORE receipt failed", extra={"error_type": type(exc).__name__})
             return OUT_OF_RESOURCES
         return receipt.dicom_status
+
+    async def _receive(
+        self,
+        received: bytes | SpoolFile,
+        *,
+        sender: Sender,
+        declared_sop_class_uid: str,
+        declared_sop_instance_uid: str,
+    ) -> Receipt:
+        """Receive on the loop; a spool file is closed here, whether or not the sender waited."""
+        try:
+            return await self._receiver.receive(
+                received,
+                sender=sender,
+                declared_sop_class_uid=declared_sop_class_uid,
+                declared_sop_instance_uid=declared_sop_instance_uid,
+            )
+        finally:
+            if isinstance(received, SpoolFile):
+                received.close()
 
 
 def _peer(event: Event) -> str:

@@ -11,11 +11,15 @@ instance built before tracing starts, and prints its peak divided by the instanc
   input, what the receiver holds while the instance is checked and stored.
 * **STOW-RS part, in memory / spooled** -- the multipart reader fed 64 KiB chunks as an ASGI
   server hands them over, without and with a spool directory, then the part's content read back.
+* **C-STORE, in memory / spooled** -- the instance sent over a real association on loopback by
+  pynetdicom in a child process, into the SCP and its receiver (filesystem store, SQLite
+  assembly), with pynetdicom's own buffering and with the SCP's spool directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -34,6 +38,7 @@ from tests.unit.deid.study_builder import (
     synthetic_instance,
     to_bytes,
 )
+from tests.unit.ingest.cstore_memory import traced_c_store
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -78,6 +83,18 @@ def stow_part(data: bytes, spool_dir: Path | None) -> None:
     part.close()
 
 
+def c_store_peak(data: bytes, scratch: Path, *, spooled: bool) -> int:
+    async def run() -> int:
+        result = await traced_c_store(
+            data, scratch, spool_dir=scratch / "spool" if spooled else None
+        )
+        await result.harness.assembly.close()
+        assert result.receipt.accepted
+        return result.peak
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="instance size in MiB")
@@ -101,12 +118,18 @@ def main() -> None:
         receipt_peak = traced(lambda: _inspect(data, limits))
         memory_peak = traced(lambda: stow_part(data, None))
         spooled_peak = traced(lambda: stow_part(data, Path(scratch) / "spool"))
+        (Path(scratch) / "memory").mkdir()
+        (Path(scratch) / "spooled").mkdir()
+        c_store_memory = c_store_peak(data, Path(scratch) / "memory", spooled=False)
+        c_store_spooled = c_store_peak(data, Path(scratch) / "spooled", spooled=True)
     print(f"instance: {size} bytes")
     for name, peak, plus_input in (
         ("deid (file in, read once)", deid_peak, 0),
         ("ingest receipt (bytes in)", receipt_peak, size),
         ("STOW-RS part, in memory", memory_peak, 0),
         ("STOW-RS part, spooled", spooled_peak, 0),
+        ("C-STORE, in memory", c_store_memory, 0),
+        ("C-STORE, spooled", c_store_spooled, 0),
     ):
         print(f"{name:28} peak {peak / MiB:8.1f} MiB = {(peak + plus_input) / size:4.2f} copies")
 
