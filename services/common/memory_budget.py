@@ -21,6 +21,12 @@ Three things prevent that:
   large instances wait for each other instead of adding up past the limit. Waiters are served
   first come, first served. A reservation larger than the whole budget can never be granted:
   it raises :class:`OverBudgetError` (poison: retrying cannot help) instead of waiting forever.
+
+**Metrics** (:class:`MemoryBudgetMetrics`, labelled by ``service``): the budget, the bytes
+reserved, the reservations waiting, how long reservations waited, and instances refused for
+memory by reason (``too_large``: over the derived instance limit, refused unread;
+``over_budget``: heavier than the whole budget; ``abandoned``: its caller gave up while it
+waited, e.g. a C-STORE whose sender's timeout ran out).
 """
 
 from __future__ import annotations
@@ -29,27 +35,37 @@ import asyncio
 import collections
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from radstream.common.errors import MisconfiguredError, PoisonEventError
+from radstream.common.metrics import per_registry
 from radstream.common.settings import RadstreamSettings
 
 __all__ = [
     "CGROUP_ROOT",
     "MemoryBudget",
     "MemoryBudgetExceededError",
+    "MemoryBudgetMetrics",
     "MemoryPlan",
     "MemorySettings",
     "OverBudgetError",
+    "RefusalReason",
     "cgroup_memory_limit",
+    "memory_budget_metrics",
     "plan_memory",
 ]
+
+RefusalReason = Literal["too_large", "over_budget", "abandoned"]
+# From a grant at once to a C-STORE sender's timeout (30 s) and well past it.
+_WAIT_BUCKETS: Final = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 GiB: Final = 1024**3
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
@@ -186,20 +202,71 @@ def plan_memory(
     )
 
 
+class MemoryBudgetMetrics:
+    """The memory budget's series, one set per registry, told apart by the ``service`` label."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.capacity = Gauge(
+            "radstream_memory_budget_bytes",
+            "Bytes of instances (copies counted) the process may hold at once.",
+            ["service"],
+            registry=registry,
+        )
+        self.reserved = Gauge(
+            "radstream_memory_budget_reserved_bytes",
+            "Bytes of the memory budget reserved by instances being handled now.",
+            ["service"],
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "radstream_memory_budget_waiting",
+            "Reservations queued until the memory budget has room for them.",
+            ["service"],
+            registry=registry,
+        )
+        self.wait_seconds = Histogram(
+            "radstream_memory_budget_wait_seconds",
+            "Seconds a granted reservation waited for room in the memory budget.",
+            ["service"],
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "radstream_memory_budget_refusals_total",
+            "Instances refused for memory, by reason (too_large: over the instance limit the "
+            "budget implies; over_budget: heavier than the whole budget; abandoned: given up "
+            "while waiting for room).",
+            ["service", "reason"],
+            registry=registry,
+        )
+
+
+memory_budget_metrics = per_registry(MemoryBudgetMetrics)
+
+
 class MemoryBudget:
     """A process-wide budget of bytes in flight: an asyncio semaphore counted in bytes.
 
     Reservations are granted first come, first served, so a large instance is not starved by a
     stream of small ones. A waiter that is cancelled (its sender gave up) leaves the queue and
-    lets the ones behind it go.
+    lets the ones behind it go. With ``metrics``, the budget reports as ``service``.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self, capacity: int, *, metrics: MemoryBudgetMetrics | None = None, service: str = ""
+    ) -> None:
         if capacity <= 0:
             raise ValueError("MemoryBudget capacity must be positive")
         self._capacity = capacity
         self._in_use = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._metrics = metrics
+        self._service = service
+        if metrics is not None:
+            metrics.capacity.labels(service).set(capacity)
+            metrics.reserved.labels(service).set_function(lambda: self._in_use)
+            metrics.waiting.labels(service).set_function(lambda: len(self._waiters))
+            self._waited = metrics.wait_seconds.labels(service)
 
     @property
     def capacity(self) -> int:
@@ -215,6 +282,11 @@ class MemoryBudget:
     def waiting(self) -> int:
         """Reservations queued for room."""
         return len(self._waiters)
+
+    def count_refusal(self, reason: RefusalReason) -> None:
+        """Count an instance refused for memory (``too_large`` is refused by the caller)."""
+        if self._metrics is not None:
+            self._metrics.refusals.labels(self._service, reason).inc()
 
     @contextlib.asynccontextmanager
     async def reserve(self, weight: int) -> AsyncIterator[None]:
@@ -234,13 +306,16 @@ class MemoryBudget:
     async def _acquire(self, weight: int) -> None:
         weight = max(weight, 0)
         if weight > self._capacity:
+            self.count_refusal("over_budget")
             raise OverBudgetError(weight, self._capacity)
         if not self._waiters and self._in_use + weight <= self._capacity:
             self._in_use += weight
+            self._observe_wait(0.0)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (weight, waiter)
         self._waiters.append(entry)
+        queued = time.monotonic()
         try:
             await waiter
         except BaseException:
@@ -250,7 +325,13 @@ class MemoryBudget:
                 with contextlib.suppress(ValueError):  # _wake may have dropped it already
                     self._waiters.remove(entry)
                 self._wake()  # the ones behind it may fit now
+            self.count_refusal("abandoned")
             raise
+        self._observe_wait(time.monotonic() - queued)
+
+    def _observe_wait(self, seconds: float) -> None:
+        if self._metrics is not None:
+            self._waited.observe(seconds)
 
     def _release(self, weight: int) -> None:
         self._in_use -= max(weight, 0)

@@ -42,7 +42,7 @@ from radstream.common.envelope import Event, derived_event_id
 from radstream.common.errors import PoisonEventError, RadstreamError
 from radstream.common.health import HealthServer
 from radstream.common.idempotency import Claim
-from radstream.common.memory_budget import MemoryBudget, OverBudgetError
+from radstream.common.memory_budget import MemoryBudget, OverBudgetError, memory_budget_metrics
 from radstream.common.service import service_app
 from radstream.common.topics import Topic
 from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
@@ -275,6 +275,8 @@ def _reservation(
     """
     size = max(ref.blob.size, 0)
     if size > worker.limits.max_file_bytes:
+        if worker.budget is not None:
+            worker.budget.count_refusal("too_large")
         raise OversizedFileError(
             f"the blob holds {size} bytes, more than the limit of "
             f"{worker.limits.max_file_bytes}; raise RADSTREAM_DEID_MAX_FILE_BYTES (the memory "
@@ -407,7 +409,9 @@ def create_app(
         metrics=deid_metrics(registry),
         pixel_policy=pixel_policy,
         limits=settings.reader_limits(),  # fails at startup if the budget cannot hold it
-        budget=MemoryBudget(plan.budget_bytes),
+        budget=MemoryBudget(
+            plan.budget_bytes, metrics=memory_budget_metrics(registry), service="deid"
+        ),
         copies=plan.copies,
         spool_dir=settings.memory.spool_dir,
     )

@@ -27,7 +27,7 @@ from radstream.common import topics
 from radstream.common.blobstore import BlobStores, open_blob_stores
 from radstream.common.bus import Bus, create_bus
 from radstream.common.health import HealthServer
-from radstream.common.memory_budget import MemoryBudget
+from radstream.common.memory_budget import MemoryBudget, memory_budget_metrics
 from radstream.common.service import service_app
 from radstream.common.topics import Topic
 from radstream.contracts.v1 import clinical_pb2, imaging_pb2, reports_pb2
@@ -163,7 +163,9 @@ def build_core(
             limits=limits,
             accepted_sop_classes=accepted,
             clock=clock,
-            budget=MemoryBudget(memory.budget_bytes),
+            budget=MemoryBudget(
+                memory.budget_bytes, metrics=memory_budget_metrics(registry), service="ingest"
+            ),
             copies=memory.copies,
         ),
         audit=audit,

@@ -225,6 +225,8 @@ class InstanceReceiver:
         started = time.perf_counter()
         size = data.size if isinstance(data, SpoolFile) else len(data)
         if size > self._limits.max_file_bytes:
+            if self._budget is not None:
+                self._budget.count_refusal("too_large")
             return await self._refused_unread(data, "file_too_large", sender, started)
         try:
             async with self._reserved(size):

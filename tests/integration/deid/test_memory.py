@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from radstream.common import topics
 from radstream.common.bus import create_bus
-from radstream.common.memory_budget import MemoryBudget
+from radstream.common.memory_budget import MemoryBudget, memory_budget_metrics
 from radstream.common.settings import DeliverySettings, KafkaSettings
 from radstream.contracts.v1 import deid_pb2, imaging_pb2
 from radstream.deid.app import DeidTopics, DeidWorker, register_deid
@@ -46,7 +46,10 @@ async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread
     small = instance_bytes(number=1)
     heavy = instance_bytes(number=2, rows=128, columns=128)  # ~33 KB: 4 copies > the budget
     huge = instance_bytes(number=3, rows=256, columns=256)  # ~131 KB: over the file limit
-    budget = MemoryBudget(len(small) * DEID_COPIES * 4)
+    registry = CollectorRegistry()
+    budget = MemoryBudget(
+        len(small) * DEID_COPIES * 4, metrics=memory_budget_metrics(registry), service="deid"
+    )
     worker = DeidWorker(
         profile=DeidProfile(),
         keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
@@ -86,3 +89,10 @@ async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread
     assert huge_result.outcome == Completed.OUTCOME_REJECTED
     assert "RADSTREAM_DEID_MAX_FILE_BYTES" in huge_result.reasons[0]
     assert (budget.in_use, budget.waiting) == (0, 0)  # every reservation was given back
+    refusals = {
+        reason: registry.get_sample_value(
+            "radstream_memory_budget_refusals_total", {"service": "deid", "reason": reason}
+        )
+        for reason in ("over_budget", "too_large")
+    }
+    assert refusals == {"over_budget": 1, "too_large": 1}

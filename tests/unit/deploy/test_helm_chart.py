@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 from radstream.common.bus import delivery_metrics
 from radstream.common.bus_telemetry import BusTelemetry
+from radstream.common.memory_budget import memory_budget_metrics
 from radstream.common.service import SERVICES
 from radstream.common.settings import DEFAULT_SECRETS_DIR, SECRETS_DIR_VARIABLE
 from radstream.deid.config import DeidSettings
@@ -431,6 +432,7 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
     delivery_metrics(registry)
     deid_metrics(registry)
     ingest_metrics(registry)
+    memory_budget_metrics(registry)
     types = dict(
         line.split()[2:4]
         for line in generate_latest(registry).decode().splitlines()
@@ -506,6 +508,35 @@ def test_the_dashboard_charts_only_series_the_services_export(
     watched = {"radstream_events_consumed_total", "radstream_consumer_lag"}
     assert watched <= charted
     assert "grafana_dashboard" not in str(of_kind(render(MINIMAL), "ConfigMap")), "off by default"
+
+
+def test_the_memory_budget_is_charted_and_alerted_on(production: list[dict[str, Any]]) -> None:
+    [dashboard_map] = [
+        doc
+        for doc in of_kind(production, "ConfigMap").values()
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    dashboard = json.loads(dashboard_map["data"]["radstream.json"])
+    charted = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in SELECTOR_NAMES.findall(target["expr"])
+    }
+    [rules] = of_kind(production, "PrometheusRule").values()
+    alerts = {rule["alert"]: rule for group in rules["spec"]["groups"] for rule in group["rules"]}
+
+    budget = {name for name in EXPORTED if name.startswith("radstream_memory_budget_")}
+    assert {
+        "radstream_memory_budget_bytes",
+        "radstream_memory_budget_reserved_bytes",
+        "radstream_memory_budget_waiting",
+        "radstream_memory_budget_wait_seconds_bucket",
+        "radstream_memory_budget_refusals_total",
+    } <= charted & budget
+    assert "> 10" in alerts["RadstreamMemoryWaitsLong"]["expr"]
+    assert alerts["RadstreamMemoryWaitsLong"]["for"] == "10m"
+    assert "radstream_memory_budget_refusals_total" in alerts["RadstreamRefusedForMemory"]["expr"]
 
 
 def test_every_resource_names_the_release_namespace_and_the_image_is_pinned_by_digest(
