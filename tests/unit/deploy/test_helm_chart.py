@@ -833,3 +833,58 @@ def test_a_dsn_without_a_password_may_be_plain() -> None:
     plain, _ = environment(render(values), "ingest")
 
     assert plain["RADSTREAM_INGEST_PACS_CURSOR_DSN"] == dsn
+
+
+SPOOL_MOUNT = "/var/spool/radstream"
+QUANTITY = re.compile(r"^(\d+)(Mi|Gi)$")
+
+
+def quantity_bytes(text: str) -> int:
+    """A Kubernetes memory or storage quantity in Mi or Gi, in bytes."""
+    match = QUANTITY.match(text)
+    assert match, text
+    return int(match[1]) * 1024 ** {"Mi": 2, "Gi": 3}[match[2]]
+
+
+@pytest.mark.parametrize(("service", "copies"), [("ingest", 2), ("deid", 4)])
+def test_the_default_memory_limits_accept_instances_of_a_gib(
+    service: str, copies: int, tmp_path: Path
+) -> None:
+    from radstream.common.memory_budget import MemorySettings, plan_memory
+    from radstream.deid.config import DEID_COPIES
+    from radstream.ingest.config import INGEST_COPIES
+
+    assert {"ingest": INGEST_COPIES, "deid": DEID_COPIES}[service] == copies
+    limit = container(of_kind(render(MINIMAL), "Deployment")[service])["resources"]["limits"]
+    (tmp_path / "memory.max").write_text(str(quantity_bytes(limit["memory"])))
+
+    plan = plan_memory(MemorySettings(), copies=copies, cgroup_root=tmp_path)
+
+    assert plan.max_instance_bytes >= 1024**3, "an enhanced multi-frame CT, a slide's level"
+
+
+@pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
+def test_the_spool_directory_is_a_sized_disk_volume_of_its_own(values: dict[str, Any]) -> None:
+    docs = render(values)
+
+    for service, deployment in of_kind(docs, "Deployment").items():
+        plain, _ = environment(docs, service)
+        assert plain["RADSTREAM_MEMORY_SPOOL_DIR"] == SPOOL_MOUNT, service
+        pod = deployment["spec"]["template"]["spec"]
+        [mount] = [
+            m for m in container(deployment)["volumeMounts"] if m["mountPath"] == SPOOL_MOUNT
+        ]
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert "medium" not in volume["emptyDir"], f"{service}: spooled bytes would be memory"
+        assert quantity_bytes(volume["emptyDir"]["sizeLimit"]) >= 4 * 1024**3, service
+    tmp = {v["name"]: v for v in pod["volumes"]}["tmp"]
+    assert tmp["emptyDir"]["medium"] == "Memory", "/tmp stays small and in memory"
+
+
+def test_the_spool_size_is_a_value() -> None:
+    values = merged(MINIMAL, {"services": {"ingest": {"spool": {"sizeLimit": "64Gi"}}}})
+
+    deployment = of_kind(render(values), "Deployment")["ingest"]
+
+    [spool] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"]
+    assert spool["emptyDir"] == {"sizeLimit": "64Gi"}
