@@ -160,10 +160,7 @@ def spool_received_datasets(directory: Path, *, max_bytes: int) -> None:
         The installed pynetdicom does not receive data sets through a temporary file (a
         version this module was not written for).
     """
-    if not (
-        hasattr(_config, "STORE_RECV_CHUNKED_DATASET")
-        and hasattr(dimse_messages, _FACTORY)
-    ):
+    if not (hasattr(_config, "STORE_RECV_CHUNKED_DATASET") and hasattr(dimse_messages, _FACTORY)):
         raise IngestConfigurationError(
             "this pynetdicom cannot write received data sets to a file "
             "(STORE_RECV_CHUNKED_DATASET); install the pinned pynetdicom version"
