@@ -228,12 +228,37 @@ class TestCodedValues:
         assert outcome.output is not None
         assert dcmread(io.BytesIO(outcome.output)).BodyPartExamined == "KNEE"
 
-    def test_the_same_name_in_a_coil_name_is_still_held(self, cleaner: TextCleaner) -> None:
+    def test_the_knee_coil_of_a_knee_study_is_released(self, cleaner: TextCleaner) -> None:
+        # Orthanc's 50 "KNEE" MR instances: the coil's name spells the body part the study codes.
         def knee_coil(ds: Dataset) -> None:
             self.knee(ds)
-            ds.ReceiveCoilName = "SENSE-Knee-8"  # SH, free text
+            ds.ReceiveCoilName = "SENSE-Knee-8"  # SH, the maker's name for the coil
 
         data = instance_bytes(modality="MR", sop_class=MR_IMAGE_STORAGE, customize=knee_coil)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.RELEASED, outcome.reasons
+
+    def test_the_same_name_in_free_text_is_still_held(self, cleaner: TextCleaner) -> None:
+        def knee_sequence(ds: Dataset) -> None:
+            self.knee(ds)
+            ds.SequenceName = "KNEE"  # SH, free text that Table E.1-1 keeps
+
+        data = instance_bytes(modality="MR", sop_class=MR_IMAGE_STORAGE, customize=knee_sequence)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.HELD
+        assert outcome.reasons == ("residual PHI in (0018,0024) (PatientName, exact)",)
+
+    def test_a_knee_coil_in_a_study_coded_otherwise_is_still_held(
+        self, cleaner: TextCleaner
+    ) -> None:
+        def ankle_with_knee_coil(ds: Dataset) -> None:
+            self.knee(ds)
+            ds.BodyPartExamined = "ANKLE"
+            ds.ReceiveCoilName = "SENSE-Knee-8"
+
+        data = instance_bytes(
+            modality="MR", sop_class=MR_IMAGE_STORAGE, customize=ankle_with_knee_coil
+        )
         outcome = run(data, cleaner)
         assert outcome.status is InstanceStatus.HELD
         assert outcome.reasons == ("residual PHI in (0018,1250) (PatientName, exact)",)
