@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Final
 
 from radstream.common.logs import configure_logging
 from radstream.common.settings import ObservabilitySettings
+from tests.fuzz.known import KNOWN_OPEN
 from tests.fuzz.phi import context_of, planted_in
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -72,6 +74,11 @@ class Emitted:
 
     def __init__(self) -> None:
         self.outputs: list[tuple[str, str | bytes | None]] = []
+        self.answer = ""
+
+    def answered(self, answer: str) -> None:
+        """Name the answer the target gave (``HTTP 201``, ``AR``, ``held``), for the summary."""
+        self.answer = answer
 
     def __call__(self, where: str, output: str | bytes | None) -> None:
         """Record ``output``, the target's ``where`` (an ACK, a response body, an audit line)."""
@@ -87,6 +94,8 @@ class Campaign:
     failed: int = 0
     seconds: float = 0.0
     failures: dict[tuple[str, str], Failure] = field(default_factory=dict)
+    answers: Counter[str] = field(default_factory=Counter)
+    known: Counter[tuple[str, str]] = field(default_factory=Counter)
     _log: io.StringIO = field(default_factory=io.StringIO)
     _warning_hook: Callable[..., None] | None = None
 
@@ -144,6 +153,7 @@ class Campaign:
                 verdicts.append((finding.kind, finding.where, finding.detail))
             except Exception as exc:  # the point of fuzzing: anything undocumented
                 verdicts.append(("unhandled", origin(exc), _describe(exc)))
+        self.answers[emitted.answer or "-"] += 1
         stderr = self._route_warnings(caught)
         outputs = [
             *emitted.outputs,
@@ -155,9 +165,13 @@ class Campaign:
             if tokens and output is not None:
                 around = context_of(output, tokens[0])
                 verdicts.append(("phi", where, f"planted PHI {tokens[0]!r} in {where}: {around}"))
-        if verdicts:
+        unknown = [verdict for verdict in verdicts if verdict[:2] not in KNOWN_OPEN]
+        if unknown:
             self.failed += 1
-        for kind, where, detail in verdicts:
+        for kind, where, _ in verdicts:
+            if (kind, where) in KNOWN_OPEN:
+                self.known[kind, where] += 1
+        for kind, where, detail in unknown:
             self._record(data, kind, where, detail)
 
     def _take_log(self) -> str:
@@ -201,9 +215,18 @@ class Campaign:
         path.write_bytes(data)
         return path
 
+    def answer_mix(self, top: int = 6) -> str:
+        """The most frequent answers, e.g. ``rejected 61%, held 30%, released 9%``."""
+        total = sum(self.answers.values()) or 1
+        return ", ".join(
+            f"{answer} {count * 100 // total}%" for answer, count in self.answers.most_common(top)
+        )
+
     def report(self) -> str:
         """The campaign's failures, one paragraph each, for an assertion message."""
         lines = [f"{self.target}: {self.failed} of {self.tried} inputs failed"]
+        for (kind, where), count in self.known.items():
+            lines.append(f"  known open [{kind}] x{count} at {where}: {KNOWN_OPEN[kind, where]}")
         for failure in self.failures.values():
             example = failure.example.relative_to(REPO_ROOT) if failure.example else "-"
             lines.append(

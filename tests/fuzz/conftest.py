@@ -26,18 +26,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not CAMPAIGNS:
+    campaigns = [campaign for campaign in CAMPAIGNS if campaign.tried]
+    if not campaigns:
         return
     write = terminalreporter.write_line
     terminalreporter.section(f"fuzz targets (budget {budget()} inputs per target)")
-    write(f"{'target':<34} {'inputs':>8} {'failed':>7} {'distinct':>9} {'seconds':>8}")
-    for campaign in CAMPAIGNS:
+    write(f"{'target':<26} {'inputs':>8} {'failed':>7} {'distinct':>9} {'known':>6} {'seconds':>8}")
+    for campaign in campaigns:
         write(
-            f"{campaign.target:<34} {campaign.tried:>8} {campaign.failed:>7} "
-            f"{len(campaign.failures):>9} {campaign.seconds:>8.1f}"
+            f"{campaign.target:<26} {campaign.tried:>8} {campaign.failed:>7} "
+            f"{len(campaign.failures):>9} {sum(campaign.known.values()):>6} "
+            f"{campaign.seconds:>8.1f}"
         )
-    for campaign in CAMPAIGNS:
-        if campaign.failures:
+    for campaign in campaigns:
+        write(f"  {campaign.target}: {campaign.answer_mix()}")
+    for campaign in campaigns:
+        if campaign.failures or campaign.known:
             write(campaign.report())
     if full_run():
         FUZZ_DIR.mkdir(parents=True, exist_ok=True)
@@ -50,8 +54,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                     {"kind": f.kind, "where": f.where, "count": f.count, "detail": f.detail}
                     for f in campaign.failures.values()
                 ],
+                "known_open": [
+                    {"kind": kind, "where": where, "count": count}
+                    for (kind, where), count in campaign.known.items()
+                ],
                 "seconds": round(campaign.seconds, 1),
+                "answers": dict(campaign.answers.most_common()),
             }
-            for campaign in CAMPAIGNS
+            for campaign in campaigns
         ]
         (FUZZ_DIR / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -19,7 +19,7 @@ from typing import Final
 from hypothesis import strategies as st
 
 from tests.fuzz import phi
-from tests.fuzz.mutations import mutated_bytes
+from tests.fuzz.mutations import mutated_bytes, sometimes
 
 _MSH: Final = (
     "MSH|^~\\&|SYNTH_RIS|SYNTH_HOSP|RADSTREAM|SYNTH_HOSP|20240105113500||ORU^R01|{control}|P|2.5.1"
@@ -206,7 +206,7 @@ def hl7_cases(draw: st.DrawFn) -> Hl7Case:
     index = draw(st.integers(0, len(SEEDS) - 1))
     text = SEEDS[index]
     operations: list[str] = []
-    if draw(st.booleans()):
+    if sometimes(draw, 0.75):
         segments = [segment.split("|") for segment in text.rstrip("\r").split("\r")]
         for _ in range(draw(st.integers(1, 4))):
             mutate = draw(st.sampled_from([_field_mutation, _segment_mutation, _charset_mutation]))
@@ -219,11 +219,15 @@ def hl7_cases(draw: st.DrawFn) -> Hl7Case:
             "|^~\\&|", "|" + draw(st.sampled_from(["^~\\&#", "!~\\&", "^~\\", "^^^^", ""])) + "|", 1
         )
         operations.append("encoding characters")
-    charset = draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "utf-16-le", "cp1252"]))
+    charset = (
+        "utf-8"
+        if sometimes(draw, 0.75)
+        else draw(st.sampled_from(["latin-1", "utf-16-le", "cp1252"]))
+    )
     data = text.encode(charset, "replace")
     if charset != "utf-8":
         operations.append(f"bytes in {charset}")
-    if not operations or draw(st.booleans()):
+    if not operations or sometimes(draw, 0.25):
         anchors = [i for i, byte in enumerate(data) if byte in b"|^~\\&\r"][:512]
         data = draw(mutated_bytes(data, anchors=anchors, donors=[s.encode() for s in SEEDS[:3]]))
         operations.append("bytes")

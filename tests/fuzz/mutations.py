@@ -84,6 +84,11 @@ def mutated_bytes(
     return bytes(data)
 
 
+def sometimes(draw: st.DrawFn, chance: float) -> bool:
+    """True with about ``chance`` probability (in eighths), as Hypothesis draws it."""
+    return draw(st.integers(0, 7)) < round(chance * 8)
+
+
 def _position(draw: st.DrawFn, length: int, anchors: Sequence[int]) -> int:
     """An offset in ``[0, length]``: often a landmark (plus a small step), else anywhere."""
     candidates = [anchor for anchor in anchors if anchor <= length]

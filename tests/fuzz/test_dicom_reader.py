@@ -21,10 +21,12 @@ def read_or_refuse(case: DicomCase, emitted: Emitted) -> None:
     try:
         dataset = read_instance(case.data)
     except InvalidInstanceError as exc:
+        emitted.answered(exc.reason)
         emitted("error message", str(exc))
         if not exc.reason:
             raise Finding("bad-answer", "InvalidInstanceError.reason", "empty reason") from exc
         return
+    emitted.answered("read")
     if not dataset.get("SOPInstanceUID"):
         raise Finding("bad-answer", "read_instance", "read without a SOP Instance UID")
 

@@ -113,7 +113,10 @@ def record_cases(draw: st.DrawFn) -> RecordCase:
     headers: list[tuple[str, Any]] = list(seed_headers)
     body: bytes | None = value
     operations: list[str] = []
-    for _ in range(draw(st.integers(0, 4))):
+    headers = [(n, v) for n, v in headers if n != "ce_id"] + [
+        ("ce_id", draw(st.uuids()).bytes.hex().encode())
+    ]
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 4]))):
         kind = draw(st.sampled_from(["drop", "rewrite", "repeat", "add", "none", "splice"]))
         name = draw(st.sampled_from(_HEADER_NAMES + _EXTRA_NAMES))
         if kind == "drop":
@@ -197,6 +200,7 @@ def consume(consumer: Consumer, case: RecordCase, emitted: Emitted) -> None:
             sleep=lambda _s: asyncio.sleep(0),
         )
     )
+    emitted.answered(outcome.value)
     for letter in letters.letters:
         ours = [(n, v) for n, v in letter.headers() if n.startswith(ERROR_HEADER_PREFIX)]
         emitted("dead letter x-radstream-* headers", repr(ours))

@@ -71,6 +71,7 @@ def post(endpoint: Endpoint, case: FhirCase, emitted: Emitted) -> None:
     headers = {"Content-Type": case.content_type} if case.content_type else {}
     if case.prefer_minimal:
         headers["Prefer"] = "return=minimal"
+    before = len(endpoint.stack.published)
     response = endpoint.runner.run(
         endpoint.client.post(case.path, content=case.body, headers=headers)
     )
@@ -78,12 +79,19 @@ def post(endpoint: Endpoint, case: FhirCase, emitted: Emitted) -> None:
     emitted("response headers", json.dumps(dict(response.headers)))
     for line in endpoint.stack.take_audit():
         emitted("audit record", line)
+    emitted.answered(f"HTTP {response.status_code}")
     check_fhir_answer(response, f"POST {case.path}")
+    published = len(endpoint.stack.published) > before
+    if response.status_code >= 400 and published:
+        raise Finding("partial", f"POST {case.path}", "a refused request published events")
     if response.status_code == 200:  # a Bundle's response: each entry answered
-        for entry in response.json().get("entry", []):
-            answer = entry.get("response", {})
-            if not answer.get("status"):
-                raise Finding("bad-answer", "Bundle response", "an entry without a status")
+        body = response.json()
+        statuses = [entry.get("response", {}).get("status") for entry in body.get("entry", [])]
+        if not all(statuses):
+            raise Finding("bad-answer", "Bundle response", "an entry without a status")
+        failed = any(not status.startswith("201") for status in statuses)
+        if body.get("type") == "transaction-response" and failed:
+            raise Finding("partial", "transaction", "a transaction answered in part")
 
 
 @fuzz_settings()

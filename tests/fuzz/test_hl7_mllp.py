@@ -133,7 +133,10 @@ def handle(listener: Listener, case: Hl7Case, emitted: Emitted) -> None:
         emitted("ACK", unechoed(ack))
     for line in audit:
         emitted("audit record", line)
-    check_acks(acks, "mllp.handle")
+    codes = check_acks(acks, "mllp.handle")
+    emitted.answered("+".join(codes) or "no ACK (as asked)")
+    if published and any(code not in ("AA", "CA") for code in codes):
+        raise Finding("partial", "mllp.handle", "a refused message published reports")
     if not acks:
         check_silence(case.data, published)
     if len(audit) != 1:
@@ -248,6 +251,7 @@ def frame_over_socket(
     for ack in acks:
         emitted("ACK on the wire", unechoed(ack))
     check_acks(acks, "mllp.framing")
+    emitted.answered(f"{len(acks)} ACKs")
     due = due_answers(stream)
     if len(acks) < due:
         raise Finding("no-answer", "mllp.framing", f"{len(acks)} ACKs for {due} complete frames")
