@@ -206,8 +206,11 @@ def _scan_meta(data: bytes, layout: Layout) -> tuple[int, UID]:
 def _require_supported(transfer_syntax: UID) -> None:
     if str(transfer_syntax) not in SUPPORTED_TRANSFER_SYNTAXES:
         known = "a known" if transfer_syntax.is_transfer_syntax else "an unknown"
+        # Named only when it is a UID: a broken length can make the element swallow the
+        # header behind it, and the message must not carry that.
+        named = str(transfer_syntax) if transfer_syntax.is_valid else "that is not a UID"
         raise UnsupportedTransferSyntaxError(
-            f"transfer syntax {transfer_syntax} is {known} syntax radstream does not rewrite; "
+            f"transfer syntax {named} is {known} syntax radstream does not rewrite; "
             "ask the sender to transmit in Explicit VR Little Endian (1.2.840.10008.1.2.1)"
         )
 

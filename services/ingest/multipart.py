@@ -165,6 +165,8 @@ class MultipartReader:
         self._spool_dir = spool_dir
         self._spool_above = spool_above
         self._spool: SpoolFile | None = None
+        # A framing fault found after parts completed in the same chunk: raised once they are out.
+        self._fault: MultipartError | None = None
 
     @property
     def finished(self) -> bool:
@@ -178,17 +180,27 @@ class MultipartReader:
 
     def feed(self, chunk: bytes) -> list[Part]:
         """Consume ``chunk``; return the parts it completed, in order."""
+        if self._fault is not None:
+            raise self._fault
         if self._state is _State.EPILOGUE:
             return []  # the epilogue is ignored (RFC 2046)
         self._buffer += chunk
         parts: list[Part] = []
-        while self._step(parts):
-            pass
+        try:
+            while self._step(parts):
+                pass
+        except MultipartError as fault:
+            if not parts:
+                raise
+            # The parts before the fault are whole: hand them out, raise on the next call.
+            self._fault = fault
         return parts
 
     def close(self) -> None:
         """Declare the body complete; raise :class:`MultipartError` if it was cut short."""
         self._drop_spool()  # a part cut short leaves nothing behind
+        if self._fault is not None:
+            raise self._fault
         if self._state is not _State.EPILOGUE:
             if self._count == 0 and self._state is _State.PREAMBLE:
                 raise MultipartError("no_parts", "the body has no multipart delimiter")
