@@ -1,10 +1,10 @@
 """The study assembly's tables, on SQLite (embedded default) or PostgreSQL (several replicas).
 
-One blocking DB-API connection (:mod:`radstream.ingest.assembly_engines`) is used from one
-worker thread, so the event loop never waits on disk or network, and SQLite's connection never
-crosses threads. The SQL is written once, with ``?`` placeholders, in the dialect both engines
-share (``ON CONFLICT``, ``RETURNING``, partial indexes); only the schema's sequence column, the
-transaction start and row locking differ.
+One blocking DB-API connection (a :class:`~radstream.common.sql.SqlEngine`) is used from one
+worker thread (:class:`~radstream.common.sql.EngineThread`), so the event loop never waits on
+disk or network, and SQLite's connection never crosses threads. The SQL is written once, with
+``?`` placeholders, in the dialect both engines share (``ON CONFLICT``, ``RETURNING``, partial
+indexes); only the schema's sequence column, the transaction start and row locking differ.
 
 Two tables: ``ingest_instances`` (one row per SOP Instance UID, with a sequence number that
 orders arrivals) and ``ingest_studies`` (one row per study: received times, the revision the
@@ -14,17 +14,13 @@ sequence number the revision being published covers).
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from radstream.common.blobstore import BlobRef
+from radstream.common.sql import EngineThread, Row, SqlEngine, SqliteOptions, open_engine
 from radstream.contracts.v1 import common_pb2
-from radstream.ingest.assembly_engines import PostgresEngine, Row, SqlEngine, SqliteEngine
-from radstream.ingest.errors import IngestConfigurationError
+from radstream.ingest.errors import AssemblyStoreUnavailableError, IngestConfigurationError
 
 __all__ = [
     "AssemblyDatabase",
@@ -139,17 +135,10 @@ class AssemblyDatabase:
 
     def __init__(self, backend: SqlEngine) -> None:
         self._backend = backend
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-assembly")
+        self._thread = EngineThread(backend, name="ingest-assembly")
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except Exception as exc:
-            translated = self._backend.translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        return await self._thread.call(fn, *args)
 
     async def open(self) -> None:
         """Connect and create the tables and indexes if needed."""
@@ -166,8 +155,7 @@ class AssemblyDatabase:
 
     async def close(self) -> None:
         """Close the connection and the worker thread."""
-        await self._call(self._backend.close)
-        self._executor.shutdown(wait=False)
+        await self._thread.close()
 
     async def check(self) -> None:
         """Raise if the database does not answer."""
@@ -435,13 +423,30 @@ class AssemblyDatabase:
         return [_ref(row) for row in rows]
 
 
-def open_assembly_database(dsn: str) -> AssemblyDatabase:
-    """The database a DSN names: ``sqlite:///relative``, ``sqlite:////absolute``, ``postgresql://``."""
-    scheme = urlsplit(dsn).scheme
-    if scheme == "sqlite" and dsn.startswith("sqlite:///"):
-        return AssemblyDatabase(SqliteEngine(Path(dsn.removeprefix("sqlite:///"))))
-    if scheme in {"postgresql", "postgres"}:
-        return AssemblyDatabase(PostgresEngine(dsn))
-    raise IngestConfigurationError(
-        "RADSTREAM_INGEST_ASSEMBLY_DSN must be sqlite:///path or postgresql://..."
+# The assembly holds patient IDs and accession numbers: the SQLite file is owner-only, like the
+# blobs. WAL + NORMAL survives a killed process (the restart test).
+_SQLITE = SqliteOptions(synchronous="NORMAL", owner_only=True)
+
+
+def _unavailable(problem: str) -> AssemblyStoreUnavailableError:
+    return AssemblyStoreUnavailableError(
+        f"the study assembly database: {problem}; check RADSTREAM_INGEST_ASSEMBLY_DSN and the "
+        "server or volume it names"
     )
+
+
+def open_assembly_database(dsn: str) -> AssemblyDatabase:
+    """The database a DSN names: ``sqlite:///relative``, ``sqlite:////absolute``, ``postgresql://``.
+
+    Only a database that is away (``OperationalError``: locked, unreachable) is the transient
+    :class:`AssemblyStoreUnavailableError`; any other driver error goes up as it is.
+    """
+    engine = open_engine(
+        dsn,
+        setting="RADSTREAM_INGEST_ASSEMBLY_DSN",
+        invalid=IngestConfigurationError,
+        unavailable=_unavailable,
+        sqlite=_SQLITE,
+        connect_timeout_s=10,
+    )
+    return AssemblyDatabase(engine)

@@ -13,29 +13,56 @@ replicas share state. DSNs follow the assembly's and the idempotency guard's con
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Protocol
 
 from radstream.common.errors import TransientError
-from radstream.common.postgres import ReconnectingConnection
+from radstream.common.sql import (
+    EngineThread,
+    PostgresEngine,
+    SqlEngine,
+    SqliteDsn,
+    SqliteEngine,
+    SqliteOptions,
+    parse_dsn,
+)
 from radstream.ingest.errors import IngestConfigurationError, IngestError
 
 __all__ = [
     "PostgresPullCursor",
     "PullCursor",
     "PullCursorUnavailableError",
+    "SqlPullCursor",
     "SqlitePullCursor",
     "open_pull_cursor",
 ]
 
 TABLE = "radstream_ingest_pull_cursor"
+_DDL = {
+    "sqlite": f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
+    "sequence INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    "postgresql": f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
+    "sequence BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+}
+_LOAD = f"SELECT sequence FROM {TABLE} WHERE source = ?"  # noqa: S608 -- the table is a constant
+_SAVE = (
+    f"INSERT INTO {TABLE} (source, sequence) VALUES (?, ?) "  # noqa: S608 -- the table is a constant
+    "ON CONFLICT (source) DO UPDATE SET sequence = excluded.sequence, "
+    "updated_at = CURRENT_TIMESTAMP"
+)
+# The cursor commits once per study, so SQLite's FULL costs nothing that matters here.
+_SQLITE = SqliteOptions(synchronous="FULL")
 
 
 class PullCursorUnavailableError(IngestError, TransientError):
     """The cursor database did not answer; the puller backs off and tries again."""
+
+
+def _unavailable(problem: str) -> PullCursorUnavailableError:
+    return PullCursorUnavailableError(
+        f"PACS pull cursor: {problem}; check RADSTREAM_INGEST_PACS_CURSOR_DSN and the server "
+        "or disk it names"
+    )
 
 
 class PullCursor(Protocol):
@@ -54,126 +81,62 @@ class PullCursor(Protocol):
         """Remember ``sequence`` as handled for ``source`` (durably, before returning)."""
 
 
-class SqlitePullCursor:
-    """The cursor in a SQLite file; every statement runs on one worker thread."""
+class SqlPullCursor:
+    """The cursor in one table, its statements on a worker thread of its own.
+
+    Every driver error is the cursor's (:class:`PullCursorUnavailableError`); after a lost
+    PostgreSQL connection the next call reconnects.
+    """
+
+    def __init__(self, engine: SqlEngine) -> None:
+        self._engine = engine
+        self._thread = EngineThread(engine, name="pull-cursor")
+
+    def _open(self) -> None:
+        self._engine.connect()
+        self._engine.execute(_DDL[self._engine.dialect])
+
+    async def open(self) -> None:
+        """Connect and create the table if needed."""
+        await self._thread.call(self._open)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._thread.close()
+
+    async def load(self, source: str) -> int | None:
+        """The last sequence number saved for ``source``, or None if there is none yet."""
+        rows = await self._thread.execute(_LOAD, (source,))
+        return int(rows[0][0]) if rows else None
+
+    async def save(self, source: str, sequence: int) -> None:
+        """Remember ``sequence`` as handled for ``source`` (one autocommitted statement)."""
+        await self._thread.execute(_SAVE, (source, sequence))
+
+
+class SqlitePullCursor(SqlPullCursor):
+    """The cursor in a SQLite file (WAL)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
-            "sequence INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        return db
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        async with self._lock:
-            try:
-                return await asyncio.to_thread(fn, *args)
-            except sqlite3.Error as exc:
-                raise PullCursorUnavailableError(
-                    f"PACS pull cursor at {self.path} failed ({type(exc).__name__}); "
-                    "check the disk and RADSTREAM_INGEST_PACS_CURSOR_DSN"
-                ) from exc
-
-    async def open(self) -> None:
-        """Connect and create the table if needed."""
-        if self._db is None:
-            self._db = await self._run(self._connect)
-
-    async def close(self) -> None:
-        """Close the connection."""
-        db, self._db = self._db, None
-        if db is not None:
-            await self._run(db.close)
-
-    def _require(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise IngestConfigurationError("PACS pull cursor used before open()")
-        return self._db
-
-    async def load(self, source: str) -> int | None:
-        """The last sequence number saved for ``source``, or None if there is none yet."""
-        db = self._require()
-
-        def select() -> int | None:
-            row = db.execute(
-                "SELECT sequence FROM radstream_ingest_pull_cursor WHERE source = ?", (source,)
-            ).fetchone()
-            return None if row is None else int(row[0])
-
-        result: int | None = await self._run(select)
-        return result
-
-    async def save(self, source: str, sequence: int) -> None:
-        """Remember ``sequence`` as handled for ``source``."""
-        db = self._require()
-        await self._run(
-            db.execute,
-            "INSERT INTO radstream_ingest_pull_cursor (source, sequence) VALUES (?, ?) "
-            "ON CONFLICT (source) DO UPDATE SET sequence = excluded.sequence, "
-            "updated_at = CURRENT_TIMESTAMP",
-            (source, sequence),
+        super().__init__(
+            SqliteEngine(path, options=_SQLITE, unavailable=_unavailable, every_error=True)
         )
 
 
-class PostgresPullCursor:
-    """The cursor in PostgreSQL (psycopg 3); a lost connection reconnects on the next call."""
+class PostgresPullCursor(SqlPullCursor):
+    """The cursor in PostgreSQL (psycopg 3)."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._pg = ReconnectingConnection(
-            dsn,
-            ddl=f"CREATE TABLE IF NOT EXISTS {TABLE} (source TEXT PRIMARY KEY, "
-            "sequence BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-            unavailable=lambda: PullCursorUnavailableError(
-                "PostgreSQL PACS pull cursor unreachable"
-            ),
-        )
-
-    async def _execute(self, sql: str, params: tuple[object, ...]) -> Any:
-        async with self._pg.session() as conn:
-            return await conn.execute(sql, params)
-
-    async def open(self) -> None:
-        """Connect and create the table if needed."""
-        await self._pg.connection()
-
-    async def close(self) -> None:
-        """Close the connection."""
-        await self._pg.close()
-
-    async def load(self, source: str) -> int | None:
-        """The last sequence number saved for ``source``, or None if there is none yet."""
-        cursor = await self._execute(
-            "SELECT sequence FROM radstream_ingest_pull_cursor WHERE source = %s", (source,)
-        )
-        row = await cursor.fetchone()
-        return None if row is None else int(row[0])
-
-    async def save(self, source: str, sequence: int) -> None:
-        """Remember ``sequence`` as handled for ``source``."""
-        await self._execute(
-            "INSERT INTO radstream_ingest_pull_cursor (source, sequence) VALUES (%s, %s) "
-            "ON CONFLICT (source) DO UPDATE SET sequence = excluded.sequence, updated_at = now()",
-            (source, sequence),
-        )
+        super().__init__(PostgresEngine(dsn, unavailable=_unavailable, every_error=True))
 
 
 def open_pull_cursor(dsn: str) -> PullCursor:
     """Build the cursor a DSN names: ``sqlite:///path`` or ``postgresql://...``."""
-    scheme = urlsplit(dsn).scheme
-    if scheme == "sqlite" and dsn.startswith("sqlite:///"):
-        return SqlitePullCursor(Path(dsn.removeprefix("sqlite:///")))
-    if scheme in {"postgresql", "postgres"}:
-        return PostgresPullCursor(dsn)
-    raise IngestConfigurationError(
-        "RADSTREAM_INGEST_PACS_CURSOR_DSN must be sqlite:///path or postgresql://..."
+    target = parse_dsn(
+        dsn, setting="RADSTREAM_INGEST_PACS_CURSOR_DSN", invalid=IngestConfigurationError
     )
+    if isinstance(target, SqliteDsn):
+        return SqlitePullCursor(target.path)
+    return PostgresPullCursor(target.dsn)

@@ -33,9 +33,6 @@ claim, :mod:`.batch` the per-batch view, :mod:`.sqlite` and :mod:`.postgres` the
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlsplit
-
 from radstream.common.errors import MisconfiguredError
 from radstream.common.idempotency.base import (
     ATTEMPTS_TABLE,
@@ -52,6 +49,7 @@ from radstream.common.idempotency.base import (
 from radstream.common.idempotency.batch import BatchGuard, prefetch
 from radstream.common.idempotency.postgres import PostgresIdempotencyGuard
 from radstream.common.idempotency.sqlite import SqliteIdempotencyGuard
+from radstream.common.sql import SqliteDsn, parse_dsn
 
 __all__ = [
     "ATTEMPTS_TABLE",
@@ -77,11 +75,9 @@ def open_guard(dsn: str) -> IdempotencyGuard:
 
     SQLite DSNs follow the SQLAlchemy convention: what follows ``sqlite:///`` is the path.
     """
-    scheme = urlsplit(dsn).scheme
-    if scheme == "sqlite" and dsn.startswith("sqlite:///"):
-        return SqliteIdempotencyGuard(Path(dsn.removeprefix("sqlite:///")))
-    if scheme in {"postgresql", "postgres"}:
-        return PostgresIdempotencyGuard(dsn)
-    raise MisconfiguredError(
-        "RADSTREAM_DELIVERY_IDEMPOTENCY_DSN must be sqlite:///path or postgresql://..."
+    target = parse_dsn(
+        dsn, setting="RADSTREAM_DELIVERY_IDEMPOTENCY_DSN", invalid=MisconfiguredError
     )
+    if isinstance(target, SqliteDsn):
+        return SqliteIdempotencyGuard(target.path)
+    return PostgresIdempotencyGuard(target.dsn)

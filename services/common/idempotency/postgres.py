@@ -17,7 +17,7 @@ from radstream.common.idempotency.base import (
     IdempotencyStoreError,
     StagedEffectError,
 )
-from radstream.common.postgres import ReconnectingConnection
+from radstream.common.sql import AsyncPostgresEngine, connection_lost
 from radstream.common.store_health import WriteFailures
 
 # PostgreSQL's column defaults to now().
@@ -71,13 +71,6 @@ def store_failure(error: Exception) -> bool:
     return isinstance(error, psycopg.Error)
 
 
-def _connection_lost(error: Exception) -> bool:
-    """Whether a staged statement failed because the connection did, not the statement."""
-    import psycopg  # noqa: PLC0415 -- optional extra
-
-    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
-
-
 class PostgresIdempotencyGuard:
     """PostgreSQL-backed guard (psycopg 3), for replicas that share one table.
 
@@ -90,35 +83,30 @@ class PostgresIdempotencyGuard:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._pg = ReconnectingConnection(
+        # Every failure of the guard's own statements is the store's (see store_failure).
+        self._pg = AsyncPostgresEngine(
             dsn,
             ddl=f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, "
             "event_id TEXT NOT NULL, completed_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
             f"PRIMARY KEY (scope, event_id)); {COMPLETED_AT_INDEX}; {_PG_CREATE_ATTEMPTS}",
-            unavailable=lambda: IdempotencyStoreError("PostgreSQL idempotency store unavailable"),
+            unavailable=lambda problem: IdempotencyStoreError(f"idempotency store: {problem}"),
+            every_error=True,
         )
         self._lock = asyncio.Lock()
         self.write_failures = WriteFailures()
 
     @contextlib.asynccontextmanager
     async def _session(self, *, write: bool = False) -> AsyncIterator[Any]:
-        """The connection under the lock; the store's failures become IdempotencyStoreError.
+        """The connection under the lock; the store's failures are IdempotencyStoreError.
 
         Writes count their outcome for readiness (:meth:`check`).
         """
         try:
             async with self._lock, self._pg.session() as conn:
                 yield conn
-        except Exception as exc:
-            if isinstance(exc, IdempotencyStoreError) or store_failure(exc):
-                if write:
-                    self.write_failures.failed(exc)
-                if isinstance(exc, IdempotencyStoreError):
-                    raise
-                await self._pg.close()  # reconnect on the next call
-                raise IdempotencyStoreError(
-                    f"PostgreSQL idempotency store failed: {type(exc).__name__}"
-                ) from exc
+        except IdempotencyStoreError as exc:
+            if write:
+                self.write_failures.failed(exc)
             raise
         if write:
             self.write_failures.succeeded()
@@ -167,7 +155,7 @@ class PostgresIdempotencyGuard:
                     try:
                         await conn.execute(sql, params)
                     except Exception as exc:
-                        if not store_failure(exc) or _connection_lost(exc):
+                        if not store_failure(exc) or connection_lost(exc):
                             raise
                         raise StagedEffectError(type(exc).__name__) from exc
         return True

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from radstream.common.idempotency.base import (
     IdempotencyStoreError,
     StagedEffectError,
 )
+from radstream.common.sql import SqliteEngine, SqliteOptions, write_transaction
 from radstream.common.store_health import WriteFailures
 
 # SQLite writes the time itself: one Python datetime fewer to make and format per record.
@@ -38,6 +38,11 @@ _MARK_DONE = (
 # either way. A page size applies only to a file created with it; older guard files keep theirs.
 _PAGE_SIZE = 4096
 _CHECKPOINT_PAGES = 2_500
+# WAL + NORMAL survives a killed process (the SIGKILL test); FULL would add power-loss
+# durability at several times the commit cost.
+_OPTIONS = SqliteOptions(
+    synchronous="NORMAL", page_size=_PAGE_SIZE, wal_autocheckpoint=_CHECKPOINT_PAGES
+)
 # Ids per batch query: under SQLite's oldest limit of 999 bound parameters.
 _IDS_PER_QUERY = 500
 _CREATE_ATTEMPTS = (
@@ -92,6 +97,13 @@ class SqliteIdempotencyGuard:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Every failure of the guard's own statements is the store's (see store_failure).
+        self._sql = SqliteEngine(
+            path,
+            options=_OPTIONS,
+            unavailable=lambda problem: IdempotencyStoreError(f"idempotency store: {problem}"),
+            every_error=True,
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idempotency")
         self._db: sqlite3.Connection | None = None  # used on the worker thread only
         self._fast: sqlite3.Connection | None = None  # used on the event loop only
@@ -102,11 +114,10 @@ class SqliteIdempotencyGuard:
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
-            if not store_failure(exc):
+            translated = self._sql.translate(exc)
+            if translated is None:
                 raise
-            raise IdempotencyStoreError(
-                f"idempotency store unavailable: {type(exc).__name__}"
-            ) from exc
+            raise translated from exc
 
     async def _read(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(connection, *args)`` on the loop's connection, or on the thread if that fails.
@@ -130,20 +141,8 @@ class SqliteIdempotencyGuard:
         self.write_failures.succeeded()
         return result
 
-    def _connection(self, busy_timeout_ms: int) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        # WAL + NORMAL survives a killed process (the SIGKILL test); FULL would add power-loss
-        # durability at several times the commit cost.
-        db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # before WAL: only a new file takes it
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
-        return db
-
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connection(busy_timeout_ms=10_000)
+        db = self._sql.new_connection(busy_timeout_ms=10_000)
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {TABLE} (scope TEXT NOT NULL, event_id TEXT NOT NULL, "
             "completed_at TEXT NOT NULL, PRIMARY KEY (scope, event_id)) WITHOUT ROWID"
@@ -153,7 +152,7 @@ class SqliteIdempotencyGuard:
         db.execute(COMPLETED_AT_INDEX)
         db.execute(_CREATE_ATTEMPTS)
         self._db = db
-        self._fast = self._connection(busy_timeout_ms=0)
+        self._fast = self._sql.new_connection(busy_timeout_ms=0)
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -218,7 +217,7 @@ class SqliteIdempotencyGuard:
         mark = (claim.scope, claim.event_id)
         if not claim.staged:  # the mark alone: one statement is its own transaction
             return bool(db.execute(_MARK_DONE, mark).rowcount == 1)
-        with _write_transaction(db):
+        with write_transaction(db):
             if db.execute(_MARK_DONE, mark).rowcount != 1:
                 return False  # nothing was written: leaving the block commits a no-op
             for sql, params in claim.staged:
@@ -244,7 +243,7 @@ class SqliteIdempotencyGuard:
         if len(event_ids) == 1:  # one statement is its own transaction
             db.execute(_MARK_DONE, (scope, event_ids[0]))
             return
-        with _write_transaction(db):
+        with write_transaction(db):
             db.executemany(_MARK_DONE, [(scope, event_id) for event_id in event_ids])
 
     async def mark_done(self, scope: str, event_ids: Sequence[str]) -> None:
@@ -325,19 +324,6 @@ class SqliteIdempotencyGuard:
     async def release(self, owner: str) -> None:
         """Forget ``owner`` as the one with records in flight: it stopped cleanly."""
         await self._write(self._release, owner)
-
-
-@contextlib.contextmanager
-def _write_transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """A SQLite write transaction, locked from its start: committed on leaving, else rolled back."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _sqlite_time(when: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from radstream.common.errors import TransientError
@@ -49,3 +50,21 @@ async def test_an_unreachable_server_is_a_transient_error() -> None:
     cursor = open_pull_cursor("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(TransientError):
         await cursor.open()
+
+
+async def test_a_database_that_refuses_writes_is_transient(postgres_dsn) -> None:
+    cursor = open_pull_cursor(postgres_dsn)
+    await cursor.open()
+    try:
+        await cursor.save("orthanc", 5)
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            name = postgres_dsn.rsplit("/", 1)[1]
+            admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        drop_postgres_connections(postgres_dsn)  # as a failover to a standby would
+        with pytest.raises(TransientError):
+            await cursor.load("orthanc")
+        with pytest.raises(TransientError):  # a standby refuses the write: the cursor's failure
+            await cursor.save("orthanc", 6)
+        assert await cursor.load("orthanc") == 5
+    finally:
+        await cursor.close()
