@@ -49,14 +49,28 @@ def _problem(exc: BaseException, *, every_error: bool) -> str | None:
     return None
 
 
-def _timeout(connect_timeout_s: int | None) -> dict[str, int]:
-    return {} if connect_timeout_s is None else {"connect_timeout": connect_timeout_s}
+# libpq waits for ever on a server that takes the SYN and never answers (a firewall dropping
+# packets, a failed-over address): every store of ours gets a bound unless its DSN sets one.
+DEFAULT_CONNECT_TIMEOUT_S = 10
+
+
+def _timeout(dsn: str, connect_timeout_s: int | None) -> dict[str, int]:
+    """``connect_timeout`` for psycopg: the caller's, else the DSN's own, else the default."""
+    if connect_timeout_s is not None:
+        return {"connect_timeout": connect_timeout_s}
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 -- optional extra
+
+    try:
+        in_dsn = "connect_timeout" in conninfo_to_dict(dsn)
+    except Exception:  # psycopg names what is wrong with the DSN when it connects
+        in_dsn = False
+    return {} if in_dsn else {"connect_timeout": DEFAULT_CONNECT_TIMEOUT_S}
 
 
 class PostgresEngine(SqlEngine):
     """A blocking psycopg connection (see :class:`~radstream.common.sql.EngineThread`).
 
-    ``connect_timeout_s`` overrides the DSN's ``connect_timeout`` (libpq's default: none).
+    ``connect_timeout_s`` overrides the DSN's ``connect_timeout``; with neither, 10 s.
     """
 
     dialect = "postgresql"
@@ -82,7 +96,7 @@ class PostgresEngine(SqlEngine):
         psycopg = psycopg_driver()
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
-                self.dsn, autocommit=True, **_timeout(self._connect_timeout_s)
+                self.dsn, autocommit=True, **_timeout(self.dsn, self._connect_timeout_s)
             )
 
     def close(self) -> None:
@@ -160,7 +174,7 @@ class AsyncPostgresEngine:
         conn: Any = None
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, **_timeout(self._connect_timeout_s)
+                self.dsn, autocommit=True, **_timeout(self.dsn, self._connect_timeout_s)
             )
             await conn.execute(self._ddl)
         except Exception as exc:
