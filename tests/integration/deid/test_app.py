@@ -11,15 +11,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydicom import dcmread
 
-from radstream.common import topics
-from radstream.common.blobstore import BlobRef, BlobStores, FilesystemBlobStore
-from radstream.common.bus import create_bus
-from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.blobstore import BlobRef
+from radstream.common.settings import KafkaSettings
 from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
-from radstream.deid.app import DeidTopics, DeidWorker, register_deid
+from radstream.deid.app import DeidTopics
 from radstream.deid.metrics import deid_metrics
-from radstream.deid.profile import DeidKeys, DeidProfile
 from tests.integration.buses import running
+from tests.integration.deid.deid_service import (
+    deid_and_ingest_buses,
+    deid_worker,
+    instance_ref,
+    stores_in,
+)
 from tests.integration.topic_reader import read_records
 from tests.unit.deid.study_builder import (
     CT_IMAGE_STORAGE,
@@ -27,10 +30,8 @@ from tests.unit.deid.study_builder import (
     PHI_TEXTS,
     SERIES_UID,
     STUDY_UID,
-    TEST_KEYS_SECRET,
     US_IMAGE_STORAGE,
     instance_bytes,
-    shared_text_cleaner,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,53 +39,19 @@ pytestmark = pytest.mark.integration
 Completed = deid_pb2.DeidCompleted
 
 
-def stores_in(root: Path) -> BlobStores:
-    phi = FilesystemBlobStore(root / "phi", "phi")
-    release = FilesystemBlobStore(root / "release", "release", refused_roots=[phi.root_uri])
-    return BlobStores(phi=phi, release=release)
-
-
 def rot(path: Path) -> None:
     """Damage a stored blob, as a failing disk would."""
     path.write_bytes(path.read_bytes()[:-10])
 
 
-def instance_ref(number: int, ref: BlobRef, *, sop_class: str, modality: str):
-    return common_pb2.InstanceRef(
-        study_instance_uid=STUDY_UID,
-        series_instance_uid=SERIES_UID,
-        sop_instance_uid=f"{SERIES_UID}.{number}",
-        sop_class_uid=sop_class,
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        modality=modality,
-        blob=common_pb2.BlobRef(
-            uri=ref.uri, sha256=ref.sha256, size=ref.size, media_type=ref.media_type
-        ),
-    )
-
-
 async def test_a_study_is_released_held_and_rejected_per_instance_with_a_review_task(
-    kafka_settings: KafkaSettings, new_topic, idempotency_dsn: str, tmp_path: Path
+    kafka_settings: KafkaSettings, deid_topics: DeidTopics, idempotency_dsn: str, tmp_path: Path
 ) -> None:
-    chosen = DeidTopics(
-        study_received=await new_topic(topics.STUDY_RECEIVED_V1),
-        completed=await new_topic(topics.DEID_COMPLETED_V1),
-        review=await new_topic(topics.REVIEW_TASK_V1),
-    )
     stores = stores_in(tmp_path)
     registry = CollectorRegistry()
-    worker = DeidWorker(
-        profile=DeidProfile(),
-        keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
-        clean_text=shared_text_cleaner(),
-        stores=stores,
-        metrics=deid_metrics(registry),
-    )
-    delivery = DeliverySettings(idempotency_dsn=idempotency_dsn, backoff_initial_s=0.05)
-    deid_bus = create_bus(kafka_settings, delivery, service="deid", registry=registry)
-    register_deid(deid_bus, worker, topic_set=chosen)
-    ingest_bus = create_bus(
-        kafka_settings, delivery, service="ingest", registry=CollectorRegistry()
+    worker = deid_worker(stores, deid_metrics(registry))
+    deid_bus, ingest_bus = deid_and_ingest_buses(
+        kafka_settings, idempotency_dsn, worker, deid_topics, registry=registry
     )
 
     ct_refs = [
@@ -112,9 +79,9 @@ async def test_a_study_is_released_held_and_rejected_per_instance_with_a_review_
     )
 
     async with running(ingest_bus), running(deid_bus):
-        event_id = await ingest_bus.publish(chosen.study_received, study)
-        [completed_record] = await read_records(kafka_settings, chosen.completed.name, 1)
-        [review_record] = await read_records(kafka_settings, chosen.review.name, 1)
+        event_id = await ingest_bus.publish(deid_topics.study_received, study)
+        [completed_record] = await read_records(kafka_settings, deid_topics.completed.name, 1)
+        [review_record] = await read_records(kafka_settings, deid_topics.review.name, 1)
 
     completed = Completed.FromString(completed_record.value)
     headers = dict(completed_record.headers)

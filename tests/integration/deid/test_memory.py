@@ -7,26 +7,26 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from radstream.common import topics
-from radstream.common.bus import create_bus
 from radstream.common.memory_budget import MemoryBudget, memory_budget_metrics
-from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.settings import KafkaSettings
 from radstream.contracts.v1 import deid_pb2, imaging_pb2
-from radstream.deid.app import DeidTopics, DeidWorker, register_deid
+from radstream.deid.app import DeidTopics
 from radstream.deid.config import DEID_COPIES
 from radstream.deid.metrics import deid_metrics
-from radstream.deid.profile import DeidKeys, DeidProfile
 from radstream.dicom import ReaderLimits
 from tests.integration.buses import running
-from tests.integration.deid.test_app import instance_ref, stores_in
+from tests.integration.deid.deid_service import (
+    deid_and_ingest_buses,
+    deid_worker,
+    instance_ref,
+    stores_in,
+)
 from tests.integration.topic_reader import read_records
 from tests.unit.deid.study_builder import (
     CT_IMAGE_STORAGE,
     PATIENT_ID,
     STUDY_UID,
-    TEST_KEYS_SECRET,
     instance_bytes,
-    shared_text_cleaner,
 )
 
 pytestmark = pytest.mark.integration
@@ -35,13 +35,8 @@ Completed = deid_pb2.DeidCompleted
 
 
 async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread_and_the_rest_go_on(
-    kafka_settings: KafkaSettings, new_topic, idempotency_dsn: str, tmp_path: Path
+    kafka_settings: KafkaSettings, deid_topics: DeidTopics, idempotency_dsn: str, tmp_path: Path
 ) -> None:
-    chosen = DeidTopics(
-        study_received=await new_topic(topics.STUDY_RECEIVED_V1),
-        completed=await new_topic(topics.DEID_COMPLETED_V1),
-        review=await new_topic(topics.REVIEW_TASK_V1),
-    )
     stores = stores_in(tmp_path)
     small = instance_bytes(number=1)
     heavy = instance_bytes(number=2, rows=128, columns=128)  # ~33 KB: 4 copies > the budget
@@ -50,12 +45,9 @@ async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread
     budget = MemoryBudget(
         len(small) * DEID_COPIES * 4, metrics=memory_budget_metrics(registry), service="deid"
     )
-    worker = DeidWorker(
-        profile=DeidProfile(),
-        keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
-        clean_text=shared_text_cleaner(),
-        stores=stores,
-        metrics=deid_metrics(CollectorRegistry()),
+    worker = deid_worker(
+        stores,
+        deid_metrics(CollectorRegistry()),
         limits=ReaderLimits(max_file_bytes=100_000),
         budget=budget,
     )
@@ -66,19 +58,16 @@ async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread
     ]
     # The huge instance's blob is gone: had deid fetched it, the reason would be blob_not_found.
     await stores.phi.delete(await stores.phi.put(huge))
-    delivery = DeliverySettings(idempotency_dsn=idempotency_dsn, backoff_initial_s=0.05)
-    deid_bus = create_bus(kafka_settings, delivery, service="deid", registry=CollectorRegistry())
-    register_deid(deid_bus, worker, topic_set=chosen)
-    ingest_bus = create_bus(
-        kafka_settings, delivery, service="ingest", registry=CollectorRegistry()
+    deid_bus, ingest_bus = deid_and_ingest_buses(
+        kafka_settings, idempotency_dsn, worker, deid_topics, registry=CollectorRegistry()
     )
     study = imaging_pb2.StudyReceived(
         study_instance_uid=STUDY_UID, patient_id=PATIENT_ID, instances=refs, revision=0
     )
 
     async with running(ingest_bus), running(deid_bus):
-        await ingest_bus.publish(chosen.study_received, study)
-        [record] = await read_records(kafka_settings, chosen.completed.name, 1)
+        await ingest_bus.publish(deid_topics.study_received, study)
+        [record] = await read_records(kafka_settings, deid_topics.completed.name, 1)
 
     small_result, heavy_result, huge_result = Completed.FromString(record.value).results
     assert small_result.outcome == Completed.OUTCOME_RELEASED

@@ -6,7 +6,7 @@ import functools
 import io
 from collections.abc import Callable
 
-from pydicom import dcmwrite
+from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
@@ -113,6 +113,32 @@ def to_bytes(ds: Dataset) -> bytes:
 def instance_bytes(**kwargs: object) -> bytes:
     """A synthetic instance as Part 10 bytes (see :func:`synthetic_instance`)."""
     return to_bytes(synthetic_instance(**kwargs))  # type: ignore[arg-type]
+
+
+def with_unknown_elements(ds: Dataset) -> None:
+    """Plant text about someone in elements no data dictionary knows, top level and in an item.
+
+    Nothing in the instance's own values matches it, so the verifier cannot find it: only
+    removing unknown elements keeps it out of a release.
+    """
+    ds.add_new(0x44440010, "LO", "SMITH^JOHN MRN 12345678")
+    ds.add_new(0x00089999, "UT", "Patient John Smith seen at St Mary hospital")
+    region = Dataset()
+    region.CodeValue = "T-D4000"
+    region.CodingSchemeDesignator = "SRT"
+    region.CodeMeaning = "Abdomen"
+    region.add_new(0x44440012, "LO", "SMITH^JOHN")
+    ds.AnatomicRegionSequence = Sequence([region])
+
+
+def assert_no_unknown_element_in(released: bytes) -> None:
+    """Neither the elements :func:`with_unknown_elements` planted nor any of their text is left."""
+    for fragment in (b"SMITH", b"Smith", b"12345678", b"St Mary"):
+        assert fragment not in released
+    ds = dcmread(io.BytesIO(released))
+    assert 0x44440010 not in ds
+    assert 0x00089999 not in ds
+    assert 0x44440012 not in ds.AnatomicRegionSequence[0]
 
 
 def bare_dataset_bytes(ds: Dataset) -> bytes:
