@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from radstream.common.bus import Bus, create_bus
 from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.common.topics import Topic
 
 # Retries a test can wait out: three attempts within a fraction of a second.
 FAST_RETRIES = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.1}
@@ -36,3 +38,11 @@ def make_bus(
     delivery = DeliverySettings(idempotency_dsn=dsn, **FAST_RETRIES)
     registry = registry if registry is not None else CollectorRegistry()
     return create_bus(settings, delivery, service=service, registry=registry, **kwargs)
+
+
+async def publish_all(
+    settings: KafkaSettings, dsn: str, topic: Topic, messages: Iterable[Message]
+) -> list[str]:
+    """Publish ``messages`` in order from an ingest bus started for them; their event ids."""
+    async with running(make_bus(settings, dsn, "ingest")) as publisher:
+        return [await publisher.publish(topic, message) for message in messages]

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from radstream.common import topics
-from radstream.common.bus import create_bus
 from radstream.common.embedded_broker import metadata_broker_count
-from radstream.common.settings import DeliverySettings
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.buses import publish_all
 from tests.integration.operator import RADSTREAM, cli
 from tests.integration.topic_reader import write_raw_record
 
@@ -24,21 +23,11 @@ pytestmark = pytest.mark.integration
 
 
 async def publish_studies(kafka_settings, topic, uids, tmp_path: Path) -> list[str]:
-    bus = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'pub.sqlite3'}"),
-        service="ingest",
+    dsn = f"sqlite:///{tmp_path / 'pub.sqlite3'}"
+    studies = (
+        StudyReceived(study_instance_uid=uid, patient_id="SYNTH-77", revision=1) for uid in uids
     )
-    await bus.start()
-    try:
-        return [
-            await bus.publish(
-                topic, StudyReceived(study_instance_uid=uid, patient_id="SYNTH-77", revision=1)
-            )
-            for uid in uids
-        ]
-    finally:
-        await bus.stop()
+    return await publish_all(kafka_settings, dsn, topic, studies)
 
 
 async def test_tail_json_shows_cloudevents_headers_and_masks_identifiers(

@@ -15,9 +15,10 @@ import pytest
 
 from radstream.cli.replay import Selection, read_letter
 from radstream.common import topics
-from radstream.common.bus import create_bus
-from radstream.common.settings import EMBEDDED_BROKER_TUNING, DeliverySettings
+from radstream.common.settings import EMBEDDED_BROKER_TUNING
+from radstream.common.topics import Topic
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from tests.integration.buses import publish_all
 from tests.integration.topic_reader import read_records
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,13 @@ def effects(db: Path) -> list[tuple[str, str]]:
             return conn.execute("SELECT event_id, study FROM effects").fetchall()
     except sqlite3.OperationalError:
         return []  # the consumer has not created the table yet
+
+
+async def publish_studies(kafka_settings, topic: Topic, count: int, tmp_path: Path) -> list[str]:
+    """Publish the studies 2.25.0, 2.25.1, ... in order; their event ids."""
+    dsn = f"sqlite:///{tmp_path / 'publisher.sqlite3'}"
+    studies = (StudyReceived(study_instance_uid=f"2.25.{n}") for n in range(count))
+    return await publish_all(kafka_settings, dsn, topic, studies)
 
 
 def start_consumer(bootstrap: str, topic: str, db: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -65,19 +73,7 @@ async def test_consumer_killed_mid_batch_loses_nothing_and_repeats_no_effect(
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=2)
     db = tmp_path / "consumer.sqlite3"
-    publisher = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'publisher.sqlite3'}"),
-        service="ingest",
-    )
-    await publisher.start()
-    try:
-        ids = [
-            await publisher.publish(topic, StudyReceived(study_instance_uid=f"2.25.{n}"))
-            for n in range(EVENTS)
-        ]
-    finally:
-        await publisher.stop()
+    ids = await publish_studies(kafka_settings, topic, EVENTS, tmp_path)
 
     die = ["--die-after", "40"] if kill != "from-outside" else []
     first = start_consumer(kafka_settings.bootstrap, topic.name, db, *die)
@@ -112,19 +108,7 @@ async def test_a_record_that_kills_its_consumer_is_dead_lettered_as_crashed_afte
 ) -> None:
     topic = await new_topic(topics.STUDY_RECEIVED_V1, partitions=1)
     db = tmp_path / "consumer.sqlite3"
-    publisher = create_bus(
-        kafka_settings,
-        DeliverySettings(idempotency_dsn=f"sqlite:///{tmp_path / 'publisher.sqlite3'}"),
-        service="ingest",
-    )
-    await publisher.start()
-    try:
-        ids = [
-            await publisher.publish(topic, StudyReceived(study_instance_uid=f"2.25.{n}"))
-            for n in range(10)
-        ]
-    finally:
-        await publisher.stop()
+    ids = await publish_studies(kafka_settings, topic, 10, tmp_path)
     killer = ids[3]  # the study 2.25.3: one fetched batch holds it and the records behind it
 
     for restart in range(3):  # RADSTREAM_DELIVERY_MAX_CRASHES, default 3
