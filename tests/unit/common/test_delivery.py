@@ -5,52 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.protobuf.wrappers_pb2 import StringValue
 
-from radstream.common.delivery import (
-    DeadLetter,
-    Outcome,
-    RawRecord,
-    RetryPolicy,
-    deliver,
-)
-from radstream.common.envelope import encode
+from radstream.common.delivery import Outcome, RawRecord, RetryPolicy
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import Claim
-
-
-class CollectedDeadLetters:
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    async def send(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
-
-
-class BrokenDeadLetters:
-    async def send(self, letter: DeadLetter) -> None:
-        raise TransientError("dlq topic unavailable")
-
-
-class RecordedSleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def record(text: str = "ok", *, event_id: str = "e-1", offset: int = 0) -> RawRecord:
-    value, headers = encode(StringValue(value=text), source="/test", event_id=event_id)
-    return RawRecord(
-        topic="radstream.test.event.v1",
-        partition=0,
-        offset=offset,
-        key=b"k",
-        value=value,
-        headers=tuple(headers.items()),
-    )
-
+from tests.unit.common.delivery_doubles import (
+    BrokenDeadLetters,
+    CollectedDeadLetters,
+    RecordedSleeps,
+    deliver_record,
+    record,
+)
 
 POLICY = RetryPolicy(max_attempts=3, initial_s=0.1, max_s=0.3, multiplier=2)
 
@@ -58,19 +23,7 @@ POLICY = RetryPolicy(max_attempts=3, initial_s=0.1, max_s=0.3, multiplier=2)
 async def run(
     rec: RawRecord, handler, guard, sink=None, sleep=None
 ) -> tuple[Outcome, CollectedDeadLetters, RecordedSleeps]:
-    sink = sink if sink is not None else CollectedDeadLetters()
-    sleep = sleep if sleep is not None else RecordedSleeps()
-    outcome = await deliver(
-        rec,
-        message_type=StringValue,
-        handler=handler,
-        group="g",
-        guard=guard,
-        dead_letters=sink,
-        policy=POLICY,
-        sleep=sleep,
-    )
-    return outcome, sink, sleep
+    return await deliver_record(rec, handler, guard, policy=POLICY, sink=sink, sleep=sleep)
 
 
 async def test_successful_handler_sees_the_decoded_event(guard) -> None:

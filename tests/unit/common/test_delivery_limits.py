@@ -7,28 +7,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from google.protobuf.wrappers_pb2 import StringValue
 
-from radstream.common.delivery import Outcome, RetryPolicy, deliver
+from radstream.common.delivery import Outcome, RetryPolicy
 from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.idempotency import Claim, SqliteIdempotencyGuard
-from tests.unit.common.test_delivery import CollectedDeadLetters, RecordedSleeps, record
+from tests.unit.common.delivery_doubles import CollectedDeadLetters, deliver_record, record
 
 SCOPE = "g/radstream.test.event.v1"
 POLICY = RetryPolicy(max_attempts=2, initial_s=0.1, max_s=0.3, max_crashes=3, max_retry_s=60.0)
 
 
 async def deliver_once(rec, handler, guard, *, now=None, crashes=0, policy=POLICY):
-    sink = CollectedDeadLetters()
-    outcome = await deliver(
+    outcome, sink, _ = await deliver_record(
         rec,
-        message_type=StringValue,
-        handler=handler,
-        group="g",
-        guard=guard,
-        dead_letters=sink,
+        handler,
+        guard,
         policy=policy,
-        sleep=RecordedSleeps(),
         crashes=crashes,
         attempts=guard,
         now=now or (lambda: datetime.now(UTC)),
@@ -150,15 +144,12 @@ async def test_a_done_mark_the_store_refuses_after_the_handler_never_dead_letter
 
     sink = CollectedDeadLetters()
     with pytest.raises(TransientError):  # delivered again, however long the store fails
-        await deliver(
+        await deliver_record(
             record(),
-            message_type=StringValue,
-            handler=handler,
-            group="g",
-            guard=guard,
-            dead_letters=sink,
+            handler,
+            guard,
             policy=RetryPolicy(max_attempts=2, initial_s=0.0, max_s=0.0),
-            sleep=RecordedSleeps(),
+            sink=sink,
         )
 
     assert ran, "the handler ran; only its done mark failed"
