@@ -6,16 +6,12 @@ import hashlib
 import os
 import socket
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
 from radstream.common.blobstore import (
@@ -38,17 +34,11 @@ from radstream.common.errors import (
     TransientError,
 )
 from radstream.common.settings import BlobSettings
-
-STUDY = b"\x00" * 128 + b"DICM" + b"synthetic pixel data" * 100
+from tests.unit.common.blob_stores import STUDY, make_client
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def phi_store(tmp_path: Path) -> FilesystemBlobStore:
-    return FilesystemBlobStore(tmp_path / "phi", "phi")
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -434,15 +424,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3_settings(s3_endpoint: str) -> BlobSettings:
     return BlobSettings(
@@ -453,34 +434,6 @@ def s3_settings(s3_endpoint: str) -> BlobSettings:
         s3_secret_access_key=SecretStr("testing"),
         s3_addressing_style="path",
     )
-
-
-def make_client(endpoint: str, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}, **config),
-    )
-
-
-@pytest.fixture
-def s3_client(s3_endpoint: str) -> Any:
-    return make_client(s3_endpoint)
-
-
-@pytest.fixture
-def bucket(s3_client: Any) -> str:
-    name = f"radstream-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
-def s3_store(s3_client: Any, bucket: str) -> S3BlobStore:
-    return S3BlobStore(bucket, "phi", "phi", s3_client)
 
 
 def count_calls(client: Any, operation: str) -> Callable[[], int]:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from radstream.common.blobstore import (
     BlobIntegrityError,
@@ -22,14 +18,9 @@ from radstream.common.blobstore import (
     FilesystemBlobStore,
     S3BlobStore,
 )
+from tests.unit.common.blob_stores import STUDY
 
 MiB = 1024 * 1024
-STUDY = b"\x00" * 128 + b"DICM" + b"synthetic pixel data" * 100
-
-
-@pytest.fixture
-def phi_store(tmp_path: Path) -> FilesystemBlobStore:
-    return FilesystemBlobStore(tmp_path / "phi", "phi")
 
 
 def damage(path: Path) -> None:
@@ -61,30 +52,6 @@ class TestFilesystemFiles:
         with pytest.raises(BlobNotFoundError):
             async with phi_store.open_file(ref):
                 pytest.fail("a deleted blob was handed out")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_store(s3_endpoint: str) -> S3BlobStore:
-    client: Any = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}),
-    )
-    bucket = f"radstream-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    return S3BlobStore(bucket, "phi", "phi", client)
 
 
 @pytest.mark.integration
