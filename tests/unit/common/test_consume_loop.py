@@ -101,7 +101,12 @@ def make_loop(
         prepared.append([(r.partition, r.offset) for r in records])
         return Batch(deliver, events if events is not None else [], finish_fails)
 
-    loop = ConsumeLoop(
+    return loop_with(deliverer), prepared
+
+
+def loop_with(deliverer: Any) -> ConsumeLoop:
+    """The loop under test: group deid on TOPIC, preparing each batch with ``deliverer``."""
+    return ConsumeLoop(
         topic=TOPIC,
         group="deid",
         deliverer=deliverer,
@@ -109,7 +114,6 @@ def make_loop(
         consumer_options={},
         retry_after_s=0.0,
     )
-    return loop, prepared
 
 
 def consumer_errors(stage: str) -> float:
@@ -300,14 +304,7 @@ async def test_a_batch_that_cannot_be_prepared_comes_again_and_the_loop_goes_on(
     async def deliverer(records: Sequence[RawRecord]) -> Batch:
         raise sqlite3.DatabaseError("database disk image is malformed")
 
-    loop = ConsumeLoop(
-        topic=TOPIC,
-        group="deid",
-        deliverer=deliverer,
-        telemetry=BusTelemetry(tracer_provider=None, registry=REGISTRY),
-        consumer_options={},
-        retry_after_s=0.0,
-    )
+    loop = loop_with(deliverer)
     consumer = FakeConsumer({P0, P1})
 
     await loop._handle(consumer, fetched(p0=[10, 11], p1=[5]))  # type: ignore[arg-type]
