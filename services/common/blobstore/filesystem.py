@@ -53,11 +53,7 @@ class FilesystemBlobStore(_ContentAddressedStore):
             try:
                 return (self._root / key).read_bytes()
             except FileNotFoundError:
-                if not self._root.is_dir():
-                    # An unmounted volume looks like an empty one; say so, don't dead-letter.
-                    raise BlobStoreUnavailableError(
-                        f"blob store root {self._root} is missing; is its volume mounted?"
-                    ) from None
+                self._require_root()
                 return None
 
     def _remove(self, key: str) -> None:
@@ -70,11 +66,18 @@ class FilesystemBlobStore(_ContentAddressedStore):
             try:
                 return (self._root / key).open("rb")
             except FileNotFoundError:
-                if not self._root.is_dir():
-                    raise BlobStoreUnavailableError(
-                        f"blob store root {self._root} is missing; is its volume mounted?"
-                    ) from None
+                self._require_root()
                 return None
+
+    def _require_root(self) -> None:
+        """Raise when a blob is missing because the whole root is: an unmounted volume.
+
+        It looks like an empty one; saying so retries the record instead of dead-lettering it.
+        """
+        if not self._root.is_dir():
+            raise BlobStoreUnavailableError(
+                f"blob store root {self._root} is missing; is its volume mounted?"
+            ) from None
 
     @contextlib.contextmanager
     def _os_errors(self) -> Iterator[None]:

@@ -15,6 +15,7 @@ from radstream.common.blobstore import (
     BlobIntegrityError,
     BlobNotFoundError,
     BlobRef,
+    BlobStoreUnavailableError,
     FilesystemBlobStore,
     S3BlobStore,
 )
@@ -52,6 +53,14 @@ class TestFilesystemFiles:
         with pytest.raises(BlobNotFoundError):
             async with phi_store.open_file(ref):
                 pytest.fail("a deleted blob was handed out")
+
+    async def test_a_missing_root_is_an_outage_not_a_missing_blob(self, tmp_path: Path) -> None:
+        store = FilesystemBlobStore(tmp_path / "unmounted", "phi")
+        digest = hashlib.sha256(STUDY).hexdigest()
+        ref = BlobRef(uri=store.uri_for(digest), sha256=digest, size=len(STUDY))
+        with pytest.raises(BlobStoreUnavailableError, match="is its volume mounted"):
+            async with store.open_file(ref):
+                pytest.fail("a blob was handed out from a store with no root")
 
 
 @pytest.mark.integration
