@@ -14,6 +14,30 @@ TABLE = "radstream_processed_events"
 # records at its head cost so far (consumers that died with it in flight, when it began failing).
 ATTEMPTS_TABLE = "radstream_delivery_attempts"
 COMPLETED_AT_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_completed_at ON {TABLE} (completed_at)"
+# The attempt log's statements, the same on both engines ("?" placeholders: the PostgreSQL
+# guard swaps in "%s"). One statement per partition of a batch: the crash is counted against
+# the partition's first record only when another owner started a range holding it and never
+# released it.
+ATTEMPT_STARTED = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "owner, crash_offset, crashes) VALUES (?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET crashes = CASE "
+    "WHEN a.owner IS NOT NULL AND a.owner <> excluded.owner "
+    "AND excluded.first_offset BETWEEN a.first_offset AND a.last_offset "
+    "THEN (CASE WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END) + 1 "
+    "WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END, "
+    "crash_offset = excluded.first_offset, first_offset = excluded.first_offset, "
+    "last_offset = excluded.last_offset, owner = excluded.owner RETURNING crashes"
+)
+ATTEMPT_FAILING_SINCE = (
+    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
+    "failing_offset, failing_since) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET failing_since = CASE "
+    "WHEN a.failing_offset = excluded.failing_offset THEN a.failing_since "
+    "ELSE excluded.failing_since END, failing_offset = excluded.failing_offset "
+    "RETURNING failing_since"
+)
+ATTEMPT_RELEASE = f"UPDATE {ATTEMPTS_TABLE} SET owner = NULL WHERE owner = ?"
 # Marks deleted per statement when pruning: short enough that consumers' marks wait little.
 PRUNE_CHUNK = 1000
 SqlParams = Sequence[object]

@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from radstream.common.idempotency.base import (
+    ATTEMPT_FAILING_SINCE,
+    ATTEMPT_RELEASE,
+    ATTEMPT_STARTED,
     ATTEMPTS_TABLE,
     COMPLETED_AT_INDEX,
     PRUNE_CHUNK,
@@ -36,27 +39,10 @@ _PG_CREATE_ATTEMPTS = (
     "crashes INTEGER NOT NULL DEFAULT 0, failing_offset BIGINT, failing_since TIMESTAMPTZ, "
     "PRIMARY KEY (scope, kafka_partition))"
 )
-# As the SQLite guard's (see there); one autocommitted statement, one round trip.
-_PG_STARTED = (
-    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
-    "owner, crash_offset, crashes) VALUES (%s, %s, %s, %s, %s, %s, 0) "
-    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET crashes = CASE "
-    "WHEN a.owner IS NOT NULL AND a.owner <> excluded.owner "
-    "AND excluded.first_offset BETWEEN a.first_offset AND a.last_offset "
-    "THEN (CASE WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END) + 1 "
-    "WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END, "
-    "crash_offset = excluded.first_offset, first_offset = excluded.first_offset, "
-    "last_offset = excluded.last_offset, owner = excluded.owner RETURNING crashes"
-)
-_PG_FAILING_SINCE = (
-    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
-    "failing_offset, failing_since) VALUES (%s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET failing_since = CASE "
-    "WHEN a.failing_offset = excluded.failing_offset THEN a.failing_since "
-    "ELSE excluded.failing_since END, failing_offset = excluded.failing_offset "
-    "RETURNING failing_since"
-)
-_PG_RELEASE = f"UPDATE {ATTEMPTS_TABLE} SET owner = NULL WHERE owner = %s"
+# The attempt log's statements (see base), each one autocommitted statement, one round trip.
+_PG_STARTED = ATTEMPT_STARTED.replace("?", "%s")
+_PG_FAILING_SINCE = ATTEMPT_FAILING_SINCE.replace("?", "%s")
+_PG_RELEASE = ATTEMPT_RELEASE.replace("?", "%s")
 
 
 def store_failure(error: Exception) -> bool:

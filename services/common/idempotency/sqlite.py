@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from radstream.common.errors import MisconfiguredError
 from radstream.common.idempotency.base import (
+    ATTEMPT_FAILING_SINCE,
+    ATTEMPT_RELEASE,
+    ATTEMPT_STARTED,
     ATTEMPTS_TABLE,
     COMPLETED_AT_INDEX,
     PRUNE_CHUNK,
@@ -52,28 +55,6 @@ _CREATE_ATTEMPTS = (
     "crashes INTEGER NOT NULL DEFAULT 0, failing_offset INTEGER, failing_since TEXT, "
     "PRIMARY KEY (scope, kafka_partition)) WITHOUT ROWID"
 )
-# One statement per partition of a batch: the crash is counted against the partition's first
-# record only when another owner started a range holding it and never released it.
-_STARTED = (
-    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
-    "owner, crash_offset, crashes) VALUES (?, ?, ?, ?, ?, ?, 0) "
-    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET crashes = CASE "
-    "WHEN a.owner IS NOT NULL AND a.owner <> excluded.owner "
-    "AND excluded.first_offset BETWEEN a.first_offset AND a.last_offset "
-    "THEN (CASE WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END) + 1 "
-    "WHEN a.crash_offset = excluded.first_offset THEN a.crashes ELSE 0 END, "
-    "crash_offset = excluded.first_offset, first_offset = excluded.first_offset, "
-    "last_offset = excluded.last_offset, owner = excluded.owner RETURNING crashes"
-)
-_FAILING_SINCE = (
-    f"INSERT INTO {ATTEMPTS_TABLE} AS a (scope, kafka_partition, first_offset, last_offset, "
-    "failing_offset, failing_since) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (scope, kafka_partition) DO UPDATE SET failing_since = CASE "
-    "WHEN a.failing_offset = excluded.failing_offset THEN a.failing_since "
-    "ELSE excluded.failing_since END, failing_offset = excluded.failing_offset "
-    "RETURNING failing_since"
-)
-_RELEASE = f"UPDATE {ATTEMPTS_TABLE} SET owner = NULL WHERE owner = ?"
 
 
 def store_failure(error: sqlite3.Error) -> bool:
@@ -294,7 +275,7 @@ class SqliteIdempotencyGuard:
 
     @staticmethod
     def _started(db: sqlite3.Connection, *row: object) -> int:
-        return int(db.execute(_STARTED, (*row, row[2])).fetchone()[0])
+        return int(db.execute(ATTEMPT_STARTED, (*row, row[2])).fetchone()[0])
 
     async def started(
         self, scope: str, partition: int, first_offset: int, last_offset: int, owner: str
@@ -306,7 +287,7 @@ class SqliteIdempotencyGuard:
 
     @staticmethod
     def _failing_since(db: sqlite3.Connection, *row: object) -> str:
-        return str(db.execute(_FAILING_SINCE, row).fetchone()[0])
+        return str(db.execute(ATTEMPT_FAILING_SINCE, row).fetchone()[0])
 
     async def failing_since(
         self, scope: str, partition: int, offset: int, now: datetime
@@ -319,7 +300,7 @@ class SqliteIdempotencyGuard:
 
     @staticmethod
     def _release(db: sqlite3.Connection, owner: str) -> None:
-        db.execute(_RELEASE, (owner,))
+        db.execute(ATTEMPT_RELEASE, (owner,))
 
     async def release(self, owner: str) -> None:
         """Forget ``owner`` as the one with records in flight: it stopped cleanly."""
