@@ -18,6 +18,7 @@ from radstream.cli.stack import RunningService
 from radstream.common.service import SERVICE_PACKAGES, SERVICES, collect_services, service_named
 from radstream.deid.config import DeidSettings
 from radstream.ingest.config import IngestSettings
+from tests.settings_variables import variables
 
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
 SETTINGS_OF: dict[str, type[BaseSettings]] = {"ingest": IngestSettings, "deid": DeidSettings}
@@ -25,13 +26,8 @@ SETTINGS_OF: dict[str, type[BaseSettings]] = {"ingest": IngestSettings, "deid": 
 
 def defaults(model: type[BaseSettings]) -> Iterator[tuple[str, Any]]:
     """Each variable a settings class reads, with its default."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    for name, field in model.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseSettings):
-            yield from defaults(kind)
-        else:
-            yield (prefix + name).upper(), field.default
+    for variable, field in variables(model):
+        yield variable, field.default
 
 
 def test_run_help_lists_every_registered_service() -> None:

@@ -31,6 +31,7 @@ from radstream.deid.config import DeidSettings
 from radstream.deid.metrics import deid_metrics
 from radstream.ingest.config import IngestSettings
 from radstream.ingest.metrics import ingest_metrics
+from tests.settings_variables import settings_classes, variable_name, variables
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "radstream"
 PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
@@ -131,14 +132,9 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def settings_env(model: type[BaseSettings]) -> Iterator[tuple[str, bool]]:
     """Each environment variable a settings class reads, and whether it holds a secret."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    for name, field in model.model_fields.items():
+    for variable, field in variables(model):
         kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseSettings):
-            yield from settings_env(kind)
-        else:
-            secret = SecretStr in getattr(kind, "__args__", ()) or kind is SecretStr
-            yield (prefix + name).upper(), secret
+        yield variable, SecretStr in getattr(kind, "__args__", ()) or kind is SecretStr
 
 
 SETTINGS = dict(pair for model in SERVICE_SETTINGS.values() for pair in settings_env(model))
@@ -787,13 +783,9 @@ def test_the_pacs_destinations_are_ingests_only() -> None:
 
 def secret_file_only_settings(model: type[BaseSettings]) -> Iterator[str]:
     """The variables a settings class takes with a password or token only from a file."""
-    prefix = str(model.model_config.get("env_prefix", ""))
-    for name in getattr(model, "secret_file_only", {}):
-        yield (prefix + name).upper()
-    for field in model.model_fields.values():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseSettings):
-            yield from secret_file_only_settings(kind)
+    for each in settings_classes(model):
+        for name in getattr(each, "secret_file_only", {}):
+            yield variable_name(each, name)
 
 
 def test_the_chart_knows_every_secret_file_only_setting() -> None:
