@@ -20,4 +20,18 @@ KNOWN_OPEN: Final[dict[tuple[str, str], str]] = {
         "cannot be written (pydicom's number-string writer); the instance is rejected with "
         "reason 'internal' instead of a documented reason (deid's pipeline or the reader)"
     ),
+    (
+        "internal-error",
+        "unexpected ValueError in step write at tag.py:33; nothing was released",
+    ): (
+        "deid: an element whose dictionary VR is ambiguous and that the profile keeps (e.g. "
+        "retired Variable Pixel Data (7FDE,0010), 'OB or OW') cannot be written in an "
+        "explicit-VR output; rejected with reason 'internal' (deid's pipeline)"
+    ),
+    ("phi", "released instance (bytes of a binary or numeric element)"): (
+        "deid: a PHI value carried as the bytes of a kept numeric element (e.g. Rows (0028,0010) "
+        "of an implicit-VR instance holding 24 bytes of a patient name: read as 12 US values) "
+        "is released; the verifier searches text values only, not the written bytes "
+        "(deid's verifier)"
+    ),
 }

@@ -31,6 +31,8 @@ from tests.fuzz.dicom_corpus import DicomCase, dicom_cases
 from tests.unit.deid.study_builder import TEST_KEYS_SECRET, shared_text_cleaner
 
 CAMPAIGN = Campaign("deid.deidentify_instance")
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST"})
+_TEXT_VRS |= {"TM", "UC", "UI", "UR", "UT"}
 KEYS = DeidKeys.from_secret(TEST_KEYS_SECRET)
 OPTIONS = st.frozensets(
     st.sampled_from(
@@ -56,17 +58,28 @@ def deidentify(case: DicomCase, options: frozenset[ProfileOption], emitted: Emit
         pixel_policy=DEFAULT_PIXEL_POLICY,
     )
     emitted.answered(outcome.status.value)
-    if phi.planted_in(outcome.output) and not released_phi_values(case.data, outcome.output):
-        # Planted text whose PHI attributes a mutation removed or changed: no value of the
-        # instance for the verifier to search for; what is left is text recognition's limit.
-        emitted.answered("released, unanchored planted text")
-    else:
-        emitted("released instance", outcome.output)
     emitted("outcome reasons", "\n".join(outcome.reasons))
     emitted("audit record", outcome.audit.to_json())
     if outcome.ids is not None:
         emitted("released ids", repr(outcome.ids))
     check_outcome(outcome)
+    if phi.planted_in(outcome.output):
+        leaked = released_phi_values(case.data, outcome.output)
+        if not leaked:
+            # Planted text whose PHI attributes a mutation removed or changed: no value of the
+            # instance for the verifier to search for; what is left is text recognition's limit.
+            emitted.answered("released, unanchored planted text")
+            return
+        raise Finding("phi", where_released(outcome.output, leaked), f"released {leaked[:3]}")
+
+
+def where_released(output: bytes | None, leaked: list[str]) -> str:
+    """Which kind of element of the released instance carries ``leaked`` values."""
+    released = dcmread(io.BytesIO(output or b""))
+    for element in released.iterall():
+        if element.VR in _TEXT_VRS and any(value in str(element.value) for value in leaked):
+            return "released instance (a text element)"
+    return "released instance (bytes of a binary or numeric element)"
 
 
 def released_phi_values(data: bytes, output: bytes | None) -> list[str]:
