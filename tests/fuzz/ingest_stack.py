@@ -56,6 +56,7 @@ class IngestStack:
     rejections: Rejections
     assembly: StudyAssembly
     app: Any
+    metrics: IngestMetrics
     published: list[Any] = field(default_factory=list)
 
     def take_audit(self) -> list[bytes]:
@@ -125,6 +126,7 @@ async def ingest_stack(root: Path) -> AsyncIterator[IngestStack]:
             rejections=rejections,
             assembly=assembly,
             app=app,
+            metrics=metrics,
             published=published,
         )
     finally:
