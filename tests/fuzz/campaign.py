@@ -170,6 +170,8 @@ class Campaign:
             self.failed += 1
         for kind, where, _ in verdicts:
             if (kind, where) in KNOWN_OPEN:
+                if not self.known[kind, where]:
+                    self._save(data, f"known-{kind}", where)  # an example for the owner
                 self.known[kind, where] += 1
         for kind, where, detail in unknown:
             self._record(data, kind, where, detail)
