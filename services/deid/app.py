@@ -89,6 +89,7 @@ _ERROR_CODES: dict[str, common_pb2.ErrorCode] = {
     "blob_ref_rejected": _Codes.ERROR_CODE_INVALID_EVENT,
     "zone_violation": _Codes.ERROR_CODE_INVALID_EVENT,
     "output_not_readable": _Codes.ERROR_CODE_DEID_PROFILE_ACTION_FAILED,
+    "unwritable_element": _Codes.ERROR_CODE_DEID_PROFILE_ACTION_FAILED,
 }
 _DEFLATED = "1.2.840.10008.1.2.1.99"  # inflates to up to the file limit while it is read
 _OUTCOMES = {

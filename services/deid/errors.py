@@ -23,6 +23,7 @@ __all__ = [
     "DeidError",
     "InvalidStudyEventError",
     "OutputNotReadableError",
+    "UnwritableElementError",
 ]
 
 
@@ -36,6 +37,17 @@ class InvalidStudyEventError(DeidError, PoisonEventError):
     """A StudyReceived event lacks what deid needs (its study UID); it goes to the DLQ."""
 
     reason: ClassVar[str] = "invalid_event"
+
+
+class UnwritableElementError(DeidError):
+    """An element the profile keeps cannot be encoded in the output; nothing is released.
+
+    The input held a value its VR does not allow that pydicom read leniently (an IS written in
+    full-width digits, a retired element whose dictionary VR is ambiguous): the instance is
+    rejected naming the tag, and the sender fixes the value.
+    """
+
+    reason: ClassVar[str] = "unwritable_element"
 
 
 class OutputNotReadableError(DeidError):

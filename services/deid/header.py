@@ -9,6 +9,7 @@ instance's PHI values) or from :mod:`radstream.deid.verify` (which hunts for the
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,12 @@ __all__ = ["HeaderValue", "dictionary_vr_or_un", "format_tag", "header_values"]
 
 # Sample data and other bulk binary: never text, and far too big to scan for it.
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010, 0x54001010, 0x56000020})
-_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "OF", "OD", "OL", "OV"})
+# Numbers pydicom decodes into Python values, with their struct codes (OF, OD, OL, OV stay bytes;
+# an AT value is a tag, written as two US).
+_BINARY_NUMBERS = {
+    "US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q",
+    "FL": "f", "FD": "d", "AT": "L",
+}  # fmt: skip
 _TEXT_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _ASCII_RUN = re.compile(rb"[\x20-\x7e]{3,}")
 _LATIN_RUN = re.compile(rb"[\x20-\x7e\xc0-\xff]{3,}")
@@ -130,11 +136,26 @@ def _element_texts(
         return None
     if isinstance(value, bytes | bytearray):
         return _bytes_texts(bytes(value), vr, encodings)
-    if vr in _NUMERIC_VRS or vr == "AT":
-        return None
     values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    if vr in _BINARY_NUMBERS:
+        runs = _printable_runs(_number_bytes(values, _BINARY_NUMBERS[vr]))
+        return (runs, True, True) if runs else None
     texts = [text for text in (_scalar_text(item) for item in values) if text is not None]
     return tuple(texts), False, False
+
+
+def _number_bytes(values: list[object], code: str) -> bytes:
+    """The values as they stand in the file, both byte orders (a header is small).
+
+    A number carries no text, but its bytes can: an implicit-VR file with 24 bytes of a name under
+    Rows reads as twelve US values, and is written back byte for byte. The verifier looks for PHI
+    in what a ``strings`` reader would see in those bytes, as it does for binary elements.
+    """
+    numbers = [item for item in values if isinstance(item, int | float)]
+    try:
+        return b"".join(struct.pack(f"{order}{len(numbers)}{code}", *numbers) for order in "<>")
+    except struct.error:  # a value out of its VR's range is written by nobody: nothing to read
+        return b""
 
 
 def _scalar_text(value: object) -> str | None:

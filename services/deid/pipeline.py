@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import traceback
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,7 +32,8 @@ from pydicom.dataset import Dataset
 from radstream.common.errors import RadstreamError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
 from radstream.deid.burned_in import PixelAssessment, PixelPolicy
-from radstream.deid.errors import DeidError, OutputNotReadableError
+from radstream.deid.elements import format_tag
+from radstream.deid.errors import DeidError, OutputNotReadableError, UnwritableElementError
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.profile import (
     AppliedAction,
@@ -249,10 +251,52 @@ def _collect_phi(original: Dataset, profile: DeidProfile) -> PhiValues:
 
 
 def _encode(dataset: Dataset) -> bytes:
-    """Write a conformant Part 10 file (preamble, meta header) in the input's transfer syntax."""
+    """Write a conformant Part 10 file (preamble, meta header) in the input's transfer syntax.
+
+    Raises
+    ------
+    UnwritableElementError
+        A kept element cannot be encoded in its VR; the error names the element, never its value.
+    """
     buffer = io.BytesIO()
-    dcmwrite(buffer, dataset, enforce_file_format=True)
+    try:
+        dcmwrite(buffer, dataset, enforce_file_format=True)
+    except _ENCODING_ERRORS as exc:
+        where = _unwritable_element(dataset) or "an element"
+        raise UnwritableElementError(
+            f"{where} is kept by the profile but its value cannot be encoded in its VR "
+            f"({type(exc).__name__}); correct the value at the source and send it again"
+        ) from None
     return buffer.getvalue()
+
+
+# What pydicom raises for a value it read leniently but cannot write (its own wrapper that adds
+# the tag to the message fails for exceptions such as UnicodeEncodeError, so the tag is found
+# by writing the elements one by one, on this failure path only).
+_ENCODING_ERRORS = (TypeError, ValueError, UnicodeError, struct.error, OverflowError)
+
+
+def _unwritable_element(dataset: Dataset, prefix: str = "") -> str | None:
+    """The path of the first element of ``dataset`` that cannot be written alone."""
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    implicit = bool(syntax is not None and syntax.is_implicit_VR)
+    little = syntax is None or syntax.is_little_endian
+    for element in dataset:
+        probe = Dataset()
+        if "SpecificCharacterSet" in dataset:
+            probe.SpecificCharacterSet = dataset.SpecificCharacterSet
+        probe.add(element)
+        try:
+            dcmwrite(io.BytesIO(), probe, implicit_vr=implicit, little_endian=little)
+        except _ENCODING_ERRORS:
+            path = f"{prefix}{format_tag(element.tag)}"
+            if element.VR == "SQ":
+                for index, item in enumerate(element.value):
+                    nested = _unwritable_element(item, f"{path}[{index}]/")
+                    if nested is not None:
+                        return nested
+            return path
+    return None
 
 
 def _finished(  # noqa: PLR0917 -- the parts of an outcome, all required

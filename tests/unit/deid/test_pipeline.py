@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
 
 from radstream.deid.audit import Digest
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelAssessment, PixelPolicy
@@ -366,3 +368,35 @@ class TestOutcomeInvariants:
                 reid=None,
                 ids=None,
             )
+
+
+class TestWhatTheFuzzerFound:
+    """Inputs the fuzzing harness (tests/fuzz) found, each now answered as documented."""
+
+    def test_a_number_string_in_full_width_digits_is_rejected_naming_its_tag(
+        self, cleaner: TextCleaner
+    ) -> None:
+        def count_rate(ds: Dataset) -> None:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.CountRate = "999999999"  # nine bytes, as many as three full-width digits in UTF-8
+
+        data = instance_bytes(customize=count_rate).replace(b"999999999", "１２３".encode(), 1)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.REJECTED
+        assert outcome.error is not None
+        assert outcome.error.reason == "unwritable_element"
+        assert "(0018,1243)" in outcome.error.message
+        assert "１" not in outcome.error.message
+        assert_no_output(outcome)
+
+    def test_a_patient_name_in_the_bytes_of_a_number_is_held(self, cleaner: TextCleaner) -> None:
+        # Implicit VR: Rows holds 24 bytes of the name, read as twelve US values and written back.
+        name = PATIENT_NAME.encode().ljust(24, b" ")[:24]
+
+        def rows_of_text(ds: Dataset) -> None:
+            ds.Rows = list(struct.unpack("<12H", name))
+
+        data = instance_bytes(transfer_syntax=ImplicitVRLittleEndian, customize=rows_of_text)
+        outcome = run(data, cleaner)
+        assert outcome.status is InstanceStatus.HELD
+        assert "residual PHI in (0028,0010) (PatientName, exact)" in outcome.reasons
