@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -245,3 +246,78 @@ def test_every_mutated_stow_request_gets_a_store_response_or_a_json_error(
     with CAMPAIGN.running():
         _fuzz(endpoint)
     CAMPAIGN.assert_clean()
+
+
+# -- status lookups and completion: query parameters and paths from outside ------------------
+
+QUERIES = Campaign("dicomweb.queries")
+_VALUES = st.sampled_from(
+    [
+        "",
+        "1.2.840.113619.2.1",
+        phi.PATIENT_ID,
+        phi.ACCESSION,
+        phi.PATIENT_NAME,
+        "-1",
+        "0",
+        "1001",
+        "5",
+        "abc",
+        "1e9",
+        "1.2.3,1.2.4,,",
+        "%00",
+        "\u00e9\U0001f600",
+    ]
+) | st.text(max_size=20)
+
+
+@st.composite
+def lookups(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]]]:
+    study = quote(draw(_VALUES), safe="") or "1.2.3"  # as a client puts it in a URL
+    method, path = draw(
+        st.sampled_from(
+            [
+                ("GET", "/dicomweb/studies"),
+                ("GET", f"/dicomweb/studies/{study}/series"),
+                ("GET", f"/dicomweb/studies/{study}/instances"),
+                ("POST", f"/ingest/studies/{study}/complete"),
+            ]
+        )
+    )
+    names = st.sampled_from(["StudyInstanceUID", "AccessionNumber", "limit", "offset", "other"])
+    return method, path, draw(st.lists(st.tuples(names, _VALUES), max_size=5))
+
+
+def look_up(
+    endpoint: Endpoint, method: str, path: str, params: list[tuple[str, str]], emitted: Emitted
+) -> None:
+    response = endpoint.runner.run(endpoint.client.request(method, path, params=params))
+    emitted.answered(f"HTTP {response.status_code}")
+    emitted("response body", response.content)
+    emitted("response headers", json.dumps(dict(response.headers)))
+    if response.status_code >= 500:
+        raise Finding("bad-answer", path.split("/")[1], f"HTTP {response.status_code}")
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            raise Finding("bad-answer", "lookup", "a 4xx without a JSON body") from None
+        # {"error": ...} from radstream; {"detail": "Not Found"} from the router (no route).
+        if not isinstance(body, dict) or not ({"error", "detail"} & body.keys()):
+            raise Finding("bad-answer", "lookup", f"HTTP {response.status_code} without an error")
+
+
+@fuzz_settings()
+@given(lookup=lookups())
+def _fuzz_lookups(endpoint: Endpoint, lookup: tuple[str, str, list[tuple[str, str]]]) -> None:
+    method, path, params = lookup
+    data = f"{method} {path} {params!r}".encode()
+    QUERIES.attempt(data, lambda emitted: look_up(endpoint, method, path, params, emitted))
+
+
+def test_every_lookup_and_completion_is_answered_without_quoting_its_parameters(
+    endpoint: Endpoint,
+) -> None:
+    with QUERIES.running():
+        _fuzz_lookups(endpoint)
+    QUERIES.assert_clean()
