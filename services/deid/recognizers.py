@@ -200,7 +200,7 @@ def instance_recognizer(phi: PhiValues) -> InstancePhiRecognizer:
 
 def clinical_recognizers() -> list[PatternRecognizer]:
     """Our pattern recognizers: MRN, accession, DICOM-style and titled names, e-mail, DA dates."""
-    label_gap = r"\s*(?:[:#=]|no\.?|number|num)?\s*[:#]?\s*"
+    label_gap = r"\s*(?:[:#=\-]|no\.?|number|num)?\s*[:#]?\s*"  # "MRN: 12", "MRN-QX7731-B"
     identifier = r"(?=[A-Z\-/]*\d)[A-Z0-9][A-Z0-9\-/]{3,}"  # holds a digit: not a word
     return [
         PatternRecognizer(

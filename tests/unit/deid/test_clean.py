@@ -108,6 +108,10 @@ class TestRecognition:
     def test_labelled_ids_are_removed_even_when_short(self, cleaner: PresidioTextCleaner) -> None:
         assert cleaner("MRN: 4711X", NO_PHI) == "MRN: [ID]"
 
+    def test_an_id_hyphenated_to_its_label_is_removed(self, cleaner: PresidioTextCleaner) -> None:
+        # Found by the fuzzing harness: "MRN-QX7731-B" passed through the cleaner whole.
+        assert cleaner("Prior study under MRN-QX7731-B", NO_PHI) == "Prior study under MRN-[ID]"
+
 
 class TestTheInstancesOwnValues:
     @pytest.mark.parametrize(
