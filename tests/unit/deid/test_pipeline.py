@@ -370,6 +370,9 @@ class TestOutcomeInvariants:
             )
 
 
+FULL_WIDTH_123 = "\uff11\uff12\uff13"  # the digits 1, 2, 3 in full width
+
+
 class TestWhatTheFuzzerFound:
     """Inputs the fuzzing harness (tests/fuzz) found, each now answered as documented."""
 
@@ -380,13 +383,15 @@ class TestWhatTheFuzzerFound:
             ds.SpecificCharacterSet = "ISO_IR 192"
             ds.CountRate = "999999999"  # nine bytes, as many as three full-width digits in UTF-8
 
-        data = instance_bytes(customize=count_rate).replace(b"999999999", "１２３".encode(), 1)
+        data = instance_bytes(customize=count_rate).replace(
+            b"999999999", FULL_WIDTH_123.encode(), 1
+        )
         outcome = run(data, cleaner)
         assert outcome.status is InstanceStatus.REJECTED
         assert outcome.error is not None
         assert outcome.error.reason == "unwritable_element"
         assert "(0018,1243)" in outcome.error.message
-        assert "１" not in outcome.error.message
+        assert FULL_WIDTH_123[0] not in outcome.error.message
         assert_no_output(outcome)
 
     def test_a_patient_name_in_the_bytes_of_a_number_is_held(self, cleaner: TextCleaner) -> None:
