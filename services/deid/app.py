@@ -399,8 +399,6 @@ def create_app(
 
     settings = settings if settings is not None else DeidSettings()
     registry = registry if registry is not None else REGISTRY
-    # pydicom logs values quoted from the files it reads; they must not reach the log store.
-    logging.getLogger("pydicom").propagate = False
     plan = settings.memory_plan()
     worker = DeidWorker(
         profile=settings.profile(),

@@ -209,8 +209,8 @@ def create_app(
     """Build the ingest service: validate settings, build the core, attach the servers."""
     settings = settings if settings is not None else IngestSettings()
     registry = registry if registry is not None else REGISTRY
-    # pydicom and pynetdicom log values quoted from what they read; keep them out of the logs.
-    logging.getLogger("pydicom").propagate = False
+    # pydicom's lines reach the log with their message withheld (radstream.common.logs);
+    # pynetdicom's association chatter stays below WARNING.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     bus = create_bus(settings.kafka, settings.delivery, service="ingest", registry=registry)
     core = build_core(settings, bus, registry=registry, topic_set=topic_set, clock=clock)

@@ -7,6 +7,7 @@ virtual environment folder of our own (``VENV=``) stands for a fresh clone or on
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -22,12 +23,17 @@ SELF_REFERENCE = re.compile(r"^radstream\[([a-z0-9,-]+)\]$")
 
 
 def dry_run(target: str, venv: Path) -> str:
+    # Under `make test` the outer make's MAKEFLAGS and MAKELEVEL reach this one, which would then
+    # print "Entering directory" lines and inherit the outer flags: run it as a user would.
+    outer = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    env = {name: value for name, value in os.environ.items() if name not in outer}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return done.stdout
 
