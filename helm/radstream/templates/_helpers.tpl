@@ -101,7 +101,8 @@ at startup or, worse, run with PHI where it does not belong.
 {{/*
 State that must outlive a pod: a replaced pod must not forget what senders were told was stored
 (ingest's study assembly), which events it handled or how often one crashed it (every service's
-idempotency store), or where it was in the PACS's changes (the pull cursor). Without PostgreSQL
+idempotency store), where it was in the PACS's changes (the pull cursor), or what it received
+(the receipt audit, in a file). Without PostgreSQL
 that state is SQLite in the working directory, which must then be a PersistentVolumeClaim.
 */}}
 {{- define "radstream.validateDurable" -}}
@@ -120,6 +121,18 @@ that state is SQLite in the working directory, which must then be a PersistentVo
 {{- end -}}
 {{- if and (eq (toString (get (.env | default dict) "RADSTREAM_INGEST_PACS_MODE")) "pull") (not (or $persistent (hasKey $stated "RADSTREAM_INGEST_PACS_CURSOR_DSN"))) -}}
 {{- fail "services.ingest would keep its place in the PACS's changes (pull mode) in SQLite on an emptyDir, and a replaced pod would skip what arrived meanwhile: set services.ingest.persistence.enabled, or RADSTREAM_INGEST_PACS_CURSOR_DSN (PostgreSQL) in services.ingest.secretSettings" -}}
+{{- end -}}
+{{- /* The services write receipts to a file unless told otherwise (RADSTREAM_INGEST_AUDIT_SINK). */ -}}
+{{- $env := .env | default dict -}}
+{{- if eq (toString (get $env "RADSTREAM_INGEST_AUDIT_SINK" | default "file")) "file" -}}
+{{- if not $persistent -}}
+{{- fail "services.ingest would keep its receipt audit in a file on an emptyDir, and a replaced pod would take the record of what it received with it: set services.ingest.persistence.enabled (a PersistentVolumeClaim), or RADSTREAM_INGEST_AUDIT_SINK=phi-store in services.ingest.env" -}}
+{{- end -}}
+{{- $path := toString (get $env "RADSTREAM_INGEST_AUDIT_PATH" | default ".radstream/audit/ingest-receipts.jsonl") -}}
+{{- if not (isAbs $path) -}}{{- $path = printf "/var/lib/radstream/%s" $path -}}{{- end -}}
+{{- if not (hasPrefix "/var/lib/radstream/" (clean $path)) -}}
+{{- fail "services.ingest.env sets RADSTREAM_INGEST_AUDIT_PATH outside the working directory's claim: give a relative path or one under /var/lib/radstream/" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -200,4 +213,34 @@ list in step with them). They may come only from Secrets, never from plain value
 */}}
 {{- define "radstream.secretSettings" -}}
 RADSTREAM_BLOB_S3_ACCESS_KEY_ID RADSTREAM_BLOB_S3_SECRET_ACCESS_KEY RADSTREAM_DEID_KEY RADSTREAM_INGEST_PACS_PASSWORD RADSTREAM_KAFKA_SASL_PASSWORD RADSTREAM_KAFKA_SSL_KEY_PASSWORD
+{{- end -}}
+
+{{/*
+A storage quantity (values.schema.json's pattern: a number, then Ki/Mi/Gi/Ti/k/M/G/T or none) in
+bytes, as a float: the chart adds quantities the scheduler must reserve together.
+*/}}
+{{- define "radstream.quantityBytes" -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $unit := trimPrefix $number . -}}
+{{- $factors := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- mulf (float64 $number) (get $factors $unit) -}}
+{{- end -}}
+
+{{/*
+One service's resources: the values', with an ephemeral-storage request the scheduler reserves
+on the node's disk for the spool emptyDir (its sizeLimit) and 1 GiB more for the container's
+logs and the working directory, unless the values request ephemeral-storage themselves. Without
+it a node can be filled by others, and a pod writing its spool full is evicted. /tmp is memory
+and counts against the memory limit instead. Args: the service's values.
+*/}}
+{{- define "radstream.resources" -}}
+{{- $resources := deepCopy (.resources | default dict) -}}
+{{- $requests := get $resources "requests" | default dict -}}
+{{- if not (hasKey $requests "ephemeral-storage") -}}
+{{- $spool := include "radstream.quantityBytes" (dig "spool" "sizeLimit" "4Gi" .) | float64 -}}
+{{- $mebibytes := ceil (divf (addf $spool 1073741824) 1048576) -}}
+{{- $_ := set $requests "ephemeral-storage" (printf "%.0fMi" $mebibytes) -}}
+{{- $_ := set $resources "requests" $requests -}}
+{{- end -}}
+{{- toYaml $resources -}}
 {{- end -}}

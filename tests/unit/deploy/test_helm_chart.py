@@ -880,3 +880,92 @@ def test_the_spool_size_is_a_value() -> None:
 
     [spool] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"]
     assert spool["emptyDir"] == {"sizeLimit": "64Gi"}
+
+
+def ephemeral_request(deployment: dict[str, Any]) -> int:
+    """The disk a container asks the scheduler to reserve, in bytes."""
+    return quantity_bytes(container(deployment)["resources"]["requests"]["ephemeral-storage"])
+
+
+@pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
+def test_each_pod_requests_the_disk_its_spool_may_fill(values: dict[str, Any]) -> None:
+    for service, deployment in of_kind(render(values), "Deployment").items():
+        spool = volume(deployment, "spool")["emptyDir"]["sizeLimit"]
+
+        assert ephemeral_request(deployment) > quantity_bytes(spool), f"{service}: and logs"
+
+
+def test_a_larger_spool_requests_more_disk() -> None:
+    values = merged(MINIMAL, {"services": {"ingest": {"spool": {"sizeLimit": "64Gi"}}}})
+
+    deployment = of_kind(render(values), "Deployment")["ingest"]
+
+    assert ephemeral_request(deployment) > 64 * 1024**3
+
+
+def test_an_ephemeral_storage_request_in_values_is_kept() -> None:
+    requests = {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "40Gi"}
+    values = merged(MINIMAL, {"services": {"deid": {"resources": {"requests": requests}}}})
+
+    deployment = of_kind(render(values), "Deployment")["deid"]
+
+    assert container(deployment)["resources"]["requests"] == requests
+
+
+@pytest.mark.parametrize(
+    "sink",
+    [{"RADSTREAM_INGEST_AUDIT_SINK": "file"}, {"RADSTREAM_INGEST_AUDIT_SINK": None}],
+    ids=["file", "the services' default"],
+)
+def test_a_receipt_audit_file_on_an_emptydir_is_refused(sink: dict[str, Any]) -> None:
+    values = merged(WITH_POSTGRES, {"services": {"ingest": {"env": sink}}})
+
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=r"receipt audit in a file on an emptyDir.*services\.ingest\.persistence\.enabled.*"
+        r"RADSTREAM_INGEST_AUDIT_SINK=phi-store",
+    ):
+        render(values)
+
+
+@pytest.mark.parametrize(
+    "path", ["/var/spool/radstream/receipts.jsonl", "../../../tmp/receipts.jsonl"]
+)
+def test_a_receipt_audit_file_outside_the_claim_is_refused(path: str) -> None:
+    env = {"RADSTREAM_INGEST_AUDIT_SINK": "file", "RADSTREAM_INGEST_AUDIT_PATH": path}
+    values = merged(MINIMAL, {"services": {"ingest": {"env": env}}})
+
+    with pytest.raises(
+        helm_python.HelmRenderError, match=r"RADSTREAM_INGEST_AUDIT_PATH.*/var/lib/radstream"
+    ):
+        render(values)
+
+
+@pytest.mark.parametrize(
+    "path", [None, "audit/receipts.jsonl", "/var/lib/radstream/audit/receipts.jsonl"]
+)
+def test_a_receipt_audit_file_on_ingests_claim_renders(path: str | None) -> None:
+    env = {"RADSTREAM_INGEST_AUDIT_SINK": "file"}
+    if path:
+        env["RADSTREAM_INGEST_AUDIT_PATH"] = path
+    values = merged(MINIMAL, {"services": {"ingest": {"env": env}}})
+
+    docs = render(values)
+
+    plain, _ = environment(docs, "ingest")
+    assert plain["RADSTREAM_INGEST_AUDIT_SINK"] == "file"
+    work = volume(of_kind(docs, "Deployment")["ingest"], "work")
+    assert "persistentVolumeClaim" in work, "the audit file outlives the pod"
+
+
+def test_the_research_pacs_destinations_are_ingests_only() -> None:
+    research = [{"ipBlock": {"cidr": "10.50.0.7/32"}}]
+    ports = [{"port": 11112, "protocol": "TCP"}, {"port": 443, "protocol": "TCP"}]
+    values = merged(
+        MINIMAL, {"networkPolicy": {"egress": {"researchPacs": {"to": research, "ports": ports}}}}
+    )
+
+    policies = of_kind(render(values), "NetworkPolicy")
+
+    assert {"to": research, "ports": ports} in policies["ingest"]["spec"]["egress"]
+    assert research not in [rule.get("to") for rule in policies["deid"]["spec"]["egress"]]
