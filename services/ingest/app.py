@@ -238,6 +238,8 @@ def create_app(
                 assembly=core.assembler,
                 cursor=open_pull_cursor(settings.pacs.cursor_dsn),
                 metrics=pacs_metrics(registry),
+                spool_dir=settings.memory.spool_dir,
+                max_instance_bytes=settings.reader_limits().max_file_bytes,
             )
         )
     exporters = [

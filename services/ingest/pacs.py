@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ from pydantic_settings import SettingsConfigDict
 from radstream.common.errors import TransientError
 from radstream.common.metrics import per_registry
 from radstream.common.settings import RadstreamSettings, dsn_has_password
+from radstream.common.spool import SpoolFile
 from radstream.ingest.errors import IngestConfigurationError, IngestError
 from radstream.ingest.export import ExportTarget
 from radstream.ingest.pull_cursor import PullCursor
@@ -61,6 +63,9 @@ PacsMode = Literal["off", "pull", "push"]
 # Receipt failures that say "a dependency is away", not "this instance is bad": the study is
 # fetched again later. (A too-large file is also "out of resources" on the wire, but fetching
 # it again changes nothing, so it counts as refused.)
+# A pulled instance beyond this waits in a spool file while it downloads (as STOW-RS parts do).
+_SPOOL_ABOVE = 1024 * 1024
+
 _TRANSIENT_FAILURES = frozenset(
     {"storage_unavailable", "publish_failed", "assembly_unavailable", "audit_unavailable"}
 )
@@ -159,8 +164,8 @@ class PacsUnavailableError(IngestError, TransientError):
 class InstanceSink(Protocol):
     """Where pulled instances go (:class:`~radstream.ingest.receipt.InstanceReceiver`)."""
 
-    async def receive(self, data: bytes, *, sender: Sender) -> Receipt:
-        """Parse, store, record and announce one instance."""
+    async def receive(self, data: bytes | SpoolFile, *, sender: Sender) -> Receipt:
+        """Parse, store, record and announce one instance (a large one in a spool file)."""
 
 
 class StudyCompletion(Protocol):
@@ -227,10 +232,15 @@ class OrthancPuller:
         assembly: StudyCompletion,
         cursor: PullCursor,
         metrics: PacsMetrics,
+        spool_dir: Path,
+        max_instance_bytes: int,
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``max_instance_bytes`` is the receiver's instance limit (the reader's file limit)."""
         self.settings = settings
+        self._spool_dir = spool_dir
+        self._max_instance_bytes = max_instance_bytes
         self._receiver = receiver
         self._assembly = assembly
         self._cursor = cursor
@@ -358,11 +368,15 @@ class OrthancPuller:
         async def fetch_and_receive(instance_id: str) -> Receipt | None:
             async with gate:
                 try:
-                    data = await self._get_bytes(f"/instances/{instance_id}/file")
+                    data = await self._get_instance(f"/instances/{instance_id}/file")
                 except _GoneError:
                     self._metrics.instances_by("vanished").inc()
                     return None
-                return await self._receiver.receive(data, sender=sender)
+                try:
+                    return await self._receiver.receive(data, sender=sender)
+                finally:
+                    if isinstance(data, SpoolFile):
+                        data.close()
 
         receipts = await asyncio.gather(
             *(fetch_and_receive(str(instance["ID"])) for instance in instances)
@@ -420,17 +434,51 @@ class OrthancPuller:
     async def _get(self, path: str, **params: str) -> Any:
         return (await self._request(path, params)).json()
 
-    async def _get_bytes(self, path: str) -> bytes:
-        return (await self._request(path, {})).content
+    async def _get_instance(self, path: str) -> bytes | SpoolFile:
+        """Download an instance chunk by chunk; a large one goes to a spool file.
 
-    async def _request(self, path: str, params: dict[str, str]) -> httpx.Response:
+        Nothing is reserved in the memory budget yet (the receiver does that), so at most
+        ``_SPOOL_ABOVE`` bytes are held here. One past ``max_instance_bytes`` is not downloaded
+        further: the receiver refuses its spool file, whose content is dropped, by size alone.
+        """
+        response = await self._request(path, {}, stream=True)
+        body = _PulledBody(self._spool_dir, self._max_instance_bytes)
         try:
-            response = await self._client.get(path, params=params)
+            async for chunk in response.aiter_bytes():
+                if not body.add(chunk):
+                    break  # over the limit: closing the response stops the download
+            return body.take()
         except httpx.TransportError as exc:
-            raise PacsUnavailableError(
-                f"Orthanc at {self.settings.orthanc_url} did not answer ({type(exc).__name__})"
-            ) from exc
-        status = response.status_code
+            body.close()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            body.close()
+            raise
+        finally:
+            await response.aclose()
+
+    def _unavailable(self, exc: httpx.TransportError) -> PacsUnavailableError:
+        return PacsUnavailableError(
+            f"Orthanc at {self.settings.orthanc_url} did not answer ({type(exc).__name__})"
+        )
+
+    async def _request(
+        self, path: str, params: dict[str, str], *, stream: bool = False
+    ) -> httpx.Response:
+        request = self._client.build_request("GET", path, params=params)
+        try:
+            response = await self._client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            self._check_status(path, response.status_code)
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+    @staticmethod
+    def _check_status(path: str, status: int) -> None:
         if status == 404 and not path.startswith(("/changes", "/system")):
             raise _GoneError(path)
         if status in {401, 403}:
@@ -445,7 +493,49 @@ class OrthancPuller:
                 f"Orthanc answered HTTP {status} to GET {path.split('/')[1]}; is "
                 "RADSTREAM_INGEST_PACS_ORTHANC_URL the root of Orthanc's REST API?"
             )
-        return response
+
+
+class _PulledBody:
+    """An instance's bytes as they arrive: in memory up to ``_SPOOL_ABOVE``, then spooled."""
+
+    def __init__(self, spool_dir: Path, limit: int) -> None:
+        self._spool_dir = spool_dir
+        self._limit = limit
+        # Spool from the first byte an over-limit instance has, so it reaches the receiver as
+        # a (content-dropped) spool file that the receiver refuses unread.
+        self._spool_above = min(_SPOOL_ABOVE, limit)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._spool: SpoolFile | None = None
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; False once the instance is over the limit (download no more)."""
+        self._size += len(chunk)
+        if self._spool is None and self._size > self._spool_above:
+            self._spool = SpoolFile(self._spool_dir)
+            for piece in self._chunks:
+                self._spool.write(piece)
+            self._chunks = []
+        if self._spool is None:
+            self._chunks.append(chunk)
+            return True
+        self._spool.write(chunk)
+        if self._size > self._limit:
+            self._spool.drop_content()
+            return False
+        return True
+
+    def take(self) -> bytes | SpoolFile:
+        """The instance: its bytes, or its spool file (which the caller then closes)."""
+        if self._spool is not None:
+            return self._spool
+        return b"".join(self._chunks)
+
+    def close(self) -> None:
+        """Drop what arrived (a download that failed half-way)."""
+        self._chunks = []
+        if self._spool is not None:
+            self._spool.close()
 
 
 class _GoneError(Exception):

@@ -10,7 +10,9 @@ from the puller's explicit completion.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,19 +25,23 @@ from prometheus_client import CollectorRegistry
 from radstream.common import topics
 from radstream.common.bus import create_bus
 from radstream.common.embedded_broker import free_loopback_port
+from radstream.common.memory_budget import MemorySettings
 from radstream.common.settings import BlobSettings, DeliverySettings, KafkaSettings
+from radstream.common.spool import SpoolFile
 from radstream.contracts.v1 import imaging_pb2
 from radstream.ingest.app import IngestCore, IngestTopics, build_core
 from radstream.ingest.config import AssemblySettings, DicomSettings, IngestSettings
 from radstream.ingest.errors import IngestConfigurationError
 from radstream.ingest.pacs import OrthancPuller, PacsSettings, PacsUnavailableError, pacs_metrics
 from radstream.ingest.pull_cursor import open_pull_cursor
+from radstream.ingest.receipt import Receipt, Sender
 from tests.integration.ingest.conftest import StartOrthanc
 from tests.orthanc import OrthancOptions, OrthancServer, synthetic_ct_study
 
 pytestmark = pytest.mark.integration
 
 QUIET_PERIOD_S = 60.0
+MiB = 1024 * 1024
 
 
 def ingest_settings(root: Path, kafka: KafkaSettings, idempotency_dsn: str) -> IngestSettings:
@@ -50,6 +56,7 @@ def ingest_settings(root: Path, kafka: KafkaSettings, idempotency_dsn: str) -> I
         ),
         dicom=DicomSettings(enabled=False),
         audit_path=root / "audit.jsonl",
+        memory=MemorySettings(spool_dir=root / "spool"),
     )
 
 
@@ -71,6 +78,7 @@ def pull_settings(orthanc: OrthancServer, root: Path, **overrides: object) -> Pa
 class Ingest:
     core: IngestCore
     registry: CollectorRegistry
+    settings: IngestSettings
 
 
 @asynccontextmanager
@@ -85,7 +93,7 @@ async def running_ingest(
     await core.assembly.open()
     await core.assembler.start()
     try:
-        yield Ingest(core=core, registry=registry)
+        yield Ingest(core=core, registry=registry, settings=settings)
     finally:
         await core.assembler.stop()
         await bus.stop()
@@ -94,19 +102,72 @@ async def running_ingest(
 
 
 @asynccontextmanager
-async def running_puller(settings: PacsSettings, ingest: Ingest) -> AsyncIterator[OrthancPuller]:
+async def running_puller(
+    settings: PacsSettings, ingest: Ingest, receiver: TracedReceiver | None = None
+) -> AsyncIterator[OrthancPuller]:
     puller = OrthancPuller(
         settings=settings,
-        receiver=ingest.core.receiver,
+        receiver=receiver or ingest.core.receiver,
         assembly=ingest.core.assembler,
         cursor=open_pull_cursor(settings.cursor_dsn),
         metrics=pacs_metrics(ingest.registry),
+        spool_dir=ingest.settings.memory.spool_dir,
+        max_instance_bytes=ingest.settings.reader_limits().max_file_bytes,
     )
     await puller.start()
     try:
         yield puller
     finally:
         await puller.stop()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Handed:
+    """What the puller handed the receiver, and the memory peak while it was downloaded."""
+
+    spooled: bool
+    size: int
+    peak: int
+    receipt: Receipt
+
+
+class TracedReceiver:
+    """The real receiver, noting the peak of traced allocations up to each hand-over.
+
+    The receiver reads a spooled instance into memory once its reservation is granted; what is
+    measured here is everything before that: the download, outside the memory budget.
+    """
+
+    def __init__(self, ingest: Ingest) -> None:
+        self._receiver = ingest.core.receiver
+        self.handed: list[Handed] = []
+
+    async def receive(self, data: bytes | SpoolFile, *, sender: Sender) -> Receipt:
+        _, peak = tracemalloc.get_traced_memory()
+        size = data.size if isinstance(data, SpoolFile) else len(data)
+        receipt = await self._receiver.receive(data, sender=sender)
+        self.handed.append(
+            Handed(spooled=isinstance(data, SpoolFile), size=size, peak=peak, receipt=receipt)
+        )
+        tracemalloc.reset_peak()
+        return receipt
+
+
+def large_instance() -> bytes:
+    """One 16 MiB CT instance (2048 x 4096 16-bit pixels)."""
+    [instance] = synthetic_ct_study(1, rows=2048, columns=4096)
+    return instance
+
+
+async def until_counted(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float:
+    """Wait (up to 60 s) until the counter ``name`` with ``labels`` is at least 1."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        value = registry.get_sample_value(name, labels)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} {labels} was never counted")
 
 
 class TopicReader:
@@ -285,6 +346,8 @@ async def test_orthanc_credentials_are_used_and_wrong_ones_are_a_configuration_e
             assembly=_NoAssembly(),
             cursor=open_pull_cursor(settings.cursor_dsn),
             metrics=pacs_metrics(registry),
+            spool_dir=tmp_path / "spool",
+            max_instance_bytes=MiB,
         )
         await puller.start()
         try:
@@ -314,6 +377,8 @@ async def test_an_unreachable_orthanc_is_retried_with_backoff_and_counted(tmp_pa
         assembly=_NoAssembly(),
         cursor=open_pull_cursor(settings.cursor_dsn),
         metrics=pacs_metrics(registry),
+        spool_dir=tmp_path / "spool",
+        max_instance_bytes=MiB,
     )
     await puller.start()
     try:
@@ -337,10 +402,77 @@ async def test_an_unreachable_orthanc_is_retried_with_backoff_and_counted(tmp_pa
 class _NoReceiver:
     """Stands in where no instance may arrive (the tests above poll empty or refused feeds)."""
 
-    async def receive(self, data: bytes, *, sender: object) -> object:
+    async def receive(self, data: bytes | SpoolFile, *, sender: object) -> object:
         raise AssertionError("no instance was expected")
 
 
 class _NoAssembly:
     async def complete(self, study_uid: str) -> bool:
         raise AssertionError("no study was expected")
+
+
+async def test_a_large_pulled_instance_downloads_to_a_spool_file_not_into_memory(
+    orthanc: OrthancServer,
+    kafka_settings: KafkaSettings,
+    new_topic,
+    idempotency_dsn: str,
+    tmp_path: Path,
+) -> None:
+    instance = large_instance()
+    await asyncio.to_thread(orthanc.upload, [instance])
+    settings = ingest_settings(tmp_path, kafka_settings, idempotency_dsn)
+
+    async with running_ingest(settings, await new_topics(new_topic)) as ingest:
+        traced = TracedReceiver(ingest)
+        tracemalloc.start()
+        try:
+            async with running_puller(pull_settings(orthanc, tmp_path), ingest, traced):
+                await until_counted(
+                    ingest.registry, "radstream_ingest_pacs_studies_total", {"outcome": "pulled"}
+                )
+        finally:
+            tracemalloc.stop()
+
+    [handed] = traced.handed
+    # Joined in memory (httpx's .content), the download alone peaked at twice the instance.
+    assert handed.peak < 4 * MiB
+    assert handed.spooled and handed.size == len(instance)
+    assert handed.receipt.accepted
+    assert handed.receipt.sha256 == hashlib.sha256(instance).hexdigest()
+    assert list((tmp_path / "spool").iterdir()) == []  # unnamed spool files: nothing left
+
+
+async def test_a_pulled_instance_over_the_limit_is_refused_before_it_is_downloaded_whole(
+    orthanc: OrthancServer,
+    kafka_settings: KafkaSettings,
+    new_topic,
+    idempotency_dsn: str,
+    tmp_path: Path,
+) -> None:
+    instance = large_instance()
+    await asyncio.to_thread(orthanc.upload, [instance])
+    settings = ingest_settings(tmp_path, kafka_settings, idempotency_dsn).model_copy(
+        update={"max_file_bytes": 4 * MiB}
+    )
+
+    async with running_ingest(settings, await new_topics(new_topic)) as ingest:
+        traced = TracedReceiver(ingest)
+        tracemalloc.start()
+        try:
+            async with running_puller(pull_settings(orthanc, tmp_path), ingest, traced):
+                await until_counted(
+                    ingest.registry,
+                    "radstream_ingest_pacs_studies_total",
+                    {"outcome": "nothing_accepted"},
+                )
+        finally:
+            tracemalloc.stop()
+        refused = ingest.registry.get_sample_value(
+            "radstream_ingest_pacs_instances_total", {"outcome": "refused"}
+        )
+
+    [handed] = traced.handed
+    assert handed.receipt.failure == "file_too_large"  # the receiver's own reason
+    assert 4 * MiB < handed.size < 8 * MiB  # the download stopped past the limit
+    assert handed.peak < 4 * MiB
+    assert refused == 1
