@@ -54,9 +54,12 @@ from radstream.common.errors import TransientError
 from radstream.common.idempotency import (
     AttemptLog,
     BatchGuard,
+    BatchStartLog,
     IdempotencyGuard,
+    PartitionStart,
     open_guard,
     prefetch,
+    prefetch_started,
 )
 from radstream.common.kafka_client import aiokafka_options, faststream_security
 from radstream.common.metrics import per_registry
@@ -441,15 +444,32 @@ class Bus:
     async def _batch(
         self, topic: Topic, group: str, handler: Handler[Message], records: Sequence[RawRecord]
     ) -> _BatchDelivery:
-        """The delivery of one fetched batch, its events asked of the guard all at once."""
-        guard = await prefetch(
-            self.config.guard, scope_of(group, topic.name), map(event_id_of, records)
-        )
+        """The delivery of one fetched batch, its events asked of the guard all at once.
+
+        When the guard's store keeps the attempt log too, the same round trip starts the
+        batch's first partition (see :func:`prefetch_started`); the other partitions are
+        started as their first record comes.
+        """
+        scope, guard = scope_of(group, topic.name), self.config.guard
+        started: dict[int, int] = {}
+        if records and isinstance(guard, BatchStartLog) and self.config.attempts is guard:
+            first = records[0]
+            start = PartitionStart(
+                partition=first.partition,
+                first_offset=first.offset,
+                last_offset=_last_offset(records, first.partition),
+                owner=self._owner,
+            )
+            view, crashes = await prefetch_started(guard, scope, map(event_id_of, records), start)
+            if crashes is not None:
+                started[first.partition] = crashes
+        else:
+            view = await prefetch(guard, scope, map(event_id_of, records))
         return _BatchDelivery(
             topic,
             group,
             handler,
-            guard,
+            view,
             telemetry=self._telemetry,
             dead_letters=self._dead_letters,
             policy=self.config.policy,
@@ -457,7 +477,13 @@ class Bus:
             attempts=self.config.attempts,
             owner=self._owner,
             records=records,
+            started=started,
         )
+
+
+def _last_offset(records: Sequence[RawRecord], partition: int) -> int:
+    """The last offset of ``partition`` among a batch's records."""
+    return max(r.offset for r in records if r.partition == partition)
 
 
 class _BatchDelivery:
@@ -477,6 +503,7 @@ class _BatchDelivery:
         attempts: AttemptLog | None,
         owner: str,
         records: Sequence[RawRecord],
+        started: dict[int, int],
     ) -> None:
         self._topic, self._group, self._handler, self._guard = topic, group, handler, guard
         self._telemetry, self._dead_letters = telemetry, dead_letters
@@ -484,18 +511,25 @@ class _BatchDelivery:
         self._attempts, self._owner = attempts, owner
         self._records = records
         self._started: set[int] = set()  # partitions whose records the attempt log was told of
+        # Partitions started with the batch's done marks (the first one), and their crash counts.
+        self._started_ahead = started
 
     async def _start_partition(self, record: RawRecord) -> int:
         """Tell the attempt log which of the partition's records this batch starts (one write).
 
         Written as the partition's first record is about to be handled, not at the batch's
-        start: a crash on one partition's record must not count against another's. Returns how
+        start: a crash on one partition's record must not count against another's. The batch's
+        own first record is the exception: nothing comes between the batch's start and it, so
+        its partition was started with the batch's done marks (``started``). Returns how
         often that first record was in flight when a consumer died.
         """
         self._started.add(record.partition)
+        ahead = self._started_ahead.pop(record.partition, None)
+        if ahead is not None:
+            return ahead
         if self._attempts is None:
             return 0
-        last = max(r.offset for r in self._records if r.partition == record.partition)
+        last = _last_offset(self._records, record.partition)
         return await self._attempts.started(
             scope_of(self._group, record.topic), record.partition, record.offset, last, self._owner
         )

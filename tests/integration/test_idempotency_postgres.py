@@ -7,15 +7,24 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 
+from radstream.common import topics
+from radstream.common.bus import Bus, create_bus
+from radstream.common.delivery import RawRecord
+from radstream.common.envelope import encode
 from radstream.common.errors import TransientError
 from radstream.common.idempotency import (
+    ATTEMPTS_TABLE,
     TABLE,
     IdempotencyStoreError,
+    PartitionStart,
     PostgresIdempotencyGuard,
     claim_for,
     open_guard,
 )
+from radstream.common.settings import DeliverySettings, KafkaSettings
+from radstream.contracts.v1.imaging_pb2 import StudyReceived
 from tests.conftest import drop_postgres_connections
 
 pytestmark = pytest.mark.integration
@@ -163,3 +172,161 @@ async def test_a_database_that_refuses_writes_is_the_stores_failure_never_the_ev
             await guard.mark_done(ATTEMPT_SCOPE, [f"e-{n}"])
     with pytest.raises(IdempotencyStoreError):  # readiness sees it
         await guard.check()
+
+
+class StatementCounter:
+    """Counts the statements the guard's connection sends: each one is a round trip."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    async def attach(self, guard: PostgresIdempotencyGuard, monkeypatch) -> None:
+        conn = await guard._pg.connection()
+        execute = conn.execute
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.statements += 1
+            return await execute(*args, **kwargs)
+
+        monkeypatch.setattr(conn, "execute", counted)
+
+
+def attempts_row(database: str, partition: int) -> tuple[int, int, str] | None:
+    """The attempt log's (first_offset, crashes, owner) for a partition of ATTEMPT_SCOPE."""
+    with psycopg.connect(database) as conn:
+        return conn.execute(
+            f"SELECT first_offset, crashes, owner FROM {ATTEMPTS_TABLE} "
+            "WHERE scope = %s AND kafka_partition = %s",
+            (ATTEMPT_SCOPE, partition),
+        ).fetchone()
+
+
+def start(partition: int, first: int, last: int, owner: str) -> PartitionStart:
+    return PartitionStart(partition=partition, first_offset=first, last_offset=last, owner=owner)
+
+
+async def test_a_batchs_done_marks_and_its_first_partitions_start_take_one_round_trip(
+    guard, monkeypatch
+) -> None:
+    await guard.mark_done(ATTEMPT_SCOPE, ["e-1", "e-3"])
+    counter = StatementCounter()
+    await counter.attach(guard, monkeypatch)
+
+    done, crashes = await guard.start_batch(
+        ATTEMPT_SCOPE, ["e-1", "e-2", "e-3"], start(0, 10, 19, "replica-a")
+    )
+
+    assert (done, crashes) == ({"e-1", "e-3"}, 0)
+    assert counter.statements == 1
+    assert await guard.start_batch(ATTEMPT_SCOPE, [], start(1, 0, 0, "replica-a")) == (set(), 0)
+
+
+async def test_a_batch_started_with_its_done_marks_counts_crashes_as_started_does(guard) -> None:
+    await guard.start_batch(ATTEMPT_SCOPE, ["e-1"], start(0, 10, 19, "replica-a"))
+
+    assert (await guard.start_batch(ATTEMPT_SCOPE, ["e-1"], start(0, 14, 19, "replica-b")))[1] == 1
+    assert await guard.started(ATTEMPT_SCOPE, 0, 14, 19, "replica-b") == 1, "same owner again"
+    assert (await guard.start_batch(ATTEMPT_SCOPE, [], start(0, 14, 19, "replica-c")))[1] == 2
+    await guard.release("replica-c")
+    assert (await guard.start_batch(ATTEMPT_SCOPE, [], start(0, 14, 19, "replica-d")))[1] == 2, (
+        "a clean stop adds none and keeps the count"
+    )
+
+
+TOPIC = topics.STUDY_RECEIVED_V1
+
+
+def fetched(partition: int, offset: int, study: str) -> RawRecord:
+    """A record of TOPIC as the consume loop hands it over."""
+    value, headers = encode(
+        StudyReceived(study_instance_uid=study), source="/radstream/test", event_id=f"ev-{study}"
+    )
+    return RawRecord(
+        topic=TOPIC.name,
+        partition=partition,
+        offset=offset,
+        key=None,
+        value=value,
+        headers=tuple(headers.items()),
+    )
+
+
+@pytest.fixture
+async def bus_on_postgres(database: str) -> AsyncIterator[Bus]:
+    """A deid bus whose guard (and attempt log) is PostgreSQL; nothing connects to Kafka."""
+    bus = create_bus(
+        KafkaSettings(bootstrap="127.0.0.1:9"),
+        DeliverySettings(idempotency_dsn=database),
+        service="deid",
+        registry=CollectorRegistry(),
+    )
+    await bus.config.guard.open()
+    yield bus
+    await bus.config.guard.close()
+
+
+async def test_a_fetched_record_reaches_its_handler_after_one_round_trip(
+    bus_on_postgres, monkeypatch
+) -> None:
+    guard = bus_on_postgres.config.guard
+    assert isinstance(guard, PostgresIdempotencyGuard)
+    counter = StatementCounter()
+    await counter.attach(guard, monkeypatch)
+    before_handler: list[int] = []
+
+    async def handler(event: object, claim: object) -> None:
+        before_handler.append(counter.statements)
+
+    record = fetched(0, 7, "2.25.1")
+    delivery = await bus_on_postgres._batch(TOPIC, "deid", handler, [record])
+    await delivery.deliver(record)
+
+    assert before_handler == [1], "the done mark and the attempt log's start in one statement"
+    assert attempts_row(bus_on_postgres.config.guard.dsn, 0) == (7, 0, bus_on_postgres._owner)
+
+
+async def test_a_batchs_other_partitions_are_started_as_their_first_record_comes(
+    bus_on_postgres, database
+) -> None:
+    partition_1: list[tuple[int, int, str] | None] = []
+
+    async def handler(event: object, claim: object) -> None:
+        partition_1.append(attempts_row(database, 1))
+
+    records = [fetched(0, 3, "2.25.1"), fetched(0, 4, "2.25.2"), fetched(1, 8, "2.25.3")]
+    delivery = await bus_on_postgres._batch(TOPIC, "deid", handler, records)
+    for record in records:
+        await delivery.deliver(record)
+
+    owner = bus_on_postgres._owner
+    assert partition_1 == [None, None, (8, 0, owner)], "started as its record came, not before"
+    assert attempts_row(database, 0) == (3, 0, owner)
+
+
+async def test_a_record_in_flight_when_its_bus_died_counts_a_crash_for_the_next_bus(
+    bus_on_postgres, database
+) -> None:
+    async def handler(event: object, claim: object) -> None:
+        pass
+
+    died = create_bus(
+        KafkaSettings(bootstrap="127.0.0.1:9"),
+        DeliverySettings(idempotency_dsn=database),
+        service="deid",
+        registry=CollectorRegistry(),
+    )
+    await died.config.guard.open()
+    try:
+        records = [fetched(0, 5, "2.25.5"), fetched(0, 6, "2.25.6"), fetched(1, 2, "2.25.7")]
+        await died._batch(TOPIC, "deid", handler, records)  # started, then never released
+    finally:
+        await died.config.guard.close()
+
+    delivery = await bus_on_postgres._batch(TOPIC, "deid", handler, records)
+    await delivery.deliver(records[0])
+    await delivery.deliver(records[2])
+
+    assert attempts_row(database, 0) == (5, 1, bus_on_postgres._owner)
+    assert attempts_row(database, 1) == (2, 0, bus_on_postgres._owner), (
+        "partition 1 was never started by the bus that died: no crash against its record"
+    )

@@ -39,14 +39,16 @@ from radstream.common.idempotency.base import (
     PRUNE_CHUNK,
     TABLE,
     AttemptLog,
+    BatchStartLog,
     Claim,
     IdempotencyGuard,
     IdempotencyStoreError,
+    PartitionStart,
     SqlParams,
     StagedEffectError,
     claim_for,
 )
-from radstream.common.idempotency.batch import BatchGuard, prefetch
+from radstream.common.idempotency.batch import BatchGuard, prefetch, prefetch_started
 from radstream.common.idempotency.postgres import PostgresIdempotencyGuard
 from radstream.common.idempotency.sqlite import SqliteIdempotencyGuard
 from radstream.common.sql import SqliteDsn, parse_dsn
@@ -57,9 +59,11 @@ __all__ = [
     "TABLE",
     "AttemptLog",
     "BatchGuard",
+    "BatchStartLog",
     "Claim",
     "IdempotencyGuard",
     "IdempotencyStoreError",
+    "PartitionStart",
     "PostgresIdempotencyGuard",
     "SqlParams",
     "SqliteIdempotencyGuard",
@@ -67,6 +71,7 @@ __all__ = [
     "claim_for",
     "open_guard",
     "prefetch",
+    "prefetch_started",
 ]
 
 

@@ -124,6 +124,16 @@ def claim_for(guard: IdempotencyGuard, scope: str, event_id: str) -> Claim:
     return Claim(scope=scope, event_id=event_id, paramstyle=guard.paramstyle)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PartitionStart:
+    """The records of one partition a batch starts and who starts them (see :class:`AttemptLog`)."""
+
+    partition: int
+    first_offset: int
+    last_offset: int
+    owner: str
+
+
 @runtime_checkable
 class AttemptLog(Protocol):
     """What a record's attempts cost so far, kept where a crash cannot lose it.
@@ -152,3 +162,22 @@ class AttemptLog(Protocol):
 
     async def release(self, owner: str) -> None:
         """``owner`` stops cleanly: what it started and left was not in flight when it stopped."""
+
+
+@runtime_checkable
+class BatchStartLog(IdempotencyGuard, AttemptLog, Protocol):
+    """A guard whose store keeps the attempt log too, so a batch's start costs one round trip.
+
+    A fetched batch needs two answers before its first handler runs: which of its events are
+    done, and the crashes of its first partition's first record. Where the store is remote
+    (PostgreSQL) they come in one statement.
+    """
+
+    async def start_batch(
+        self, scope: str, event_ids: Sequence[str], start: PartitionStart
+    ) -> tuple[set[str], int]:
+        """``done_among(scope, event_ids)`` and ``started`` for ``start``, at once.
+
+        Only the batch's first partition is started here: the others are started as their
+        first record comes, so a crash on one partition's record never counts against another's.
+        """

@@ -6,7 +6,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from radstream.common.errors import TransientError
-from radstream.common.idempotency.base import PRUNE_CHUNK, Claim, IdempotencyGuard
+from radstream.common.idempotency.base import (
+    PRUNE_CHUNK,
+    BatchStartLog,
+    Claim,
+    IdempotencyGuard,
+    PartitionStart,
+)
 
 
 class BatchGuard:
@@ -126,3 +132,22 @@ async def prefetch(
         except TransientError:
             asked = set()
     return BatchGuard(guard, scope, asked, done)
+
+
+async def prefetch_started(
+    guard: BatchStartLog, scope: str, event_ids: Iterable[str | None], start: PartitionStart
+) -> tuple[BatchGuard, int | None]:
+    """:func:`prefetch` and the attempt log's ``started`` for the batch's first partition, at once.
+
+    One round trip with PostgreSQL (:meth:`BatchStartLog.start_batch`). A batch of one event is
+    asked about too: the round trip is paid anyway. Returns the view and how often ``start``'s
+    first record was in flight when a consumer died. When the store cannot answer, the view
+    knows nothing and the count is None: the partition is not started, so its first record
+    starts it as the others' do and meets the failure there (it is redelivered, not lost).
+    """
+    asked = {event_id for event_id in event_ids if event_id}
+    try:
+        done, crashes = await guard.start_batch(scope, sorted(asked), start)
+    except TransientError:
+        return BatchGuard(guard, scope, set(), set()), None
+    return BatchGuard(guard, scope, asked, done), crashes

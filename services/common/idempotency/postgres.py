@@ -18,6 +18,7 @@ from radstream.common.idempotency.base import (
     TABLE,
     Claim,
     IdempotencyStoreError,
+    PartitionStart,
     StagedEffectError,
 )
 from radstream.common.sql import AsyncPostgresEngine, connection_lost
@@ -43,6 +44,13 @@ _PG_CREATE_ATTEMPTS = (
 _PG_STARTED = ATTEMPT_STARTED.replace("?", "%s")
 _PG_FAILING_SINCE = ATTEMPT_FAILING_SINCE.replace("?", "%s")
 _PG_RELEASE = ATTEMPT_RELEASE.replace("?", "%s")
+# A batch's start in one statement: the first partition's ``started`` upsert and the batch's
+# done marks. A data-modifying CTE runs whether or not the query reads it; the marks are read
+# from another table, so the upsert's snapshot does not matter to them.
+_PG_START_BATCH = (
+    f"WITH started AS ({_PG_STARTED}) SELECT (SELECT crashes FROM started), "
+    f"ARRAY(SELECT event_id FROM {TABLE} WHERE scope=%s AND event_id = ANY(%s))"
+)
 
 
 def store_failure(error: Exception) -> bool:
@@ -186,6 +194,23 @@ class PostgresIdempotencyGuard:
             cur = await conn.execute(_PG_STARTED, row)
             found = await cur.fetchone()
         return int(found[0])
+
+    async def start_batch(
+        self, scope: str, event_ids: Sequence[str], start: PartitionStart
+    ) -> tuple[set[str], int]:
+        """Which of ``event_ids`` are done, and ``start`` noted: one statement, one round trip."""
+        row = (
+            scope,
+            start.partition,
+            start.first_offset,
+            start.last_offset,
+            start.owner,
+            start.first_offset,
+        )
+        async with self._session(write=True) as conn:
+            cur = await conn.execute(_PG_START_BATCH, (*row, scope, list(event_ids)))
+            found = await cur.fetchone()
+        return set(found[1]), int(found[0])
 
     async def failing_since(
         self, scope: str, partition: int, offset: int, now: datetime

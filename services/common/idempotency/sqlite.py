@@ -21,6 +21,7 @@ from radstream.common.idempotency.base import (
     TABLE,
     Claim,
     IdempotencyStoreError,
+    PartitionStart,
     StagedEffectError,
 )
 from radstream.common.sql import SqliteEngine, SqliteOptions, write_transaction
@@ -284,6 +285,19 @@ class SqliteIdempotencyGuard:
         return int(
             await self._write(self._started, scope, partition, first_offset, last_offset, owner)
         )
+
+    async def start_batch(
+        self, scope: str, event_ids: Sequence[str], start: PartitionStart
+    ) -> tuple[set[str], int]:
+        """Which of ``event_ids`` are done, and ``start`` noted: two local statements.
+
+        Each takes tens of microseconds on the event loop, so joining them would gain nothing.
+        """
+        crashes = await self.started(
+            scope, start.partition, start.first_offset, start.last_offset, start.owner
+        )
+        done = await self.done_among(scope, event_ids) if event_ids else set()
+        return done, crashes
 
     @staticmethod
     def _failing_since(db: sqlite3.Connection, *row: object) -> str:

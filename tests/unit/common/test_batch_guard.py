@@ -12,9 +12,12 @@ from radstream.common.errors import TransientError
 from radstream.common.idempotency import (
     BatchGuard,
     Claim,
+    IdempotencyStoreError,
+    PartitionStart,
     SqliteIdempotencyGuard,
     claim_for,
     prefetch,
+    prefetch_started,
 )
 
 SCOPE = "deid/radstream.study.received.v1"
@@ -153,6 +156,63 @@ class TestPrefetch:
         view = await prefetch(guard, SCOPE, ["a", "b"])
 
         assert isinstance(view, BatchGuard) and view.paramstyle == "qmark"
+
+
+class RefusingStore(SqliteIdempotencyGuard):
+    """A SQLite guard whose store fails the batch's start."""
+
+    async def start_batch(
+        self, scope: str, event_ids: Sequence[str], start: PartitionStart
+    ) -> tuple[set[str], int]:
+        raise IdempotencyStoreError("idempotency store: unavailable")
+
+
+def first_partition(first: int, last: int, owner: str) -> PartitionStart:
+    return PartitionStart(partition=0, first_offset=first, last_offset=last, owner=owner)
+
+
+class TestPrefetchStarted:
+    async def test_answers_the_batchs_events_and_starts_its_first_partition(self, guard) -> None:
+        await guard.complete(claim_for(guard, SCOPE, "old"))
+
+        view, crashes = await prefetch_started(
+            guard, SCOPE, ["old", "new", None], first_partition(10, 19, "a")
+        )
+
+        assert crashes == 0
+        assert [await view.is_done(SCOPE, e) for e in ("old", "new")] == [True, False]
+        assert await guard.started(SCOPE, 0, 14, 19, "b") == 1, "a's range was noted"
+
+    async def test_counts_the_crashes_of_the_first_record(self, guard) -> None:
+        await guard.started(SCOPE, 0, 10, 19, "a")
+
+        _, crashes = await prefetch_started(guard, SCOPE, ["e"], first_partition(14, 19, "b"))
+
+        assert crashes == 1
+
+    async def test_a_batch_of_one_is_answered_with_the_start(self, guard) -> None:
+        await guard.complete(claim_for(guard, SCOPE, "only"))
+
+        view, _ = await prefetch_started(guard, SCOPE, ["only"], first_partition(0, 0, "a"))
+        await guard.close()  # the view answers without the store
+
+        assert await view.is_done(SCOPE, "only")
+
+    async def test_a_store_that_cannot_answer_starts_nothing_and_leaves_records_to_ask(
+        self, tmp_path
+    ) -> None:
+        store = RefusingStore(tmp_path / "refusing.sqlite3")
+        await store.open()
+        try:
+            view, crashes = await prefetch_started(
+                store, SCOPE, ["a", "b"], first_partition(0, 1, "a")
+            )
+
+            assert crashes is None, "the partition is started by its first record instead"
+            assert not await view.is_done(SCOPE, "a")
+            assert await store.started(SCOPE, 0, 0, 1, "b") == 0, "nothing was noted"
+        finally:
+            await store.close()
 
 
 class TestMarksWrittenPerBatch:
