@@ -53,12 +53,23 @@ class HeaderValue:
     binary: bool = False  # not text: ``texts`` are the printable runs found in it
 
 
-def header_values(ds: Dataset, *, include_meta: bool = False) -> Iterator[HeaderValue]:
-    """Every non-empty textual value of ``ds``, sequence items included, depth first."""
+def header_values(
+    ds: Dataset, *, include_meta: bool = False, numbers: bool = False
+) -> Iterator[HeaderValue]:
+    """Every non-empty textual value of ``ds``, sequence items included, depth first.
+
+    ``numbers``: also the printable runs in the bytes of numeric values (binary items), as the
+    file holds them. The verifier asks for them; collecting PHI values does not.
+    """
     encodings = _encodings_of(ds, ["iso8859"])
     if include_meta and getattr(ds, "file_meta", None) is not None:
-        yield from _walk(ds.file_meta, "", (), ["iso8859"])
-    yield from _walk(ds, "", (), encodings)
+        yield from _walk(ds.file_meta, "", (), ["iso8859"], "<" if numbers else None)
+    yield from _walk(ds, "", (), encodings, _byte_order(ds) if numbers else None)
+
+
+def _byte_order(ds: Dataset) -> str:
+    """``struct``'s byte order of the data set as read: little endian unless it was read big."""
+    return ">" if ds.original_encoding[1] is False else "<"
 
 
 def _encodings_of(ds: Dataset, inherited: list[str]) -> list[str]:
@@ -71,7 +82,7 @@ def _encodings_of(ds: Dataset, inherited: list[str]) -> list[str]:
 
 
 def _walk(
-    ds: Dataset, prefix: str, parents: tuple[str, ...], encodings: list[str]
+    ds: Dataset, prefix: str, parents: tuple[str, ...], encodings: list[str], order: str | None
 ) -> Iterator[HeaderValue]:
     for tag in list(ds.keys()):
         if _is_bulk(tag):
@@ -87,9 +98,11 @@ def _walk(
             if items is not None:
                 for index, item in enumerate(items):
                     item_encodings = _encodings_of(item, encodings)
-                    yield from _walk(item, f"{path}[{index}]/", (*parents, keyword), item_encodings)
+                    yield from _walk(
+                        item, f"{path}[{index}]/", (*parents, keyword), item_encodings, order
+                    )
                 continue
-        found = _element_texts(raw, vr, encodings)
+        found = _element_texts(raw, vr, encodings, order)
         if found is not None:
             texts, from_bytes, binary = found
             texts = tuple(text for text in texts if text.strip(" \x00"))
@@ -128,9 +141,12 @@ def _sequence_items(ds: Dataset, tag: int) -> Sequence[Dataset] | None:
 
 
 def _element_texts(
-    raw: DataElement | RawDataElement, vr: str, encodings: list[str]
+    raw: DataElement | RawDataElement, vr: str, encodings: list[str], order: str | None
 ) -> tuple[tuple[str, ...], bool, bool] | None:
-    """(texts, from_bytes, binary), or None where the element cannot hold text."""
+    """(texts, from_bytes, binary), or None where the element cannot hold text.
+
+    Numeric values give the printable runs of their bytes in byte ``order``, or nothing when None.
+    """
     value = raw.value
     if value is None:
         return None
@@ -138,14 +154,16 @@ def _element_texts(
         return _bytes_texts(bytes(value), vr, encodings)
     values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     if vr in _BINARY_NUMBERS:
-        runs = _printable_runs(_number_bytes(values, _BINARY_NUMBERS[vr]))
+        if order is None:
+            return None
+        runs = _printable_runs(_number_bytes(values, f"{order}{{}}{_BINARY_NUMBERS[vr]}"))
         return (runs, True, True) if runs else None
     texts = [text for text in (_scalar_text(item) for item in values) if text is not None]
     return tuple(texts), False, False
 
 
-def _number_bytes(values: list[object], code: str) -> bytes:
-    """The values as they stand in the file, both byte orders (a header is small).
+def _number_bytes(values: list[object], layout: str) -> bytes:
+    """The values as they stand in the file (``layout``: a struct format with ``{}`` for a count).
 
     A number carries no text, but its bytes can: an implicit-VR file with 24 bytes of a name under
     Rows reads as twelve US values, and is written back byte for byte. The verifier looks for PHI
@@ -153,7 +171,7 @@ def _number_bytes(values: list[object], code: str) -> bytes:
     """
     numbers = [item for item in values if isinstance(item, int | float)]
     try:
-        return b"".join(struct.pack(f"{order}{len(numbers)}{code}", *numbers) for order in "<>")
+        return struct.pack(layout.format(len(numbers)), *numbers)
     except struct.error:  # a value out of its VR's range is written by nobody: nothing to read
         return b""
 

@@ -264,7 +264,7 @@ def _text_of(ds: Dataset, keyword: str) -> str:
 
 def _searched_values(output: Dataset, *, retained_uids: bool) -> list[HeaderValue]:
     """The values of ``output`` that could carry PHI (see the module docstring for the rest)."""
-    every = list(header_values(output, include_meta=True))
+    every = list(header_values(output, include_meta=True, numbers=True))
     standard_codes = {
         _item_path(item.path)
         for item in every

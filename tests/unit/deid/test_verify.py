@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import string
+import struct
 from dataclasses import dataclass
 from datetime import date
 
@@ -10,12 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRBigEndian
 
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.variants import date_variants, name_variants
 from radstream.deid.verify import ResidualPhi, find_residual_phi
+from radstream.dicom import read_instance
 
 
 def item(**attributes: object) -> Dataset:
@@ -137,7 +141,6 @@ class TestWhereResidualsAreFound:
         assert {r.kind for r in residuals(ds) if r.path == "(0008,1070)"} == {"PatientName"}
 
     def test_a_residual_in_the_file_meta(self) -> None:
-        from pydicom.dataset import FileMetaDataset
 
         ds = deidentified()
         ds.file_meta = FileMetaDataset()
@@ -430,3 +433,34 @@ def test_a_value_deep_in_sequences_is_reported_at_its_full_path(depth: int) -> N
     holder.TextValue = "margaret johnstone"
     found = find_residual_phi(output, PHI)
     assert {(r.path, r.kind) for r in found} == {(path + "(0040,A160)", "PatientName")}
+
+
+class TestNumbersCarryingText:
+    """A name written as the bytes of numeric values is found in the byte order of the file."""
+
+    @staticmethod
+    def rows_spelling(name: bytes, order: str) -> list[int]:
+        padded = name.ljust(len(name) + len(name) % 2, b" ")
+        return list(struct.unpack(f"{order}{len(padded) // 2}H", padded))
+
+    def test_a_name_in_the_bytes_of_little_endian_numbers_is_a_residual(self) -> None:
+        ds = deidentified()
+        ds.Rows = self.rows_spelling(b"JOHNSTONE^MARGARET", "<")
+        assert ResidualPhi(path="(0028,0010)", kind="PatientName", match="exact") in residuals(ds)
+
+    def test_a_name_in_the_bytes_of_big_endian_numbers_is_a_residual(self) -> None:
+        ds = deidentified()
+        ds.Rows = self.rows_spelling(b"JOHNSTONE^MARGARET", ">")
+        ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "2.25.1"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        read = read_instance(buffer.getvalue())  # every element parsed, as the pipeline reads
+        assert read.original_encoding == (False, False)
+        assert ResidualPhi(path="(0028,0010)", kind="PatientName", match="exact") in residuals(read)
+
+    def test_ordinary_numbers_are_not_residuals(self) -> None:
+        ds = deidentified()
+        ds.Rows, ds.Columns, ds.BitsAllocated = 512, 512, 16
+        assert residuals(ds) == []
