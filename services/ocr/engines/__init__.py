@@ -1,0 +1,1 @@
+"""OCR engines behind :class:`radstream.ocr.engine.OcrEngine`. Importing this package loads none."""
