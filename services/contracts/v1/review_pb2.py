@@ -26,21 +26,29 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from radstream.contracts.v1 import common_pb2 as radstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19radstream/v1/review.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xf4\x02\n\nReviewTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.radstream.v1.ReviewKind\x12\x13\n\x0bsubject_ids\x18\x03 \x03(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0emin_confidence\x18\x05 \x01(\x01\x12\x33\n\x08priority\x18\x06 \x01(\x0e\x32!.radstream.v1.ReviewTask.Priority\x12&\n\x07payload\x18\x07 \x03(\x0b\x32\x15.radstream.v1.BlobRef\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x14\n\x10PRIORITY_ROUTINE\x10\x01\x12\x13\n\x0fPRIORITY_URGENT\x10\x02\x12\x11\n\rPRIORITY_STAT\x10\x03\"\x9d\x03\n\x0eReviewDecision\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.radstream.v1.ReviewKind\x12\x37\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32%.radstream.v1.ReviewDecision.Decision\x12\x1a\n\x12reviewer_pseudonym\x18\x04 \x01(\t\x12.\n\x0f\x61mended_payload\x18\x05 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12.\n\ndecided_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rtime_spent_ms\x18\x07 \x01(\x03\x12!\n\x19\x61i_suggestion_shown_first\x18\x08 \x01(\x08\"c\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REJECT\x10\x02\x12\x12\n\x0e\x44\x45\x43ISION_AMEND\x10\x03*o\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REVIEW_KIND_DEID\x10\x01\x12\x16\n\x12REVIEW_KIND_REPORT\x10\x02\x12\x16\n\x12REVIEW_KIND_FUSION\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19radstream/v1/review.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xba\x03\n\nReviewTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.radstream.v1.ReviewKind\x12\x13\n\x0bsubject_ids\x18\x03 \x03(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0emin_confidence\x18\x05 \x01(\x01\x12\x33\n\x08priority\x18\x06 \x01(\x0e\x32!.radstream.v1.ReviewTask.Priority\x12&\n\x07payload\x18\x07 \x03(\x0b\x32\x15.radstream.v1.BlobRef\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheld_instances\x18\t \x03(\x0b\x32\x1a.radstream.v1.HeldInstance\x12\x10\n\x08max_risk\x18\n \x01(\x01\"b\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x14\n\x10PRIORITY_ROUTINE\x10\x01\x12\x13\n\x0fPRIORITY_URGENT\x10\x02\x12\x11\n\rPRIORITY_STAT\x10\x03\"N\n\x08PixelBox\x12\r\n\x05\x66rame\x18\x01 \x01(\x05\x12\t\n\x01x\x18\x02 \x01(\x05\x12\t\n\x01y\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"\xcc\x01\n\x0bTextFinding\x12#\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x16.radstream.v1.PixelBox\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1e\n\x16recognition_confidence\x18\x03 \x01(\x01\x12\x17\n\x0f\x64\x65tection_score\x18\x04 \x01(\x01\x12\x0b\n\x03phi\x18\x05 \x01(\x08\x12\x11\n\tphi_kinds\x18\x06 \x03(\t\x12\x11\n\tphi_score\x18\x07 \x01(\x01\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\"\xb5\x02\n\x0cHeldInstance\x12+\n\x08original\x18\x01 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12(\n\tcandidate\x18\x02 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12&\n\x07preview\x18\x03 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12+\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x19.radstream.v1.TextFinding\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12\x0c\n\x04risk\x18\x06 \x01(\x01\x12\x14\n\x0crisk_reasons\x18\x07 \x03(\t\x12\x16\n\x0emin_confidence\x18\x08 \x01(\x01\x12\x14\n\x0c\x66rames_total\x18\t \x01(\x05\x12\x16\n\x0e\x66rames_checked\x18\n \x01(\x05\"\xbc\x04\n\x0eReviewDecision\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.radstream.v1.ReviewKind\x12\x37\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32%.radstream.v1.ReviewDecision.Decision\x12\x1a\n\x12reviewer_pseudonym\x18\x04 \x01(\t\x12.\n\x0f\x61mended_payload\x18\x05 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12.\n\ndecided_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rtime_spent_ms\x18\x07 \x01(\x03\x12!\n\x19\x61i_suggestion_shown_first\x18\x08 \x01(\x08\x12I\n\x12reviewed_instances\x18\t \x03(\x0b\x32-.radstream.v1.ReviewDecision.ReviewedInstance\x1aR\n\x10ReviewedInstance\x12\x17\n\x0foriginal_sha256\x18\x01 \x01(\t\x12%\n\x05\x62oxes\x18\x02 \x03(\x0b\x32\x16.radstream.v1.PixelBox\"c\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REJECT\x10\x02\x12\x12\n\x0e\x44\x45\x43ISION_AMEND\x10\x03*o\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10REVIEW_KIND_DEID\x10\x01\x12\x16\n\x12REVIEW_KIND_REPORT\x10\x02\x12\x16\n\x12REVIEW_KIND_FUSION\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radstream.contracts.v1.review_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWKIND']._serialized_start=894
-  _globals['_REVIEWKIND']._serialized_end=1005
+  _globals['_REVIEWKIND']._serialized_start=1722
+  _globals['_REVIEWKIND']._serialized_end=1833
   _globals['_REVIEWTASK']._serialized_start=104
-  _globals['_REVIEWTASK']._serialized_end=476
-  _globals['_REVIEWTASK_PRIORITY']._serialized_start=378
-  _globals['_REVIEWTASK_PRIORITY']._serialized_end=476
-  _globals['_REVIEWDECISION']._serialized_start=479
-  _globals['_REVIEWDECISION']._serialized_end=892
-  _globals['_REVIEWDECISION_DECISION']._serialized_start=793
-  _globals['_REVIEWDECISION_DECISION']._serialized_end=892
+  _globals['_REVIEWTASK']._serialized_end=546
+  _globals['_REVIEWTASK_PRIORITY']._serialized_start=448
+  _globals['_REVIEWTASK_PRIORITY']._serialized_end=546
+  _globals['_PIXELBOX']._serialized_start=548
+  _globals['_PIXELBOX']._serialized_end=626
+  _globals['_TEXTFINDING']._serialized_start=629
+  _globals['_TEXTFINDING']._serialized_end=833
+  _globals['_HELDINSTANCE']._serialized_start=836
+  _globals['_HELDINSTANCE']._serialized_end=1145
+  _globals['_REVIEWDECISION']._serialized_start=1148
+  _globals['_REVIEWDECISION']._serialized_end=1720
+  _globals['_REVIEWDECISION_REVIEWEDINSTANCE']._serialized_start=1537
+  _globals['_REVIEWDECISION_REVIEWEDINSTANCE']._serialized_end=1619
+  _globals['_REVIEWDECISION_DECISION']._serialized_start=1621
+  _globals['_REVIEWDECISION_DECISION']._serialized_end=1720
 # @@protoc_insertion_point(module_scope)
