@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from radstream.contracts.v1 import common_pb2 as radstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16radstream/v1/ocr.proto\x12\x0cradstream.v1\x1a\x19radstream/v1/common.proto\"Y\n\x08RawImage\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x04 \x01(\x05\x12\x0c\n\x04\x62its\x18\x05 \x01(\x05\"O\n\x10RecognizeOptions\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12\x16\n\x0emin_confidence\x18\x02 \x01(\x01\x12\x10\n\x08max_side\x18\x03 \x01(\x05\"\xac\x01\n\x10RecognizeRequest\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.radstream.v1.RawImageH\x00\x12$\n\x03ref\x18\x03 \x01(\x0b\x32\x15.radstream.v1.BlobRefH\x00\x12/\n\x07options\x18\x04 \x01(\x0b\x32\x1e.radstream.v1.RecognizeOptionsB\x07\n\x05image\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"|\n\nTextRegion\x12&\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x19.radstream.v1.BoundingBox\x12$\n\x07polygon\x18\x02 \x03(\x0b\x32\x13.radstream.v1.Point\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"z\n\x11RecognizeResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.radstream.v1.TextRegion\x12&\n\x06\x65ngine\x18\x02 \x01(\x0b\x32\x16.radstream.v1.ModelRef\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x03\x32_\n\x0fTextRecognition\x12L\n\tRecognize\x12\x1e.radstream.v1.RecognizeRequest\x1a\x1f.radstream.v1.RecognizeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16radstream/v1/ocr.proto\x12\x0cradstream.v1\x1a\x19radstream/v1/common.proto\"Y\n\x08RawImage\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x04 \x01(\x05\x12\x0c\n\x04\x62its\x18\x05 \x01(\x05\"O\n\x10RecognizeOptions\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12\x16\n\x0emin_confidence\x18\x02 \x01(\x01\x12\x10\n\x08max_side\x18\x03 \x01(\x05\"\xac\x01\n\x10RecognizeRequest\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.radstream.v1.RawImageH\x00\x12$\n\x03ref\x18\x03 \x01(\x0b\x32\x15.radstream.v1.BlobRefH\x00\x12/\n\x07options\x18\x04 \x01(\x0b\x32\x1e.radstream.v1.RecognizeOptionsB\x07\n\x05image\"^\n\x15RecognizeBatchRequest\x12\x30\n\x08requests\x18\x01 \x03(\x0b\x32\x1e.radstream.v1.RecognizeRequest\x12\x13\n\x0b\x64\x65tect_only\x18\x02 \x01(\x08\"L\n\x16RecognizeBatchResponse\x12\x32\n\tresponses\x18\x01 \x03(\x0b\x32\x1f.radstream.v1.RecognizeResponse\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"\x95\x01\n\nTextRegion\x12&\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x19.radstream.v1.BoundingBox\x12$\n\x07polygon\x18\x02 \x03(\x0b\x32\x13.radstream.v1.Point\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x17\n\x0f\x64\x65tection_score\x18\x05 \x01(\x01\"\xb5\x01\n\x11RecognizeResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.radstream.v1.TextRegion\x12&\n\x06\x65ngine\x18\x02 \x01(\x0b\x32\x16.radstream.v1.ModelRef\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x03\x12\x0e\n\x06models\x18\x04 \x01(\t\x12\x13\n\x0bimage_width\x18\x05 \x01(\x05\x12\x14\n\x0cimage_height\x18\x06 \x01(\x05\"\x17\n\x15\x44\x65scribeEngineRequest\"\xe4\x01\n\x16\x44\x65scribeEngineResponse\x12&\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x16.radstream.v1.ModelRef\x12\x0e\n\x06models\x18\x02 \x01(\t\x12\x11\n\tlanguages\x18\x03 \x03(\t\x12\x18\n\x10\x64\x65\x66\x61ult_max_side\x18\x04 \x01(\x05\x12\x18\n\x10max_image_pixels\x18\x05 \x01(\x03\x12\x16\n\x0emax_image_side\x18\x06 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\x12\x18\n\x10max_batch_images\x18\x08 \x01(\x05\x32\xe4\x02\n\x0fTextRecognition\x12L\n\tRecognize\x12\x1e.radstream.v1.RecognizeRequest\x1a\x1f.radstream.v1.RecognizeResponse\x12I\n\x06\x44\x65tect\x12\x1e.radstream.v1.RecognizeRequest\x1a\x1f.radstream.v1.RecognizeResponse\x12[\n\x0eRecognizeBatch\x12#.radstream.v1.RecognizeBatchRequest\x1a$.radstream.v1.RecognizeBatchResponse\x12[\n\x0e\x44\x65scribeEngine\x12#.radstream.v1.DescribeEngineRequest\x1a$.radstream.v1.DescribeEngineResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,14 +38,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOGNIZEOPTIONS']._serialized_end=237
   _globals['_RECOGNIZEREQUEST']._serialized_start=240
   _globals['_RECOGNIZEREQUEST']._serialized_end=412
-  _globals['_BOUNDINGBOX']._serialized_start=414
-  _globals['_BOUNDINGBOX']._serialized_end=480
-  _globals['_POINT']._serialized_start=482
-  _globals['_POINT']._serialized_end=511
-  _globals['_TEXTREGION']._serialized_start=513
-  _globals['_TEXTREGION']._serialized_end=637
-  _globals['_RECOGNIZERESPONSE']._serialized_start=639
-  _globals['_RECOGNIZERESPONSE']._serialized_end=761
-  _globals['_TEXTRECOGNITION']._serialized_start=763
-  _globals['_TEXTRECOGNITION']._serialized_end=858
+  _globals['_RECOGNIZEBATCHREQUEST']._serialized_start=414
+  _globals['_RECOGNIZEBATCHREQUEST']._serialized_end=508
+  _globals['_RECOGNIZEBATCHRESPONSE']._serialized_start=510
+  _globals['_RECOGNIZEBATCHRESPONSE']._serialized_end=586
+  _globals['_BOUNDINGBOX']._serialized_start=588
+  _globals['_BOUNDINGBOX']._serialized_end=654
+  _globals['_POINT']._serialized_start=656
+  _globals['_POINT']._serialized_end=685
+  _globals['_TEXTREGION']._serialized_start=688
+  _globals['_TEXTREGION']._serialized_end=837
+  _globals['_RECOGNIZERESPONSE']._serialized_start=840
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1021
+  _globals['_DESCRIBEENGINEREQUEST']._serialized_start=1023
+  _globals['_DESCRIBEENGINEREQUEST']._serialized_end=1046
+  _globals['_DESCRIBEENGINERESPONSE']._serialized_start=1049
+  _globals['_DESCRIBEENGINERESPONSE']._serialized_end=1277
+  _globals['_TEXTRECOGNITION']._serialized_start=1280
+  _globals['_TEXTRECOGNITION']._serialized_end=1636
 # @@protoc_insertion_point(module_scope)

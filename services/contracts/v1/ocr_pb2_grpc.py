@@ -26,9 +26,20 @@ if _version_not_supported:
 
 
 class TextRecognitionStub(object):
-    """Finds and reads text in images. Errors are gRPC status codes: INVALID_ARGUMENT for an
-    undecodable or oversized image, UNAVAILABLE when the engine is not ready; the status
-    message carries the ErrorCode name (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE").
+    """Finds and reads text in images. One server runs one engine (RapidOCR, EasyOCR, Tesseract
+    or the KServe-backed one), chosen by its settings: engines differ in memory, threads and
+    start-up time, so each is its own Deployment, and a caller picks an engine by its address.
+    Errors are gRPC status codes, and the status message starts with the ErrorCode name
+    (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE: ..."); messages never quote pixels or text:
+    INVALID_ARGUMENT for an image that is undecodable, too large, of a wrong raw size, or a
+    blob that cannot be fetched as referenced; RESOURCE_EXHAUSTED when the queue is full
+    (ERROR_CODE_OCR_OVERLOADED) or the request is larger than the server's message limit (that
+    status comes from gRPC itself, without an ErrorCode); DEADLINE_EXCEEDED when the
+    deadline passed before the engine ran; UNAVAILABLE while the engine loads
+    (ERROR_CODE_OCR_ENGINE_NOT_READY) or when the blob store is away; INTERNAL when the engine
+    failed (ERROR_CODE_OCR_ENGINE_FAILED). Only UNAVAILABLE and RESOURCE_EXHAUSTED from a full
+    queue are worth retrying. The server also implements grpc.health.v1.Health: SERVING once
+    the engine has loaded, for "" and "radstream.v1.TextRecognition".
     """
 
     def __init__(self, channel):
@@ -42,16 +53,68 @@ class TextRecognitionStub(object):
                 request_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.SerializeToString,
                 response_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.FromString,
                 _registered_method=True)
+        self.Detect = channel.unary_unary(
+                '/radstream.v1.TextRecognition/Detect',
+                request_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.SerializeToString,
+                response_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.FromString,
+                _registered_method=True)
+        self.RecognizeBatch = channel.unary_unary(
+                '/radstream.v1.TextRecognition/RecognizeBatch',
+                request_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeBatchRequest.SerializeToString,
+                response_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeBatchResponse.FromString,
+                _registered_method=True)
+        self.DescribeEngine = channel.unary_unary(
+                '/radstream.v1.TextRecognition/DescribeEngine',
+                request_serializer=radstream_dot_v1_dot_ocr__pb2.DescribeEngineRequest.SerializeToString,
+                response_deserializer=radstream_dot_v1_dot_ocr__pb2.DescribeEngineResponse.FromString,
+                _registered_method=True)
 
 
 class TextRecognitionServicer(object):
-    """Finds and reads text in images. Errors are gRPC status codes: INVALID_ARGUMENT for an
-    undecodable or oversized image, UNAVAILABLE when the engine is not ready; the status
-    message carries the ErrorCode name (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE").
+    """Finds and reads text in images. One server runs one engine (RapidOCR, EasyOCR, Tesseract
+    or the KServe-backed one), chosen by its settings: engines differ in memory, threads and
+    start-up time, so each is its own Deployment, and a caller picks an engine by its address.
+    Errors are gRPC status codes, and the status message starts with the ErrorCode name
+    (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE: ..."); messages never quote pixels or text:
+    INVALID_ARGUMENT for an image that is undecodable, too large, of a wrong raw size, or a
+    blob that cannot be fetched as referenced; RESOURCE_EXHAUSTED when the queue is full
+    (ERROR_CODE_OCR_OVERLOADED) or the request is larger than the server's message limit (that
+    status comes from gRPC itself, without an ErrorCode); DEADLINE_EXCEEDED when the
+    deadline passed before the engine ran; UNAVAILABLE while the engine loads
+    (ERROR_CODE_OCR_ENGINE_NOT_READY) or when the blob store is away; INTERNAL when the engine
+    failed (ERROR_CODE_OCR_ENGINE_FAILED). Only UNAVAILABLE and RESOURCE_EXHAUSTED from a full
+    queue are worth retrying. The server also implements grpc.health.v1.Health: SERVING once
+    the engine has loaded, for "" and "radstream.v1.TextRecognition".
     """
 
     def Recognize(self, request, context):
         """Recognize all text regions in one image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detect(self, request, context):
+        """Find where text is in one image without reading it: the regions carry a detection
+        score and empty text. Cheaper than Recognize: the triage run on every instance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecognizeBatch(self, request, context):
+        """Recognize (or only detect) text in several images in one call, e.g. the frames of a
+        multi-frame instance: one round trip and one admission to the server's queue; the
+        images are read one after another. One refused image fails the whole call, and the
+        status message names its index ("images[3]: ERROR_CODE_...").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeEngine(self, request, context):
+        """The engine this server runs and its limits, so that a client can name the engine
+        before its first image and size its requests.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,6 +128,21 @@ def add_TextRecognitionServicer_to_server(servicer, server):
                     request_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.FromString,
                     response_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.SerializeToString,
             ),
+            'Detect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detect,
+                    request_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.FromString,
+                    response_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.SerializeToString,
+            ),
+            'RecognizeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecognizeBatch,
+                    request_deserializer=radstream_dot_v1_dot_ocr__pb2.RecognizeBatchRequest.FromString,
+                    response_serializer=radstream_dot_v1_dot_ocr__pb2.RecognizeBatchResponse.SerializeToString,
+            ),
+            'DescribeEngine': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeEngine,
+                    request_deserializer=radstream_dot_v1_dot_ocr__pb2.DescribeEngineRequest.FromString,
+                    response_serializer=radstream_dot_v1_dot_ocr__pb2.DescribeEngineResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'radstream.v1.TextRecognition', rpc_method_handlers)
@@ -74,9 +152,20 @@ def add_TextRecognitionServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TextRecognition(object):
-    """Finds and reads text in images. Errors are gRPC status codes: INVALID_ARGUMENT for an
-    undecodable or oversized image, UNAVAILABLE when the engine is not ready; the status
-    message carries the ErrorCode name (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE").
+    """Finds and reads text in images. One server runs one engine (RapidOCR, EasyOCR, Tesseract
+    or the KServe-backed one), chosen by its settings: engines differ in memory, threads and
+    start-up time, so each is its own Deployment, and a caller picks an engine by its address.
+    Errors are gRPC status codes, and the status message starts with the ErrorCode name
+    (e.g. "ERROR_CODE_OCR_IMAGE_UNDECODABLE: ..."); messages never quote pixels or text:
+    INVALID_ARGUMENT for an image that is undecodable, too large, of a wrong raw size, or a
+    blob that cannot be fetched as referenced; RESOURCE_EXHAUSTED when the queue is full
+    (ERROR_CODE_OCR_OVERLOADED) or the request is larger than the server's message limit (that
+    status comes from gRPC itself, without an ErrorCode); DEADLINE_EXCEEDED when the
+    deadline passed before the engine ran; UNAVAILABLE while the engine loads
+    (ERROR_CODE_OCR_ENGINE_NOT_READY) or when the blob store is away; INTERNAL when the engine
+    failed (ERROR_CODE_OCR_ENGINE_FAILED). Only UNAVAILABLE and RESOURCE_EXHAUSTED from a full
+    queue are worth retrying. The server also implements grpc.health.v1.Health: SERVING once
+    the engine has loaded, for "" and "radstream.v1.TextRecognition".
     """
 
     @staticmethod
@@ -96,6 +185,87 @@ class TextRecognition(object):
             '/radstream.v1.TextRecognition/Recognize',
             radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.SerializeToString,
             radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radstream.v1.TextRecognition/Detect',
+            radstream_dot_v1_dot_ocr__pb2.RecognizeRequest.SerializeToString,
+            radstream_dot_v1_dot_ocr__pb2.RecognizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecognizeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radstream.v1.TextRecognition/RecognizeBatch',
+            radstream_dot_v1_dot_ocr__pb2.RecognizeBatchRequest.SerializeToString,
+            radstream_dot_v1_dot_ocr__pb2.RecognizeBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeEngine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radstream.v1.TextRecognition/DescribeEngine',
+            radstream_dot_v1_dot_ocr__pb2.DescribeEngineRequest.SerializeToString,
+            radstream_dot_v1_dot_ocr__pb2.DescribeEngineResponse.FromString,
             options,
             channel_credentials,
             insecure,
