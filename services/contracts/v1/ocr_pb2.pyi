@@ -109,8 +109,10 @@ class RecognizeResponse(_message.Message):
     def __init__(self, regions: _Optional[_Iterable[_Union[TextRegion, _Mapping]]] = ..., engine: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., elapsed_ms: _Optional[int] = ..., models: _Optional[str] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
 
 class DescribeEngineRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("languages",)
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DescribeEngineResponse(_message.Message):
     __slots__ = ("engine", "models", "languages", "default_max_side", "max_image_pixels", "max_image_side", "max_message_bytes", "max_batch_images")
