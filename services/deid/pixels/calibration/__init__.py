@@ -1,0 +1,219 @@
+"""Choosing the risk threshold so that the leak rate is bounded: conformal risk control.
+
+The event to bound is a *leak*: a PHI-bearing instance released without review while a
+ground-truth PHI box is still readable in what was released (less than 95% of its ink hidden,
+or read again by OCR). With a threshold ``tau`` an instance is released when its risk is at
+most ``tau``, so the loss of calibration instance ``i`` is ``L_i(tau) = leak_i * 1[risk_i <=
+tau]`` -- non-decreasing in ``tau``, bounded by 1. Conformal risk control (Angelopoulos,
+Bates, Fisch, Lei, Schuster, "Conformal Risk Control", ICLR 2024, Theorem 1) says that for
+``n`` exchangeable calibration instances and a new one,
+
+    tau_hat = sup { tau : n/(n+1) * Rhat_n(tau) + 1/(n+1) <= alpha }
+
+gives ``E[L_{n+1}(tau_hat)] <= alpha``, where ``Rhat_n`` is the mean calibration loss. The
+population is the PHI-bearing instances (an instance without PHI cannot leak): the bound is
+on P(released with PHI readable | the instance carries PHI in its pixels), the rate the issue
+asks for. When no ``tau`` qualifies -- ``n`` too small (``1/(n+1) > alpha``), or too many
+leaks at low risk -- the threshold fails closed: everything with text is held.
+
+The calibration scores and losses are stored (``<engine>.json`` next to this module), not
+only the threshold, so ``--leak-rate`` picks its own threshold at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from radstream.deid.pixels.risk import FAIL_CLOSED, RiskThreshold
+
+__all__ = [
+    "CONFORMAL_RISK_CONTROL",
+    "CalibrationRecord",
+    "CalibrationSet",
+    "clopper_pearson",
+    "conformal_threshold",
+]
+
+CONFORMAL_RISK_CONTROL = "conformal_risk_control"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationRecord:
+    """One labelled calibration instance: its risk and what releasing it would have done.
+
+    ``leak`` is True when the instance carries PHI in its pixels and the pixel stage's
+    proposal (its redacted candidate) still shows some of it. No PHI here: numbers only.
+    """
+
+    risk: float
+    leak: bool
+    phi_bearing: bool
+    text_found: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationSet:
+    """The calibration split's records, read by one engine."""
+
+    engine: str
+    records: tuple[CalibrationRecord, ...]
+    source: dict[str, Any] = field(default_factory=dict)  # how it was made: seeds, counts
+
+    @property
+    def phi_bearing(self) -> tuple[CalibrationRecord, ...]:
+        """The population the bound is about."""
+        return tuple(record for record in self.records if record.phi_bearing)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: parallel lists, compact enough to ship as package data."""
+        return {
+            "format": FORMAT_VERSION,
+            "engine": self.engine,
+            "source": self.source,
+            "risk": [round(record.risk, 6) for record in self.records],
+            "leak": [int(record.leak) for record in self.records],
+            "phi_bearing": [int(record.phi_bearing) for record in self.records],
+            "text_found": [int(record.text_found) for record in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationSet:
+        """The inverse of :meth:`to_dict`."""
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"calibration data format {data.get('format')!r} is not supported")
+        columns = [data["risk"], data["leak"], data["phi_bearing"], data["text_found"]]
+        if len({len(column) for column in columns}) != 1:
+            raise ValueError("calibration data columns differ in length")
+        records = tuple(
+            CalibrationRecord(
+                risk=float(risk),
+                leak=bool(leak),
+                phi_bearing=bool(phi),
+                text_found=bool(text),
+            )
+            for risk, leak, phi, text in zip(*columns, strict=True)
+        )
+        return cls(engine=str(data["engine"]), records=records, source=dict(data.get("source", {})))
+
+    def review_rate(self, threshold: RiskThreshold) -> float:
+        """Fraction of text-bearing calibration instances the threshold sends to review."""
+        with_text = [record for record in self.records if record.text_found]
+        if not with_text:
+            return 0.0
+        return sum(threshold.holds(record.risk) for record in with_text) / len(with_text)
+
+    def leak_rate(self, threshold: RiskThreshold) -> float:
+        """Fraction of PHI-bearing calibration instances released with PHI readable."""
+        population = self.phi_bearing
+        if not population:
+            return 0.0
+        released_leaks = sum(r.leak and not threshold.holds(r.risk) for r in population)
+        return released_leaks / len(population)
+
+
+def conformal_threshold(calibration: CalibrationSet, alpha: float) -> RiskThreshold:
+    """The largest threshold whose conformal bound on the expected leak rate is at most ``alpha``.
+
+    Candidates are the calibration risks below 1 (and 0): between two of them the empirical
+    loss is flat, and taking the observed value itself releases exactly what was calibrated.
+    Fails closed (:data:`~radstream.deid.pixels.risk.FAIL_CLOSED`, value 0) when none
+    qualifies.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"leak rate must lie strictly between 0 and 1, got {alpha}")
+    population = calibration.phi_bearing
+    n = len(population)
+    closed = RiskThreshold(
+        value=0.0,
+        leak_rate=alpha,
+        engine=calibration.engine,
+        n_calibration=n,
+        method=FAIL_CLOSED,
+    )
+    if n == 0:
+        return closed
+    candidates = sorted(
+        {0.0} | {r.risk for r in calibration.records if 0.0 <= r.risk < 1.0}, reverse=True
+    )
+    leak_risks = sorted(r.risk for r in population if r.leak)
+    for tau in candidates:  # largest first: the first that qualifies is the supremum
+        losses = _count_at_most(leak_risks, tau)
+        if (n / (n + 1)) * (losses / n) + 1 / (n + 1) <= alpha:
+            return RiskThreshold(
+                value=tau,
+                leak_rate=alpha,
+                engine=calibration.engine,
+                n_calibration=n,
+                method=CONFORMAL_RISK_CONTROL,
+            )
+    return closed
+
+
+def _count_at_most(sorted_values: list[float], limit: float) -> int:
+    """How many of ``sorted_values`` are <= ``limit`` (a released leak at threshold ``limit``)."""
+    low, high = 0, len(sorted_values)
+    while low < high:
+        middle = (low + high) // 2
+        if sorted_values[middle] <= limit:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided confidence interval for a binomial proportion.
+
+    Solved by bisection on the binomial tail, so no SciPy is needed; exact to 1e-9.
+    """
+    if trials <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= trials:
+        raise ValueError("successes must lie between 0 and trials")
+    tail = (1.0 - confidence) / 2.0
+    lower = (
+        0.0
+        if successes == 0
+        else _bisect(lambda p: _upper_tail(successes, trials, p) - tail, increasing=True)
+    )
+    upper = (
+        1.0
+        if successes == trials
+        else _bisect(lambda p: tail - _lower_tail(successes, trials, p), increasing=True)
+    )
+    return (lower, upper)
+
+
+def _lower_tail(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    return math.fsum(_pmf(i, n, p) for i in range(k + 1))
+
+
+def _upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return math.fsum(_pmf(i, n, p) for i in range(k, n + 1))
+
+
+def _pmf(i: int, n: int, p: float) -> float:
+    if p <= 0.0:
+        return 1.0 if i == 0 else 0.0
+    if p >= 1.0:
+        return 1.0 if i == n else 0.0
+    log = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+    return math.exp(log + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
+def _bisect(function: Any, *, increasing: bool) -> float:
+    """The root in [0, 1] of a monotone ``function`` (sign change assumed)."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        value = function(middle)
+        if (value < 0) == increasing:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2

@@ -1,0 +1,193 @@
+"""One number per instance: how likely PHI is still readable in what the pixel stage proposes.
+
+:func:`risk_score` folds the :class:`~radstream.deid.pixels.findings.RiskFeatures` into a
+score in [0, 1]; :class:`RiskThreshold` says which scores go to a person. The score is a
+*ranking*, not a probability: the guarantee comes from the threshold, which is chosen by
+conformal risk control on a labelled calibration split
+(:mod:`radstream.deid.pixels.calibration`), so that the expected rate of PHI-bearing
+instances released with PHI readable is at most the configured leak rate. Bad weights cannot
+break that bound; they only cost review (a score that ranks leaks low forces a low threshold,
+and more instances are held). That is why the weights below are plain, stated priors and not
+fitted numbers.
+
+How the signals combine: a noisy-OR, ``1 - prod(1 - w_i * s_i)``, each ``s_i`` a signal
+scaled to [0, 1] where 1 is "most worrying" and each ``w_i`` in [0, 1]. Every ``w_i * s_i``
+is the chance, on its own, that this signal marks a miss; the noisy-OR says any one of them
+suffices. The score is therefore non-decreasing in every signal (more worry never lowers it),
+stays in [0, 1], and a failed verification is 1.0 whatever else was seen: re-OCR read PHI in
+the output, so nothing about the instance may be released without a person.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from radstream.deid.pixels.findings import RiskFeatures
+
+__all__ = [
+    "DEFAULT_LEAK_RATE",
+    "DEFAULT_THRESHOLD",
+    "FAIL_CLOSED",
+    "NEAR_THRESHOLD_MARGIN",
+    "WEIGHTS",
+    "RiskThreshold",
+    "risk_score",
+    "threshold_for",
+]
+
+DEFAULT_LEAK_RATE = 0.01
+"""``--leak-rate``'s default: at most 1% of PHI-bearing instances released with PHI readable."""
+
+NEAR_THRESHOLD_MARGIN = 0.25
+"""A PHI score within this distance of the classifier's threshold counts as "near" it."""
+
+FAIL_CLOSED = "fail_closed"
+"""The ``method`` of a threshold that cannot guarantee its leak rate: everything with text is held.
+
+Its ``value`` is 0.0: an instance without text whose frames were all checked has risk 0 and
+is released (there is nothing a reviewer could look at); any text at all scores above 0.
+"""
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """The prior weight of each signal (see the module docstring for why priors suffice)."""
+
+    # A box read with low confidence is the usual way PHI slips through: a misread name no
+    # longer matches the header, and Presidio does not see a name in "J0HN SM1TH". Largest
+    # weight among the read signals.
+    low_confidence: float = 0.6
+    # A PHI score close to the classifier's threshold is a coin toss between kept and filled;
+    # the box may be PHI kept as an annotation.
+    near_phi_threshold: float = 0.5
+    # Text detected but not read (or read as junk) cannot be classified at all; whatever it is
+    # is kept unless it happens to sit in a filled box. As strong as a misread.
+    unread_regions: float = 0.6
+    # Text where this modality does not put annotations (over anatomy, mid-image) is what the
+    # header-matching rules and the border-first triage were not shaped for.
+    unusual_layout: float = 0.4
+    # Frames not checked are frames not read; a cine loop whose overlay changes mid-loop leaks
+    # in the frames skipped. Scaled by the fraction skipped.
+    unsampled_frames: float = 0.5
+    # Any text at all: instances with text are riskier than instances without, so they rank
+    # above them even when every other signal is quiet. Small: it is a tie-breaker.
+    text_present: float = 0.05
+    # Each unread region halves what is left of "all of them harmless": 1 - 0.5**n.
+    unread_halving: float = 0.5
+
+
+WEIGHTS = _Weights()
+
+
+def risk_score(features: RiskFeatures) -> float:
+    """The instance's risk in [0, 1]; 1.0 when verification found PHI readable in the output.
+
+    Non-decreasing in every worry signal: lower ``min_recognition_confidence``, smaller
+    ``nearest_phi_margin``, more ``unread_regions``, larger ``unusual_layout``, smaller
+    ``frames_sampled_fraction``, ``text_found`` and ``verification_failed``.
+    """
+    if features.verification_failed:
+        return 1.0
+    signals = [
+        (WEIGHTS.unsampled_frames, 1.0 - _unit(features.frames_sampled_fraction)),
+    ]
+    if features.text_found:
+        near = 1.0 - min(1.0, _unit(features.nearest_phi_margin) / NEAR_THRESHOLD_MARGIN)
+        unread = 1.0 - WEIGHTS.unread_halving ** max(0, features.unread_regions)
+        signals += [
+            (WEIGHTS.text_present, 1.0),
+            (WEIGHTS.low_confidence, 1.0 - _unit(features.min_recognition_confidence)),
+            (WEIGHTS.near_phi_threshold, near),
+            (WEIGHTS.unread_regions, unread),
+            (WEIGHTS.unusual_layout, _unit(features.unusual_layout)),
+        ]
+    keep = 1.0
+    for weight, signal in signals:
+        keep *= 1.0 - weight * signal
+    return min(1.0, max(0.0, 1.0 - keep))
+
+
+def _unit(value: float) -> float:
+    """``value`` clipped to [0, 1]; NaN counts as the worst case for a confidence (0)."""
+    if math.isnan(value):
+        return 0.0
+    return min(1.0, max(0.0, value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskThreshold:
+    """The risk above which an instance with text goes to review instead of being released.
+
+    ``value`` was chosen on ``n_calibration`` labelled instances read by ``engine`` so that the
+    expected leak rate is at most ``leak_rate`` (``method`` names how, e.g.
+    ``"conformal_risk_control"``). A threshold whose ``method`` is :data:`FAIL_CLOSED` could not
+    guarantee ``leak_rate`` with the calibration data at hand: its value is 0.0, so everything
+    with text (risk > 0) is held.
+
+    The pipeline asks :meth:`holds` about every instance with pixel data, text or not: the
+    calibration counted a PHI-bearing instance whose text the triage missed (risk 0) as a leak
+    at every threshold, so the bound covers those too.
+    """
+
+    value: float
+    leak_rate: float
+    engine: str
+    n_calibration: int
+    method: str
+
+    @property
+    def fail_closed(self) -> bool:
+        """True when the leak rate was not attainable: everything with text is held."""
+        return self.method == FAIL_CLOSED
+
+    def holds(self, risk: float) -> bool:
+        """True when an instance with this risk must be held for review (not released).
+
+        Risk 1.0 (verification failed) and NaN are always held, whatever the threshold.
+        """
+        if math.isnan(risk) or risk >= 1.0:
+            return True
+        return risk > (0.0 if self.fail_closed else self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The threshold as JSON-ready values (for audits and eval reports; no PHI in it)."""
+        return {
+            "value": self.value,
+            "leak_rate": self.leak_rate,
+            "engine": self.engine,
+            "n_calibration": self.n_calibration,
+            "method": self.method,
+        }
+
+
+def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr") -> RiskThreshold:
+    """The threshold that bounds the leak rate at ``leak_rate`` for ``engine``.
+
+    Picked at run time from the calibration scores and losses shipped as package data
+    (``radstream/deid/pixels/calibration/<engine>.json``), so any ``--leak-rate`` gets its own
+    threshold. An engine without calibration data, or a rate the data cannot guarantee, gives
+    a fail-closed threshold: everything with text is held.
+    """
+    from radstream.deid.pixels.calibration import (  # noqa: PLC0415 -- it imports this module
+        CalibrationSet,
+        conformal_threshold,
+    )
+
+    if not 0.0 < leak_rate < 1.0:
+        raise ValueError(f"leak rate must lie strictly between 0 and 1, got {leak_rate}")
+    try:
+        text = resources.files("radstream.deid.pixels.calibration").joinpath(f"{engine}.json")
+        data = json.loads(text.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ModuleNotFoundError):
+        return RiskThreshold(
+            value=0.0, leak_rate=leak_rate, engine=engine, n_calibration=0, method=FAIL_CLOSED
+        )
+    return conformal_threshold(CalibrationSet.from_dict(data), leak_rate)
+
+
+DEFAULT_THRESHOLD = threshold_for(DEFAULT_LEAK_RATE, "rapidocr")
+"""The threshold for the default leak rate (1%) and the default engine (RapidOCR)."""
