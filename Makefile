@@ -17,7 +17,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench demo docs lock clean
+.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -94,7 +94,18 @@ fuzz: $(STAMP) ## fuzz every parser that takes outside input (FUZZ_BUDGET inputs
 	FUZZ_BUDGET=$(FUZZ_BUDGET) $(BIN)/pytest -p no:cacheprovider -q tests/fuzz \
 		--hypothesis-seed=$(FUZZ_SEED) --timeout=0
 
-bench: install ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, ingest vs Orthanc
+# presidio-image-redactor, the pixel benchmark's peer, in its own venv: it needs opencv-python,
+# which cannot share a venv with the opencv-python-headless that radstream's OCR engines use.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+$(PEERS_STAMP): requirements/bench-peers.txt
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/bench-peers.txt
+	@touch $@
+
+peers-venv: $(PEERS_STAMP) ## the benchmark peers that cannot share .venv (presidio-image-redactor)
+
+bench: install peers-venv ## benchmarks: bus vs bare aiokafka, deid vs dicognito/deid, ingest vs Orthanc, pixels vs presidio-image-redactor
 	$(BIN)/python -m tests.bench.bench_bus
 	$(BIN)/python -m tests.bench.bench_deid
 	$(BIN)/python -m tests.bench.bench_ingest
