@@ -10,8 +10,13 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
@@ -35,7 +40,12 @@ def _now() -> Timestamp:
 
 
 def synthetic_instance(number: int, *, modality: str, sop_class: str) -> bytes:
-    """A small DICOM P10 instance of the fake demo patient, with identifying header values."""
+    """A DICOM P10 instance of the fake demo patient, with identifying header values.
+
+    CT instances carry a small 16-bit test pattern; the ultrasound instance an 8-bit frame
+    with the patient's name, ID and birth date burned into its top band beside settings that
+    are not PHI, as ultrasound machines write them (no BurnedInAnnotation flag).
+    """
     # Imported here: pydicom and numpy come with the deid extra, the CLI must start without it.
     import numpy as np  # noqa: PLC0415
     from pydicom import dcmwrite  # noqa: PLC0415
@@ -63,13 +73,20 @@ def synthetic_instance(number: int, *, modality: str, sop_class: str) -> bytes:
     ds.SeriesNumber = number
     ds.InstanceNumber = 1
     ds.Manufacturer = "SynthCorp"
-    ds.Rows = ds.Columns = 16
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
     ds.PixelRepresentation = 0
-    ds.PixelData = (np.arange(256, dtype=np.uint16) * number).tobytes()
+    if modality == "US":
+        frame = ultrasound_frame()
+        ds.Rows, ds.Columns = frame.shape
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        ds.PixelData = frame.tobytes()
+    else:
+        ds.Rows = ds.Columns = 16
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelData = (np.arange(256, dtype=np.uint16) * number).tobytes()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
@@ -79,11 +96,44 @@ def synthetic_instance(number: int, *, modality: str, sop_class: str) -> bytes:
     return buffer.getvalue()
 
 
+# What the demo's ultrasound machine burns into the top band: PHI on the first line, settings
+# (not PHI, kept) below. Same values as the header, as on real machines.
+US_BANNER_PHI = ("SYNTHETIC, DEMO", "ID SYNTH-0001", "DOB 02/14/1958", "11/02/2026")
+US_BANNER_KEPT = ("Abd General", "C5-1", "FR 24Hz", "PORTABLE")
+
+
+def ultrasound_frame() -> npt.NDArray[np.uint8]:
+    """A 640x480 grayscale ultrasound-like frame: a speckled sector and the burned-in banner."""
+    import numpy as np  # noqa: PLC0415
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+
+    height, width = 480, 640
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:height, 0:width]
+    angle = np.arctan2(xx - width / 2, yy - 40.0)
+    radius = np.hypot(xx - width / 2, yy - 40.0)
+    sector = (np.abs(angle) < 0.6) & (radius > 60) & (radius < 440)
+    pixels = np.zeros((height, width), dtype=np.uint8)
+    pixels[sector] = rng.integers(20, 140, size=int(sector.sum()), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=16)
+    x = 8
+    for text in US_BANNER_PHI:
+        draw.text((x, 6), text, fill=235, font=font)
+        x += int(draw.textlength(text, font=font)) + 28
+    for row, text in enumerate(US_BANNER_KEPT):
+        draw.text((8, 40 + 22 * row), text, fill=200, font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def synthetic_study() -> list[bytes]:
     """The demo study as DICOM P10 files, one per instance.
 
     Two CT instances, which de-identification releases, and one ultrasound instance without a
-    BurnedInAnnotation flag, which it holds for review.
+    BurnedInAnnotation flag whose pixels carry the patient's name, ID and birth date: the pixel
+    stage finds the text, fills the PHI boxes, keeps the settings, verifies and releases it (or
+    holds it for review, with its reasons, when it is unsure).
     """
     kinds = [("CT", CT_IMAGE_STORAGE), ("CT", CT_IMAGE_STORAGE), ("US", US_IMAGE_STORAGE)]
     return [
