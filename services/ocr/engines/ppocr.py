@@ -8,15 +8,15 @@ boxes and text live here once, in :class:`PpOcrParameters`, next to the model fi
 (:func:`model_files`) and the recognizer's classes (:func:`recognizer_classes`).
 
 The defaults are rapidocr 3.10.0's own (its ``config.yaml``), so the local engine reads what
-``RapidOCR()`` reads, with two deliberate differences, both fields here:
+``RapidOCR()`` reads, with two deliberate differences:
 
 * ``use_cls`` is off: the direction classifier only decides whether a strip is upside down.
   Burned-in annotations are upright; a false "180" (the v2 classifier's threshold is 0.9, and it
   does misfire on short strips) turns a name into unreadable text, which is worse for
   de-identification than the time it costs (one more model per strip).
-* ``min_confidence`` is 0: rapidocr drops reads below ``text_score`` 0.5; an engine here keeps
-  every detected region, with its text and confidence, because a region found but not read is
-  itself a risk signal for the pixel stage.
+* no confidence cut: rapidocr drops reads below ``text_score`` 0.5 (and empty reads); an engine
+  here keeps every detected region, with its text and confidence, because a region found but not
+  read is itself a risk signal for the pixel stage.
 
 Importing this module imports neither rapidocr nor onnxruntime.
 """
@@ -91,7 +91,6 @@ class PpOcrParameters:
     # Recognizer (CTC): strips 48 high, padded on the right to at least 320 wide per batch.
     rec_image_shape: tuple[int, int, int] = (3, 48, 320)
     rec_batch_num: int = 6
-    min_confidence: float = 0.0  # rapidocr's text_score: reads below it are dropped; 0 keeps all
 
     def rapidocr_params(self) -> dict[str, object]:
         """These parameters as ``RapidOCR(params=...)`` keys, for rapidocr's own classes."""
@@ -102,7 +101,7 @@ class PpOcrParameters:
             "Global.min_height": self.min_height,
             "Global.width_height_ratio": self.width_height_ratio,
             "Global.use_cls": self.use_cls,
-            "Global.text_score": self.min_confidence,
+            "Global.text_score": 0.0,  # keep every read (module docstring)
             "Det.limit_side_len": self.det_limit_side_len,
             "Det.limit_type": self.det_limit_type,
             "Det.mean": list(self.mean),
