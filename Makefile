@@ -38,7 +38,21 @@ $(DEMO_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP_INSTALL) -c $(CONSTRAINTS) -e ".[$(DEMO_EXTRAS)]"
 	@touch $@
 
-install: $(STAMP) debian-packages ## create .venv and install everything (idempotent)
+install: $(STAMP) debian-packages mlserver-venv ## create .venv and install everything (idempotent)
+
+# MLServer, the KServe v2 server the remote OCR engine's tests run against (deploy/mlserver/), in
+# its own venv: it pins a fastapi that conflicts with flwr's. Rebuilt when its requirements change.
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_REQUIREMENTS := requirements/mlserver.txt
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
+$(MLSERVER_STAMP): $(MLSERVER_REQUIREMENTS)
+	@echo ">> creating $(MLSERVER_VENV) for MLServer (pinned by $(MLSERVER_REQUIREMENTS))"
+	@test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(MLSERVER_REQUIREMENTS)
+	@touch $@
+
+.PHONY: mlserver-venv
+mlserver-venv: $(MLSERVER_STAMP) ## the venv of MLServer for the remote OCR engine's tests
 
 # Debian packages the project needs (one per line in deploy/debian-packages.txt);
 # installed only when one is missing, so the second run costs a dpkg query.
@@ -125,4 +139,4 @@ lock: ## re-pin requirements/constraints.txt from a fresh resolve
 	.build/lock-venv/bin/pip freeze --exclude-editable | grep -v '^radstream' > $(CONSTRAINTS)
 
 clean: ## remove the venv and build outputs
-	rm -rf $(VENV) .build build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) .build build *.egg-info .pytest_cache .mypy_cache .ruff_cache
