@@ -24,8 +24,13 @@ import json
 import math
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
+from radstream.deid.pixels.calibration import (
+    FAIL_CLOSED,
+    CalibrationSet,
+    RiskThreshold,
+    conformal_threshold,
+)
 from radstream.deid.pixels.findings import RiskFeatures
 
 __all__ = [
@@ -44,13 +49,6 @@ DEFAULT_LEAK_RATE = 0.01
 
 NEAR_THRESHOLD_MARGIN = 0.25
 """A PHI score within this distance of the classifier's threshold counts as "near" it."""
-
-FAIL_CLOSED = "fail_closed"
-"""The ``method`` of a threshold that cannot guarantee its leak rate: everything with text is held.
-
-Its ``value`` is 0.0: an instance without text whose frames were all checked has risk 0 and
-is released (there is nothing a reviewer could look at); any text at all scores above 0.
-"""
 
 
 @dataclass(frozen=True)
@@ -118,52 +116,6 @@ def _unit(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-@dataclass(frozen=True, kw_only=True)
-class RiskThreshold:
-    """The risk above which an instance with text goes to review instead of being released.
-
-    ``value`` was chosen on ``n_calibration`` labelled instances read by ``engine`` so that the
-    expected leak rate is at most ``leak_rate`` (``method`` names how, e.g.
-    ``"conformal_risk_control"``). A threshold whose ``method`` is :data:`FAIL_CLOSED` could not
-    guarantee ``leak_rate`` with the calibration data at hand: its value is 0.0, so everything
-    with text (risk > 0) is held.
-
-    The pipeline asks :meth:`holds` about every instance with pixel data, text or not: the
-    calibration counted a PHI-bearing instance whose text the triage missed (risk 0) as a leak
-    at every threshold, so the bound covers those too.
-    """
-
-    value: float
-    leak_rate: float
-    engine: str
-    n_calibration: int
-    method: str
-
-    @property
-    def fail_closed(self) -> bool:
-        """True when the leak rate was not attainable: everything with text is held."""
-        return self.method == FAIL_CLOSED
-
-    def holds(self, risk: float) -> bool:
-        """True when an instance with this risk must be held for review (not released).
-
-        Risk 1.0 (verification failed) and NaN are always held, whatever the threshold.
-        """
-        if math.isnan(risk) or risk >= 1.0:
-            return True
-        return risk > (0.0 if self.fail_closed else self.value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The threshold as JSON-ready values (for audits and eval reports; no PHI in it)."""
-        return {
-            "value": self.value,
-            "leak_rate": self.leak_rate,
-            "engine": self.engine,
-            "n_calibration": self.n_calibration,
-            "method": self.method,
-        }
-
-
 def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr") -> RiskThreshold:
     """The threshold that bounds the leak rate at ``leak_rate`` for ``engine``.
 
@@ -172,11 +124,6 @@ def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr"
     threshold. An engine without calibration data, or a rate the data cannot guarantee, gives
     a fail-closed threshold: everything with text is held.
     """
-    from radstream.deid.pixels.calibration import (  # noqa: PLC0415 -- it imports this module
-        CalibrationSet,
-        conformal_threshold,
-    )
-
     if not 0.0 < leak_rate < 1.0:
         raise ValueError(f"leak rate must lie strictly between 0 and 1, got {leak_rate}")
     try:

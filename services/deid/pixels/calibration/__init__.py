@@ -26,18 +26,71 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from radstream.deid.pixels.risk import FAIL_CLOSED, RiskThreshold
-
 __all__ = [
     "CONFORMAL_RISK_CONTROL",
+    "FAIL_CLOSED",
     "CalibrationRecord",
     "CalibrationSet",
+    "RiskThreshold",
     "clopper_pearson",
     "conformal_threshold",
 ]
 
 CONFORMAL_RISK_CONTROL = "conformal_risk_control"
 FORMAT_VERSION = 1
+
+FAIL_CLOSED = "fail_closed"
+"""The ``method`` of a threshold that cannot guarantee its leak rate: everything with text is held.
+
+Its ``value`` is 0.0: an instance without text whose frames were all checked has risk 0 and
+is released (there is nothing a reviewer could look at); any text at all scores above 0.
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskThreshold:
+    """The risk above which an instance with text goes to review instead of being released.
+
+    ``value`` was chosen on ``n_calibration`` labelled instances read by ``engine`` so that the
+    expected leak rate is at most ``leak_rate`` (``method`` names how, e.g.
+    ``"conformal_risk_control"``). A threshold whose ``method`` is :data:`FAIL_CLOSED` could not
+    guarantee ``leak_rate`` with the calibration data at hand: its value is 0.0, so everything
+    with text (risk > 0) is held.
+
+    The pipeline asks :meth:`holds` about every instance with pixel data, text or not: the
+    calibration counted a PHI-bearing instance whose text the triage missed (risk 0) as a leak
+    at every threshold, so the bound covers those too.
+    """
+
+    value: float
+    leak_rate: float
+    engine: str
+    n_calibration: int
+    method: str
+
+    @property
+    def fail_closed(self) -> bool:
+        """True when the leak rate was not attainable: everything with text is held."""
+        return self.method == FAIL_CLOSED
+
+    def holds(self, risk: float) -> bool:
+        """True when an instance with this risk must be held for review (not released).
+
+        Risk 1.0 (verification failed) and NaN are always held, whatever the threshold.
+        """
+        if math.isnan(risk) or risk >= 1.0:
+            return True
+        return risk > (0.0 if self.fail_closed else self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The threshold as JSON-ready values (for audits and eval reports; no PHI in it)."""
+        return {
+            "value": self.value,
+            "leak_rate": self.leak_rate,
+            "engine": self.engine,
+            "n_calibration": self.n_calibration,
+            "method": self.method,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +126,7 @@ class CalibrationSet:
             "format": FORMAT_VERSION,
             "engine": self.engine,
             "source": self.source,
-            "risk": [round(record.risk, 6) for record in self.records],
+            "risk": [record.risk for record in self.records],  # exact: the threshold is one
             "leak": [int(record.leak) for record in self.records],
             "phi_bearing": [int(record.phi_bearing) for record in self.records],
             "text_found": [int(record.text_found) for record in self.records],
