@@ -68,7 +68,7 @@ at startup or, worse, run with PHI where it does not belong.
 {{- fail "kafka.mtls needs kafka.tlsSecret (ca.crt, tls.crt, tls.key)" -}}
 {{- end -}}
 {{- range $name, $svc := .Values.services -}}
-{{- if and $svc.enabled (gt (int $svc.replicas) 1) (not $.Values.delivery.idempotencyDsnSecret.name) -}}
+{{- if and $svc.enabled (include "radstream.consumesEvents" $name) (gt (int $svc.replicas) 1) (not $.Values.delivery.idempotencyDsnSecret.name) -}}
 {{- fail (printf "services.%s.replicas > 1 needs delivery.idempotencyDsnSecret: replicas must share one idempotency guard (PostgreSQL)" $name) -}}
 {{- end -}}
 {{- end -}}
@@ -94,6 +94,53 @@ at startup or, worse, run with PHI where it does not belong.
 {{- with .Values.services.deid -}}
 {{- if and .enabled (not .keySecret.name) -}}
 {{- fail "services.deid.keySecret.name is required: the pseudonymisation key, from a Secret" -}}
+{{- end -}}
+{{- end -}}
+{{- include "radstream.validateOcr" . -}}
+{{- end -}}
+
+{{/*
+"true" for the services that consume and publish events (Kafka, the idempotency store, the
+claim-check stores); empty for ocr, a stateless gRPC server that deid calls. Arg: the name.
+*/}}
+{{- define "radstream.consumesEvents" -}}
+{{- if ne . "ocr" -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when deid's pixel stage calls the release's ocr Service; empty when in-process. */}}
+{{- define "radstream.deidCallsOcr" -}}
+{{- $deid := .Values.services.deid -}}
+{{- if and $deid.enabled (eq (dig "ocr" "via" "in-process" $deid) "service") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The ocr service and deid's use of it. ocr reads pixels with burned-in names and birth dates:
+it is PHI zone like the others, so its gRPC port speaks TLS unless `insecure: true`, and a
+remote engine (kserve) reaches Triton only at the peers named for it.
+*/}}
+{{- define "radstream.validateOcr" -}}
+{{- $ocr := .Values.services.ocr -}}
+{{- $escape := "or set insecure: true (a cluster without patient data)" -}}
+{{- if and (include "radstream.deidCallsOcr" .) (not $ocr.enabled) -}}
+{{- fail "services.deid.ocr.via is service, but services.ocr.enabled is false: enable the ocr service, or let deid read pixels in-process (via: in-process)" -}}
+{{- end -}}
+{{- if $ocr.enabled -}}
+{{- if and (eq $ocr.engine "kserve") (not (dig "kserve" "url" "" $ocr)) -}}
+{{- fail "services.ocr.kserve.url is required with engine kserve: Triton's KServe v2 endpoint that serves the detector and recognizer" -}}
+{{- end -}}
+{{- if and (eq $ocr.engine "easyocr") (not (or $ocr.image.repository $ocr.image.tag $ocr.image.digest)) -}}
+{{- fail "services.ocr.engine easyocr needs services.ocr.image: an image built with the easyocr extra (deploy/Dockerfile, --build-arg OCR_EXTRAS=easyocr); the chart's image has no torch" -}}
+{{- end -}}
+{{- if and (dig "tls" "clientSecret" "" $ocr) (not (dig "tls" "secret" "" $ocr)) -}}
+{{- fail "services.ocr.tls.clientSecret (mTLS) needs services.ocr.tls.secret: client certificates are only asked for over TLS" -}}
+{{- end -}}
+{{- if not .Values.insecure -}}
+{{- if not (or (dig "tls" "secret" "" $ocr) (hasKey ($ocr.env | default dict) "RADSTREAM_OCR_TLS_CERTFILE")) -}}
+{{- fail (printf "services.ocr.tls.secret is required: the gRPC port would take pixels with burned-in PHI in clear text (or set RADSTREAM_OCR_TLS_CERTFILE and its _KEYFILE in services.ocr.env); %s" $escape) -}}
+{{- end -}}
+{{- if and (eq $ocr.engine "kserve") (not .Values.networkPolicy.egress.triton.to) -}}
+{{- fail (printf "networkPolicy.egress.triton.to is required with engine kserve: the Triton peers the ocr pods may send pixel tensors to; %s" $escape) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -137,7 +184,7 @@ that state is SQLite in the working directory, which must then be a PersistentVo
 {{- end -}}
 {{- end -}}
 {{- range $name, $svc := .Values.services -}}
-{{- if and $svc.enabled (not $.Values.delivery.idempotencyDsnSecret.name) (not (dig "persistence" "enabled" false $svc)) -}}
+{{- if and $svc.enabled (include "radstream.consumesEvents" $name) (not $.Values.delivery.idempotencyDsnSecret.name) (not (dig "persistence" "enabled" false $svc)) -}}
 {{- fail (printf "services.%s would keep its idempotency store in SQLite on an emptyDir, and a replaced pod would forget which events it handled and which crashed it: set delivery.idempotencyDsnSecret (PostgreSQL) or services.%s.persistence.enabled (a PersistentVolumeClaim)" $name $name) -}}
 {{- end -}}
 {{- end -}}
@@ -243,4 +290,54 @@ and counts against the memory limit instead. Args: the service's values.
 {{- $_ := set $resources "requests" $requests -}}
 {{- end -}}
 {{- toYaml $resources -}}
+{{- end -}}
+
+{{/*
+Where deid's pixel stage reads text, as YAML: the in-process engine, or the release's ocr
+Service by its cluster DNS name (the name ocr's certificate must carry; headless, so it resolves
+to every ready ocr pod) through the ocr client's settings (RADSTREAM_OCR_CLIENT_*), with the CA
+to verify the server by and, for mTLS, deid's client certificate.
+*/}}
+{{- define "radstream.deidOcrSettings" -}}
+{{- $deid := .Values.services.deid -}}
+{{- if include "radstream.deidCallsOcr" . -}}
+{{- $ocr := .Values.services.ocr -}}
+{{- $host := printf "%s.%s.svc" (include "radstream.serviceName" (dict "root" . "name" "ocr")) .Release.Namespace -}}
+RADSTREAM_DEID_OCR_ENGINE: grpc
+RADSTREAM_OCR_CLIENT_TARGET: {{ printf "%s:%d" $host (int $ocr.grpc.port) | quote }}
+{{- if include "radstream.ocrCaSecret" . }}
+RADSTREAM_OCR_CLIENT_TLS_CA_FILE: /etc/radstream/ocr-ca/ca.crt
+{{- end }}
+{{- if include "radstream.ocrClientSecret" . }}
+RADSTREAM_OCR_CLIENT_TLS_CERTFILE: /etc/radstream/ocr-client/tls.crt
+RADSTREAM_OCR_CLIENT_TLS_KEYFILE: /etc/radstream/ocr-client/tls.key
+{{- end }}
+{{- else }}
+RADSTREAM_DEID_OCR_ENGINE: {{ dig "ocr" "engine" "rapidocr" $deid | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret whose ca.crt deid verifies ocr's certificate with; empty without TLS. */}}
+{{- define "radstream.ocrCaSecret" -}}
+{{- if include "radstream.deidCallsOcr" . -}}
+{{- dig "tls" "secret" "" .Values.services.ocr -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with deid's client certificate for ocr (mTLS); empty without. */}}
+{{- define "radstream.ocrClientSecret" -}}
+{{- if include "radstream.ocrCaSecret" . -}}
+{{- dig "tls" "clientSecret" "" .Values.services.ocr -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image of the ocr pods: services.ocr.image where given (easyocr's), else the chart's. */}}
+{{- define "radstream.ocrImage" -}}
+{{- $own := .Values.services.ocr.image | default dict -}}
+{{- if or $own.repository $own.tag $own.digest -}}
+{{- $image := dict "repository" ($own.repository | default .Values.image.repository) "tag" $own.tag "digest" $own.digest -}}
+{{- include "radstream.image" (dict "Values" (dict "image" $image) "Chart" .Chart) -}}
+{{- else -}}
+{{- include "radstream.image" . -}}
+{{- end -}}
 {{- end -}}

@@ -31,11 +31,14 @@ from radstream.deid.config import DeidSettings
 from radstream.deid.metrics import deid_metrics
 from radstream.ingest.config import IngestSettings
 from radstream.ingest.metrics import ingest_metrics
+from radstream.ocr.metrics import ocr_metrics
 from tests.settings_variables import settings_classes, variable_name, variables
 
 CHART = Path(__file__).resolve().parents[3] / "helm" / "radstream"
 PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
 KUBERNETES = "1.30.0"
+# The services that consume and publish events; ocr, a gRPC server, has tests of its own
+# (test_helm_ocr.py).
 SERVICE_SETTINGS: dict[str, type[BaseSettings]] = {"ingest": IngestSettings, "deid": DeidSettings}
 
 helm_python.disable_logging()
@@ -348,8 +351,9 @@ def test_replicas_disrupted_one_at_a_time_and_monitored(production: list[dict[st
     assert {name: b["spec"]["maxUnavailable"] for name, b in budgets.items()} == {
         "ingest": 1,
         "deid": 1,
+        "ocr": 1,
     }
-    assert set(monitors) == {"ingest", "deid"}
+    assert set(monitors) == {"ingest", "deid", "ocr"}
     assert monitors["deid"]["spec"]["endpoints"] == [
         {"port": "health", "path": "/metrics", "interval": "30s"}
     ]
@@ -412,7 +416,7 @@ def test_a_release_that_cannot_work_does_not_render(values: dict[str, Any], reas
         (merged(MINIMAL, {"services": {"deid": {"replicas": -1}}}), "/services/deid/replicas"),
         (merged(MINIMAL, {"kafka": {"acks": "2"}}), "/kafka/acks"),
         (merged(MINIMAL, {"services": {"ingest": {"env": {"KAFKA_HOST": "x"}}}}), "KAFKA_HOST"),
-        (merged(MINIMAL, {"services": {"ocr": {"enabled": True}}}), "ocr"),
+        (merged(MINIMAL, {"services": {"restructure": {"enabled": True}}}), "restructure"),
     ],
     ids=["negative replicas", "unknown acks", "a variable not ours", "a service not ours"],
 )
@@ -429,6 +433,7 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
     deid_metrics(registry)
     ingest_metrics(registry)
     memory_budget_metrics(registry)
+    ocr_metrics(registry)
     types = dict(
         line.split()[2:4]
         for line in generate_latest(registry).decode().splitlines()
@@ -746,9 +751,9 @@ def test_phi_zone_egress_is_denied_but_to_the_listed_destinations(
     policies = of_kind(production, "NetworkPolicy")
     egress = PRODUCTION["networkPolicy"]["egress"]
 
-    assert set(policies) == {"ingest", "deid"}
-    for name, policy in policies.items():
-        spec = policy["spec"]
+    assert set(policies) == {"ingest", "deid", "ocr"}
+    for name in SERVICE_SETTINGS:
+        spec = policies[name]["spec"]
         assert "Egress" in spec["policyTypes"], f"{name}: egress not denied by default"
         peers = [rule.get("to") for rule in spec["egress"]]
         assert None not in peers, f"{name}: a rule open to any address"
@@ -761,7 +766,8 @@ def test_phi_zone_egress_is_denied_but_to_the_listed_destinations(
             assert destination in peers, name
         dns = [rule for rule in spec["egress"] if {"port": 53, "protocol": "UDP"} in rule["ports"]]
         assert len(dns) == 1, f"{name}: DNS"
-        assert len(spec["egress"]) == 4, f"{name}: nothing else (no PACS is configured)"
+        # deid calls the ocr service (via: service); ingest has no PACS configured
+        assert len(spec["egress"]) == {"ingest": 4, "deid": 5}[name], f"{name}: nothing else"
 
 
 def test_the_pacs_destinations_are_ingests_only() -> None:
@@ -859,7 +865,8 @@ def test_the_default_memory_limits_accept_instances_of_a_gib(
 def test_the_spool_directory_is_a_sized_disk_volume_of_its_own(values: dict[str, Any]) -> None:
     docs = render(values)
 
-    for service, deployment in of_kind(docs, "Deployment").items():
+    for service in SERVICE_SETTINGS:  # ocr takes its images in the call and spools nothing
+        deployment = of_kind(docs, "Deployment")[service]
         plain, _ = environment(docs, service)
         assert plain["RADSTREAM_MEMORY_SPOOL_DIR"] == SPOOL_MOUNT, service
         pod = deployment["spec"]["template"]["spec"]
@@ -889,7 +896,9 @@ def ephemeral_request(deployment: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
 def test_each_pod_requests_the_disk_its_spool_may_fill(values: dict[str, Any]) -> None:
-    for service, deployment in of_kind(render(values), "Deployment").items():
+    deployments = of_kind(render(values), "Deployment")
+    for service in SERVICE_SETTINGS:
+        deployment = deployments[service]
         spool = volume(deployment, "spool")["emptyDir"]["sizeLimit"]
 
         assert ephemeral_request(deployment) > quantity_bytes(spool), f"{service}: and logs"
