@@ -115,7 +115,7 @@ def test_ocr_runs_as_a_probed_deployment_with_grpc_and_metrics_ports(
     ports = {p["name"]: p["containerPort"] for p in main["ports"]}
     assert ports == {"health": 8081, "grpc": DEFAULT_GRPC_PORT}
     # The kubelet's gRPC probe speaks no TLS: the probes ask the health port over HTTP.
-    assert main["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert main["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     startup = main["startupProbe"]["periodSeconds"] * main["startupProbe"]["failureThreshold"]
     assert startup >= 120, "time to load an engine's models before liveness counts"
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -163,6 +163,7 @@ def test_the_settings_the_chart_gives_ocr_are_ones_it_reads_and_accepts(
     assert settings.engine_threads == 1, "as many engine threads as CPUs requested"
     assert settings.observability.health_host == "0.0.0.0"
     assert settings.observability.health_port == 8081
+    assert not settings.reads_blob_refs, "images come in the call; ocr opens no store"
     tls = volume(of_kind(production, "Deployment")["ocr"], "listener-tls")["secret"]
     assert tls["secretName"] == "radstream-ocr-tls"
 
@@ -321,6 +322,7 @@ def test_reading_images_by_claim_check_opens_the_phi_store_only(
 
     plain = ocr_environment(docs)
     assert plain["RADSTREAM_BLOB_PHI_URI"] == "s3://phi"
+    assert settings_from(plain, OcrSettings, monkeypatch).reads_blob_refs
     assert "RADSTREAM_BLOB_RELEASE_URI" not in plain, "ocr never sees the release zone"
     deployment = of_kind(docs, "Deployment")["ocr"]
     files = {
