@@ -17,7 +17,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench demo docs lock clean
+.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench eval-deid calibrate-deid demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -123,6 +123,16 @@ bench: install peers-venv ## benchmarks: bus vs bare aiokafka, deid vs dicognito
 	$(BIN)/python -m tests.bench.bench_bus
 	$(BIN)/python -m tests.bench.bench_deid
 	$(BIN)/python -m tests.bench.bench_ingest
+
+# Pixel de-identification measured on labelled synthetic instances (radstream.deid.eval_pixels):
+# eval-deid runs `radstream deid` on the held-out split (generated once under .build/eval-deid);
+# calibrate-deid recomputes the risk threshold's data from the calibration split (disjoint seeds).
+EVAL_DEID_COUNT ?= 200
+eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, non-PHI retention, leak rate (95% CI), review rate
+	$(BIN)/python -m radstream.deid.eval_pixels --count $(EVAL_DEID_COUNT)
+
+calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split
+	$(BIN)/python -m radstream.deid.eval_pixels --calibrate
 
 demo: $(DEMO_STAMP) ## start a broker and every service, push sample data through, print what came out (installs only what it needs)
 	$(BIN)/radstream demo
