@@ -155,7 +155,8 @@ def framed(
     if vertical_padding and (rows <= min_height or cols / rows > width_height_ratio):
         target = max(int(cols / width_height_ratio), min_height) * 2
         top = abs(target - rows) // 2
-        current = cv2.copyMakeBorder(current, top, top, 0, 0, cv2.BORDER_CONSTANT, value=0)
+        padded = cv2.copyMakeBorder(current, top, top, 0, 0, cv2.BORDER_CONSTANT, value=0)
+        current = np.asarray(padded, dtype=np.uint8)
     return Framed(
         image=np.asarray(current, dtype=np.uint8),
         scale_y=height / rows,
@@ -259,11 +260,11 @@ def db_quads(
     (``"slow"``: exact for curved text, costlier). Quads are returned in the order the contours
     are found; callers sort.
     """
-    prob = np.asarray(probabilities, dtype=np.float32).reshape(probabilities.shape[-2:])
-    rows, cols = prob.shape
+    rows, cols = (int(n) for n in probabilities.shape[-2:])
+    prob = np.asarray(probabilities, dtype=np.float32).reshape(rows, cols)
     mask = (prob > threshold).astype(np.uint8)
     if dilate:
-        mask = cv2.dilate(mask, np.ones((2, 2), dtype=np.uint8))
+        mask = np.asarray(cv2.dilate(mask, np.ones((2, 2), dtype=np.uint8)), dtype=np.uint8)
     contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     scale = np.array([image_width / cols, image_height / rows], dtype=np.float32)
     quads: list[Quad] = []
