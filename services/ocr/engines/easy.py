@@ -67,8 +67,9 @@ class EasyOcrEngine:
         torch.set_num_threads(threads if threads > 0 else default_threads())
         self._torch: Any = torch
         with warnings.catch_warnings():
-            # torch deprecates the dynamic quantization EasyOCR applies on CPU: not ours to fix
-            warnings.simplefilter("ignore", UserWarning)
+            # torch deprecates the dynamic quantization EasyOCR applies on CPU (User- and
+            # DeprecationWarning): not ours to fix, and not worth a line in every log
+            warnings.simplefilter("ignore")
             self._reader: Any = easyocr.Reader(
                 ["en"],
                 gpu=False,
