@@ -43,7 +43,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from itertools import count
+from typing import Literal, TypeVar
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -141,10 +142,16 @@ class _Exact:
 @dataclass(frozen=True)
 class _Search:
     exact: tuple[_Exact, ...]
-    any_exact: re.Pattern[str] | None  # all exact patterns at once: most texts hold none
+    # A literal every match of an exact pattern contains (see _anchors): most texts hold none,
+    # and this alternation of plain words is ten times cheaper to search than the patterns.
+    gate: re.Pattern[str] | None
+    any_exact: re.Pattern[str] | None  # all exact patterns at once, for texts past the gate
     fuzzy: tuple[_FuzzyTarget, ...]
     numbers: tuple[tuple[str, str], ...]  # (kind, digits without leading zeros)
     window_sizes: frozenset[int]
+    # window length -> (index, target) of the fuzzy targets a window of that length can reach
+    targets_by_size: dict[int, tuple[tuple[int, _FuzzyTarget], ...]]
+    serial: int  # names this search in the memo (see below)
 
 
 def find_residual_phi(
@@ -181,12 +188,12 @@ def find_residual_phi(
                 searchable = _without_words(searchable, instance_codes)
             coded = _standard_coded_string(item)
             code = normalise(text) if coded and is_defined_term(item.keyword, text) else None
-            for kind in _exact_kinds(searchable, search, code=code):
+            for kind in _memo_exact_kinds(searchable, search, code):
                 found[(item.path, kind)] = "exact"
             # Binary runs are noise, and defined terms ("PNAME", "TEXT") sit one edit away
             # from too many names: both get the exact search only.
             if not (item.binary or coded):
-                for window in _windows(searchable, search.window_sizes):
+                for window in _memo_windows(searchable, search):
                     windows[window].add(item.path)
     for (path, kind), match in _fuzzy_hits(windows, search).items():
         found.setdefault((path, kind), match)
@@ -299,6 +306,8 @@ def _exact_kinds(text: str, search: _Search, *, code: str | None = None) -> set[
 
     A code excuses only the PHI values equal to the whole of it.
     """
+    if search.gate is None or not search.gate.search(text):
+        return set()
     if search.any_exact is None or not search.any_exact.search(text):
         return set()
     return {
@@ -324,19 +333,90 @@ def _fuzzy_hits(windows: dict[str, set[str]], search: _Search) -> dict[tuple[str
 
 
 def _typo_hits(windows: Iterable[str], search: _Search) -> Iterator[tuple[str, str, MatchKind]]:
-    by_length: dict[int, list[tuple[str, frozenset[str]]]] = defaultdict(list)
-    for window in windows:
-        by_length[len(window)].append((window, frozenset(window)))
-    for target in search.fuzzy:
-        length = len(target.text)
-        for size in range(length - target.edits, length + target.edits + 1):
-            for window, letters in by_length.get(size, ()):
-                # Each edit changes the set of characters by at most two: a cheap first test.
-                if len(letters ^ target.letters) > 2 * target.edits:
-                    continue
-                distance = _edit_distance(window, target.text, target.edits)
-                if distance <= target.edits:
-                    yield window, target.kind, "exact" if distance == 0 else "fuzzy"
+    """The windows within edit distance of a fuzzy target, by target, window length, window.
+
+    That order (the one a walk target by target yields) decides which match a path reports
+    when several windows of it hit one kind; each window's hits come from the memo.
+    """
+    found: list[tuple[int, int, int, str, str, MatchKind]] = []
+    for position, window in enumerate(windows):
+        for target, kind, match in _memo_typo_hits(window, search):
+            found.append((target, len(window), position, window, kind, match))
+    found.sort(key=lambda hit: hit[:3])
+    for _, _, _, window, kind, match in found:
+        yield window, kind, match
+
+
+def _window_typo_hits(window: str, search: _Search) -> tuple[tuple[int, str, MatchKind], ...]:
+    """(target index, kind, match) for every fuzzy target ``window`` is close enough to."""
+    hits = []
+    letters = frozenset(window)
+    for index, target in search.targets_by_size.get(len(window), ()):
+        # Each edit changes the set of characters by at most two: a cheap first test.
+        if len(letters ^ target.letters) > 2 * target.edits:
+            continue
+        distance = _edit_distance(window, target.text, target.edits)
+        if distance <= target.edits:
+            hits.append((index, target.kind, _exact_or_fuzzy(distance)))
+    return tuple(hits)
+
+
+def _exact_or_fuzzy(distance: int) -> MatchKind:
+    return "exact" if distance == 0 else "fuzzy"
+
+
+# -- memo --------------------------------------------------------------------------------------
+# The instances of a series repeat most of their texts (descriptions, codes, dates, equipment),
+# and each answer below is a function of the text and the search alone (the search is one per
+# set of PHI values, so one per patient and study). Memoized per search by its serial number,
+# never by id() (an id can be reused once a search is dropped). Bounded: emptied when full.
+
+_MEMO_LIMIT = 1 << 15
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_exact_memo: dict[tuple[int, str, str | None], frozenset[str]] = {}
+_windows_memo: dict[tuple[int, str], frozenset[str]] = {}
+_typo_memo: dict[tuple[int, str], tuple[tuple[int, str, MatchKind], ...]] = {}
+
+
+def _memo_exact_kinds(text: str, search: _Search, code: str | None) -> frozenset[str]:
+    key = (search.serial, text, code)
+    kinds = _exact_memo.get(key)
+    if kinds is None:
+        kinds = frozenset(_exact_kinds(text, search, code=code))
+        _remember(_exact_memo, key, kinds)
+    return kinds
+
+
+def _memo_windows(text: str, search: _Search) -> frozenset[str]:
+    key = (search.serial, text)
+    found = _windows_memo.get(key)
+    if found is None:
+        found = frozenset(_windows(text, search.window_sizes))
+        _remember(_windows_memo, key, found)
+    return found
+
+
+def _memo_typo_hits(window: str, search: _Search) -> tuple[tuple[int, str, MatchKind], ...]:
+    key = (search.serial, window)
+    hits = _typo_memo.get(key)
+    if hits is None:
+        hits = _window_typo_hits(window, search)
+        _remember(_typo_memo, key, hits)
+    return hits
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
+def forget_searches() -> None:
+    """Drop the compiled searches and every memoized answer (tests and benchmarks start cold)."""
+    _search_for.cache_clear()
+    for memo in (_exact_memo, _windows_memo, _typo_memo):
+        memo.clear()
 
 
 def _ocr_hits(windows: Iterable[str], search: _Search) -> Iterator[tuple[str, str, MatchKind]]:
@@ -371,6 +451,7 @@ def _search_for(phi: PhiValues) -> _Search:
     exact: dict[tuple[str, str], _Exact] = {}
     fuzzy: dict[tuple[str, str], _FuzzyTarget] = {}
     numbers: set[tuple[str, str]] = set()
+    anchors: set[str] = set()
     for value in phi.values:
         if not _searchable(value):
             continue
@@ -381,6 +462,7 @@ def _search_for(phi: PhiValues) -> _Search:
                 (value.kind, pattern.pattern),
                 _Exact(kind=value.kind, pattern=pattern, whole=normalised),
             )
+            anchors |= _anchors(value)
         if normalised.isdigit():
             numbers.add((value.kind, normalised.lstrip("0")))
             continue
@@ -396,14 +478,53 @@ def _search_for(phi: PhiValues) -> _Search:
         if exact_patterns
         else None
     )
+    # Longest first only to keep the alternation's order stable; any anchor found opens the gate.
+    ordered_anchors = sorted(anchors, key=lambda anchor: (-len(anchor), anchor))
+    gate = (
+        re.compile("|".join(re.escape(anchor) for anchor in ordered_anchors), re.IGNORECASE)
+        if ordered_anchors
+        else None
+    )
     sizes = {size for t in fuzzy.values() for size in (t.words - 1, t.words, t.words + 1)}
+    by_size: dict[int, list[tuple[int, _FuzzyTarget]]] = defaultdict(list)
+    for index, target in enumerate(fuzzy.values()):
+        length = len(target.text)
+        for size in range(length - target.edits, length + target.edits + 1):
+            by_size[size].append((index, target))
     return _Search(
         exact=exact_patterns,
+        gate=gate,
         any_exact=any_exact,
         fuzzy=tuple(fuzzy.values()),
         numbers=tuple(sorted(numbers)),
         window_sizes=frozenset(size for size in sizes if size > 0) | {1},
+        targets_by_size={size: tuple(targets) for size, targets in by_size.items()},
+        serial=next(_SERIALS),
     )
+
+
+_SERIALS = count()
+
+
+def _anchors(value: PhiValue) -> set[str]:
+    """One literal per rendering of ``value`` that every match of its exact pattern contains.
+
+    :func:`~radstream.deid.variants.value_pattern` matches a rendering as its tokens in order,
+    separated by any non-alphanumerics, each token literally (case-insensitively) except that a
+    number of two or more digits may gain or lose leading zeros: so a match always holds the
+    token's digits from the first significant one ("0" for a token of zeros). The longest such
+    literal of each rendering is its anchor; a text in which no anchor occurs, compared with the
+    same IGNORECASE rules, cannot match any pattern, and the costly search is skipped.
+    """
+    found = set()
+    for variant in variants(value):
+        literals = [
+            part.lstrip("0") or "0" if part.isdigit() and len(part) > 1 else part
+            for part in tokens(variant)
+        ]
+        if literals:
+            found.add(max(literals, key=len))
+    return found
 
 
 def _searchable(value: PhiValue) -> bool:
