@@ -78,6 +78,8 @@ class AuditRecord:
     finished_at: datetime
     sop_class_uid: str | None = None
     modality: str | None = None
+    # The pixel stage's decision, reasons, counts and costs (PixelReport.to_audit; no text).
+    pixels: Mapping[str, Any] | None = None
     software: SoftwareVersions = field(default_factory=SoftwareVersions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class AuditRecord:
             "modality": self.modality,
             "profile": profile_description(self.profile),
             "pixel_policy": self.pixel_policy,
+            "pixels": dict(self.pixels) if self.pixels is not None else None,
             "actions": [_action(action) for action in self.actions],
             "software": {"radstream": self.software.radstream, "pydicom": self.software.pydicom},
             "started_at": self.started_at.isoformat(),

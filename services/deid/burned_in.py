@@ -45,6 +45,7 @@ from pydicom.multival import MultiValue
 
 __all__ = [
     "DEFAULT_PIXEL_POLICY",
+    "HOLD_UNCHECKABLE_CONTENT",
     "LABEL_IMAGE_TYPES",
     "PROJECTION_MODALITIES",
     "PROJECTION_SOP_CLASSES",
@@ -52,8 +53,10 @@ __all__ = [
     "TEXT_PRONE_MODALITIES",
     "TEXT_PRONE_SOP_CLASSES",
     "HoldPossibleBurnedInText",
+    "HoldUncheckableContent",
     "PixelAssessment",
     "PixelPolicy",
+    "text_prone_reason",
 ]
 
 BURNED_IN_ANNOTATION = "BurnedInAnnotation"
@@ -210,6 +213,48 @@ class HoldPossibleBurnedInText:
 
 
 DEFAULT_PIXEL_POLICY = HoldPossibleBurnedInText()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldUncheckableContent:
+    """Rules 2 and 3 alone: what the pixel stage cannot vouch for by reading the pixels.
+
+    An encapsulated document has no pixels to read, and a slide scanner's label or overview
+    image exists to identify the specimen (the label is the point, not an annotation). The
+    pixel stage (:class:`radstream.deid.pixels.stage.PixelStage`) applies these holds first
+    and reads everything else; rules 4 to 7 are what its text check replaces.
+    """
+
+    def assess(self, ds: Dataset) -> PixelAssessment:
+        """Hold encapsulated documents and label images; release the rest to the pixel stage."""
+        if "EncapsulatedDocument" in ds:
+            return _hold("the instance encapsulates a document the header cleaner cannot read")
+        if any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+            label = _label_in_image(ds)
+            if label is not None:
+                return _hold(label)
+        return RELEASABLE
+
+
+HOLD_UNCHECKABLE_CONTENT = HoldUncheckableContent()
+
+
+def text_prone_reason(
+    ds: Dataset, policy: HoldPossibleBurnedInText = DEFAULT_PIXEL_POLICY
+) -> str | None:
+    """Why the header suggests text in the pixels, or None (rules 3 to 6, the flag's value aside).
+
+    The pixel stage reads such instances whole instead of screening them first: a flag that
+    says YES (or anything but NO), a text-prone modality or SOP class, a projection radiograph,
+    overlays or graphic annotations. A NO flag is not trusted to say otherwise.
+    """
+    label = _label_in_image(ds)
+    if label is not None:
+        return label
+    flag = _flag(ds)
+    if flag is not None and flag != "NO":
+        return "BurnedInAnnotation is not NO"
+    return policy._text_prone(ds) or policy._needs_flag(ds)
 
 
 def _hold(why: str) -> PixelAssessment:

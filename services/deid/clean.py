@@ -150,6 +150,11 @@ class PresidioTextCleaner:
             self._seconds += time.perf_counter() - started
 
     @property
+    def analyzer(self) -> AnalyzerEngine:
+        """The Presidio analyzer (spaCy NER and our recognizers), shared with the pixel stage."""
+        return self._analyzer
+
+    @property
     def stats(self) -> CleanerStats:
         """Counters since construction."""
         return CleanerStats(

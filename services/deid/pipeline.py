@@ -2,13 +2,20 @@
 
 :func:`deidentify_instance` runs the steps in order::
 
-    read (strict) -> assess pixels -> collect PHI values -> apply profile -> write
-        -> re-read the written bytes -> search them for every PHI value of the original
+    read (strict) -> assess pixels -> collect PHI values -> [inspect pixels] -> apply profile
+        -> [clean pixels] -> write -> re-read the written bytes -> search them for every PHI
+        value of the original -> [verify pixels]
+
+The bracketed steps run when the pixel policy is a
+:class:`~radstream.deid.pixels.stage.PixelStage`: the original's pixels are checked for text
+and read, PHI boxes are filled in the de-identified copy, and the written pixels are verified
+by reading them again (``reviewed_boxes``: a reviewer's boxes replace the stage's proposal).
 
 * Any exception in any step, expected or not, makes the instance REJECTED: no bytes leave.
-* A pixel policy that asks to hold, or any residual PHI value found in the re-read output,
-  makes it HELD: the de-identified copy is kept as a *candidate* for the reviewer, never as
-  output.
+* A pixel policy that asks to hold, a pixel stage that holds (PHI still readable, risk over
+  the calibrated threshold, pixels it cannot decode), or any residual PHI value found in the
+  re-read output, makes it HELD: the de-identified copy is kept as a *candidate* for the
+  reviewer, never as output.
 * Only when every step succeeded and nothing asked to hold is it RELEASED, with output bytes.
 
 The outcome carries its audit record (no values) and, once the profile ran, the
@@ -22,6 +29,7 @@ import os
 import re
 import struct
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,6 +43,8 @@ from radstream.deid.burned_in import PixelAssessment, PixelPolicy
 from radstream.deid.elements import format_tag
 from radstream.deid.errors import DeidError, OutputNotReadableError, UnwritableElementError
 from radstream.deid.phi import PhiValues, collect_phi_values
+from radstream.deid.pixels.findings import PixelDecision, PixelReport
+from radstream.deid.pixels.stage import PixelInspection, PixelStage
 from radstream.deid.profile import (
     AppliedAction,
     DeidKeys,
@@ -47,6 +57,7 @@ from radstream.deid.profile import (
 from radstream.deid.verify import ResidualPhi, find_residual_phi
 from radstream.dicom.errors import InvalidInstanceError
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
+from radstream.ocr.engine import Box
 
 __all__ = [
     "DeidentifiedIds",
@@ -107,6 +118,7 @@ class InstanceOutcome:
     ids: DeidentifiedIds | None
     pixel_assessment: PixelAssessment | None = None
     residual_phi: tuple[ResidualPhi, ...] = ()
+    pixel_report: PixelReport | None = None  # when the pixel policy is a PixelStage
 
     def __post_init__(self) -> None:
         released = self.status is InstanceStatus.RELEASED
@@ -145,6 +157,7 @@ class _Progress:
     original: Dataset | None = None
     result: ProfileResult | None = None
     written: bytes | None = None
+    pixel_report: PixelReport | None = None
 
 
 def deidentify_instance(
@@ -155,22 +168,64 @@ def deidentify_instance(
     clean_text: TextCleaner,
     pixel_policy: PixelPolicy,
     limits: ReaderLimits = DEFAULT_READER_LIMITS,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
 ) -> InstanceOutcome:
-    """De-identify the DICOM Part 10 ``data``; never raises for anything about the input."""
+    """De-identify the DICOM Part 10 ``data``; never raises for anything about the input.
+
+    ``reviewed_boxes`` (frame index -> boxes, in pixels of the original) is the review's
+    approve path: the pixel stage fills exactly those boxes instead of its own proposal (a box
+    on frame 0 also in every frame that still shows it), skips the risk threshold because a
+    person approved them, and still verifies the written pixels; if PHI is still readable the
+    instance is HELD again with the reason ``reviewed_boxes_leave_phi``. It needs a
+    :class:`~radstream.deid.pixels.stage.PixelStage` as ``pixel_policy``.
+
+    Raises
+    ------
+    ValueError
+        ``reviewed_boxes`` without a pixel stage to apply them (a caller's mistake).
+    """
+    if reviewed_boxes is not None and not isinstance(pixel_policy, PixelStage):
+        raise ValueError("reviewed_boxes need a PixelStage as the pixel policy")
     started = datetime.now(UTC)
     progress = _Progress()
     try:
         # pydicom's warnings quote values; configure_logging routes them to the log as their
         # category and place (no catch_warnings: this runs in worker threads).
         assessment, residuals = _run(
-            data, progress, profile, keys, clean_text, pixel_policy, limits
+            data, progress, profile, keys, clean_text, pixel_policy, limits, reviewed_boxes
         )
     except Exception as exc:  # fail closed: whatever went wrong, nothing is released
         return _rejected(data, exc, progress, profile, pixel_policy, started)
-    reasons = (*assessment.reasons, *(residual_reason(hit) for hit in residuals))
-    status = InstanceStatus.HELD if assessment.hold or residuals else InstanceStatus.RELEASED
+    report = progress.pixel_report
+    pixel_held = report is not None and report.decision is PixelDecision.HELD
+    reasons = (
+        *assessment.reasons,
+        *(residual_reason(hit) for hit in residuals),
+        *(_pixel_hold_reasons(report) if pixel_held and report is not None else ()),
+    )
+    held = assessment.hold or bool(residuals) or pixel_held
+    status = InstanceStatus.HELD if held else InstanceStatus.RELEASED
     outcome = _finished(data, status, reasons, progress, profile, pixel_policy, started)
-    return replace(outcome, pixel_assessment=assessment, residual_phi=tuple(residuals))
+    return replace(
+        outcome, pixel_assessment=assessment, residual_phi=tuple(residuals), pixel_report=report
+    )
+
+
+# The pixel report's reasons that hold an instance (the others say how the check went).
+_PIXEL_HOLD_REASONS = (
+    "pixel_data_not_decodable",
+    "pixel_output_mismatch",
+    "icon_image_left",
+    "phi_still_readable",
+    "pixel_verification_failed",
+    "reviewed_boxes_leave_phi",
+    "pixel_risk_over_threshold",
+)
+
+
+def _pixel_hold_reasons(report: PixelReport) -> tuple[str, ...]:
+    """The machine-readable reasons a held pixel report gives, in a stable order."""
+    return tuple(reason for reason in _PIXEL_HOLD_REASONS if reason in report.reasons)
 
 
 def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_instance
@@ -181,6 +236,7 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
     clean_text: TextCleaner,
     pixel_policy: PixelPolicy,
     limits: ReaderLimits,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
 ) -> tuple[PixelAssessment, list[ResidualPhi]]:
     """Run every step, recording progress; raise on the first failure."""
     original = read_instance(data, limits=limits)
@@ -189,9 +245,17 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
     assessment = pixel_policy.assess(original)
     progress.step = "collect_phi"
     phi = _collect_phi(original, profile)
+    stage = pixel_policy if isinstance(pixel_policy, PixelStage) else None
+    inspection: PixelInspection | None = None
+    if stage is not None and not assessment.hold:
+        progress.step = "inspect_pixels"
+        inspection = stage.inspect(original, phi, reviewed_boxes=reviewed_boxes)
     progress.step = "apply_profile"
     result = apply_profile(original, profile, keys, clean_text=clean_text, phi=phi)
     progress.result = result
+    if stage is not None and inspection is not None:
+        progress.step = "clean_pixels"
+        stage.clean(inspection, result.dataset)
     progress.step = "write"
     written = _encode(result.dataset)
     progress.step = "verify"
@@ -208,6 +272,9 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
         # Kept original UIDs often embed dates or serials on purpose; don't hold them for it.
         retained_uids=ProfileOption.RETAIN_UIDS in profile.options,
     )
+    if stage is not None and inspection is not None:
+        progress.step = "verify_pixels"
+        progress.pixel_report = stage.verify(inspection, reread)
     progress.written = written
     return assessment, residuals
 
@@ -416,6 +483,7 @@ def _audit(  # noqa: PLR0917 -- the parts of an audit record, all required
         finished_at=datetime.now(UTC),
         sop_class_uid=_text(original, "SOPClassUID") if original is not None else None,
         modality=_text(original, "Modality") if original is not None else None,
+        pixels=progress.pixel_report.to_audit() if progress.pixel_report is not None else None,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from radstream.ocr.engine import Box, EngineInfo
 
@@ -97,6 +98,9 @@ class PixelReport:
     frames_total: int = 0
     frames_checked: int = 0
     engine: EngineInfo | None = None
+    # PHI lines the verification re-OCR still read in the output (held instances only).
+    residual: tuple[PixelFinding, ...] = ()
+    reviewed: bool = False  # redacted with a reviewer's boxes (no risk threshold applied)
 
     @property
     def redacted_boxes(self) -> dict[int, tuple[Box, ...]]:
@@ -106,3 +110,35 @@ class PixelReport:
             if finding.phi:
                 boxes.setdefault(finding.frame, []).append(finding.box)
         return {frame: tuple(found) for frame, found in boxes.items()}
+
+    def to_audit(self) -> dict[str, Any]:
+        """The report for the audit record: decision, reasons, counts, costs; never text."""
+        costs = self.costs
+        return {
+            "decision": self.decision.value,
+            "reasons": list(self.reasons),
+            "risk": round(self.risk, 6),
+            "reviewed": self.reviewed,
+            "frames_total": self.frames_total,
+            "frames_checked": self.frames_checked,
+            "boxes": len(self.findings),
+            "phi_boxes": sum(1 for finding in self.findings if finding.phi),
+            "residual_phi_boxes": len(self.residual),
+            "costs_ms": {
+                "decode": round(costs.decode_ms, 3),
+                "triage": round(costs.triage_ms, 3),
+                "ocr": round(costs.ocr_ms, 3),
+                "redact": round(costs.redact_ms, 3),
+                "verify": round(costs.verify_ms, 3),
+                "total": round(costs.total_ms, 3),
+            },
+            "engine": (
+                {
+                    "name": self.engine.name,
+                    "version": self.engine.version,
+                    "models": self.engine.models,
+                }
+                if self.engine is not None
+                else None
+            ),
+        }

@@ -1,0 +1,216 @@
+"""Verifying the written pixels: decoded again, compared, and read again by the engine.
+
+Release needs proof about *what is written*, not about what the stage meant to write. So the
+output bytes, re-read by the pipeline, are checked here:
+
+* **unchanged pixels** (no box filled): the written Pixel Data must be the very bytes the text
+  check read. Nothing else can have changed them, so the check's verdict is the verdict on the
+  output; no second OCR is needed (this is what keeps a CT slice within its budget);
+* **redacted pixels**: the output is decoded and must equal, sample for sample, the frames the
+  redaction produced (every output syntax is lossless, :mod:`~radstream.deid.pixels.encode`);
+  then the engine **recognizes** the redacted frames and the same classifier judges every line
+  it reads. The first redacted frame is read whole; later ones only around their filled boxes
+  (a margin of twice the box height), and only where those surroundings differ from a frame
+  already read -- the rest of a frame is pixel for pixel what the text check read before.
+* overlay planes still present in the output (the profile removes them) are read too; an icon
+  image still present fails the check (the stage removes it: it is a thumbnail of the
+  unredacted pixels).
+
+Any PHI line read is a failure: the instance is held, its findings are the lines read (PHI
+zone), and the reason says that PHI is still readable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from radstream.deid.phi import PhiValues
+from radstream.deid.pixels.classify import PhiClassifier
+from radstream.deid.pixels.findings import PixelFinding
+from radstream.deid.pixels.frames import (
+    DecodedFrames,
+    PixelFormatError,
+    decode_frames,
+    overlay_images,
+)
+from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
+
+__all__ = ["PixelVerification", "verify_pixels"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PixelVerification:
+    """The outcome of verifying one output: ``passed``, and if not, why and what was read."""
+
+    passed: bool
+    reason: str = ""  # "pixel_output_mismatch", "phi_still_readable", "pixel_data_not_decodable"
+    findings: tuple[PixelFinding, ...] = ()  # PHI lines read in the output (PHI zone)
+    frames_read: int = 0
+    milliseconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Reader:
+    """The engine and the classifier, as the verification uses them."""
+
+    engine: OcrEngine
+    classifier: PhiClassifier
+    phi: PhiValues
+    max_side: int
+
+    def phi_lines(self, image: Image) -> list[tuple[TextRegion, tuple[str, ...], float]]:
+        """The lines of ``image`` the classifier calls PHI, with their kinds and scores."""
+        found = []
+        for region in self.engine.recognize(image, max_side=self.max_side):
+            verdict = self.classifier.classify(region.text, self.phi)
+            if verdict.phi:
+                found.append((region, verdict.kinds, verdict.score))
+        return found
+
+
+def verify_pixels(
+    written: Dataset,
+    *,
+    original_pixels: bytes | None,
+    expected: npt.NDArray[np.generic] | None,
+    filled: Mapping[int, Sequence[Box]],
+    engine: OcrEngine,
+    classifier: PhiClassifier,
+    phi: PhiValues,
+    recognize_max_side: int = 0,
+) -> PixelVerification:
+    """Verify the pixels of the re-read output ``written`` (see the module docstring).
+
+    ``expected`` is None when no box was filled: then the written Pixel Data must equal
+    ``original_pixels``.
+    """
+    started = time.perf_counter()
+    reader = _Reader(engine=engine, classifier=classifier, phi=phi, max_side=recognize_max_side)
+    reason, found, frames_read = _check(written, original_pixels, expected, filled, reader)
+    return PixelVerification(
+        passed=not reason,
+        reason=reason,
+        findings=tuple(found),
+        frames_read=frames_read,
+        milliseconds=(time.perf_counter() - started) * 1000,
+    )
+
+
+def _check(
+    written: Dataset,
+    original_pixels: bytes | None,
+    expected: npt.NDArray[np.generic] | None,
+    filled: Mapping[int, Sequence[Box]],
+    reader: _Reader,
+) -> tuple[str, list[PixelFinding], int]:
+    """The reason the output fails ("" when it passes), the PHI read, the frames read."""
+    if "IconImageSequence" in written:  # the stage removes it; here only if something failed
+        return "icon_image_left", [], 0
+    found = _leftover_overlays(written, reader)
+    frames_read = 0
+    if expected is None:
+        if original_pixels is not None and _pixel_bytes(written) != original_pixels:
+            return "pixel_output_mismatch", found, 0
+    else:
+        try:
+            decoded = decode_frames(written)
+        except PixelFormatError:
+            return "pixel_data_not_decodable", found, 0
+        if decoded.frames.shape != expected.shape or not np.array_equal(decoded.frames, expected):
+            return "pixel_output_mismatch", found, 0
+        read, frames_read = _reread(decoded, filled, reader)
+        found = read + found
+    return ("phi_still_readable" if found else ""), found, frames_read
+
+
+def _pixel_bytes(ds: Dataset) -> bytes | None:
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            value = ds[keyword].value
+            return bytes(value) if isinstance(value, bytes | bytearray) else None
+    return None
+
+
+def _reread(
+    decoded: DecodedFrames, filled: Mapping[int, Sequence[Box]], reader: _Reader
+) -> tuple[list[PixelFinding], int]:
+    """Recognize the redacted frames (first whole, later ones around their boxes if changed)."""
+    found: list[PixelFinding] = []
+    read: list[Image] = []
+    frames_read = 0
+    for index in sorted(filled):
+        image = decoded.display(index)
+        if not read:
+            regions = [Box(0, 0, decoded.width, decoded.height)]
+        else:
+            regions = [
+                area
+                for box in filled[index]
+                if (area := _surroundings(box, decoded.width, decoded.height)) is not None
+                and not any(_same(image, other, area) for other in read)
+            ]
+        for area in regions:
+            crop = np.ascontiguousarray(image[area.y : area.bottom, area.x : area.right])
+            found.extend(
+                _finding(index, region, area, kinds, score)
+                for region, kinds, score in reader.phi_lines(crop)
+            )
+        frames_read += bool(regions)
+        read.append(image)
+    return found, frames_read
+
+
+def _surroundings(box: Box, width: int, height: int) -> Box | None:
+    margin = 2 * box.height
+    return box.padded(margin, width=width, height=height).clipped(width=width, height=height)
+
+
+def _same(image: Image, other: Image, area: Box) -> bool:
+    window = (slice(area.y, area.bottom), slice(area.x, area.right))
+    return bool(np.array_equal(image[window], other[window]))
+
+
+def _finding(
+    frame: int,
+    region: TextRegion,
+    origin: Box,
+    kinds: tuple[str, ...],
+    score: float,
+    *,
+    source: str = "pixels",
+) -> PixelFinding:
+    box = Box(region.box.x + origin.x, region.box.y + origin.y, region.box.width, region.box.height)
+    return PixelFinding(
+        frame=frame,
+        box=box,
+        text=region.text,
+        confidence=region.confidence,
+        detection_score=region.detection_score,
+        phi=True,
+        phi_kinds=kinds,
+        phi_score=score,
+        source=source,
+        reason="still readable after redaction",
+    )
+
+
+def _leftover_overlays(written: Dataset, reader: _Reader) -> list[PixelFinding]:
+    """PHI read in overlay planes left in the output (the profile removes them)."""
+    return [
+        _finding(
+            overlay.frame,
+            region,
+            Box(overlay.origin[0], overlay.origin[1], 1, 1),
+            kinds,
+            score,
+            source=f"overlay:{overlay.group:04X}",
+        )
+        for overlay in overlay_images(written)
+        for region, kinds, score in reader.phi_lines(overlay.image)
+    ]
