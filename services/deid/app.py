@@ -12,6 +12,17 @@ store) the handler:
    store;
 5. publishes a ``ReviewTask`` when anything was held, then ``DeidCompleted`` with one result per
    instance, both caused by the input event (so a redelivery republishes the same event ids).
+   The task carries per held instance its findings, risk and a preview PNG (PHI store); its
+   manifest (originals and proposed boxes) goes to the PHI store and the task index
+   (:mod:`radstream.deid.review_store`), so its decision can be acted on after any restart.
+
+For each ``ReviewDecision`` on a DEID task (``review.decision``) the handler looks the task up,
+and for APPROVE or AMEND re-runs the fail-closed pipeline on each held original with the
+reviewer's boxes (else the proposed ones), releasing what verifies and holding again what
+still reads PHI (a new task); REJECT or UNSPECIFIED releases nothing. Either way it stores an
+audit record and publishes ``DeidCompleted`` for the task's instances. The first decision on a
+task is its decision (:mod:`radstream.deid.review_decisions`); a decision for a task deid never
+raised is dead-lettered.
 
 A blob store that is away raises a transient error: the event is retried, and every write above
 is content-addressed, so a retry stores nothing twice.
@@ -25,8 +36,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,7 +60,7 @@ from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
 from radstream.deid.audit import Digest, SoftwareVersions
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.config import DEID_COPIES, DeidSettings
-from radstream.deid.errors import InvalidStudyEventError
+from radstream.deid.errors import DeidConfigurationError, InvalidStudyEventError
 from radstream.deid.metrics import DeidMetrics, deid_metrics
 from radstream.deid.pipeline import (
     InstanceOutcome,
@@ -57,9 +68,33 @@ from radstream.deid.pipeline import (
     deidentify_instance,
     rejected_unread,
 )
+from radstream.deid.pixels.findings import PixelReport
+from radstream.deid.pixels.stage import PixelStage
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
+from radstream.deid.review_decisions import (
+    APPROVED_BY_REVIEWER,
+    REJECTED_BY_REVIEWER,
+    REVIEWED_BOXES_LEAVE_PHI,
+    DecisionPlan,
+    DecisionResult,
+    InstanceDecided,
+    InstancePlan,
+    InvalidReviewDecisionError,
+    ReviewTaskNotFoundError,
+    decision_audit,
+    decision_label,
+    decision_result,
+    derived_id,
+    is_for_deid,
+    plan_decision,
+    prior_result,
+)
+from radstream.deid.review_preview import render_preview
+from radstream.deid.review_store import ReviewTaskIndex, open_review_index
+from radstream.deid.review_tasks import HeldForReview, ReviewManifest, review_task
 from radstream.dicom.errors import OversizedFileError
-from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
+from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
+from radstream.ocr.engine import Box
 
 __all__ = ["DeidTopics", "DeidWorker", "create_app", "register_deid"]
 
@@ -67,6 +102,7 @@ log = logging.getLogger(__name__)
 
 DICOM_MEDIA_TYPE = "application/dicom"
 JSON_MEDIA_TYPE = "application/json"
+PNG_MEDIA_TYPE = "image/png"
 STUDY_AUDIT_SCHEMA = "radstream.deid.study-audit/1"
 STUDY_REIDENTIFICATION_SCHEMA = "radstream.deid.study-reidentification/1"
 
@@ -106,6 +142,7 @@ class DeidTopics:
     study_received: Topic = topics.STUDY_RECEIVED_V1
     completed: Topic = topics.DEID_COMPLETED_V1
     review: Topic = topics.REVIEW_TASK_V1
+    decision: Topic = topics.REVIEW_DECISION_V1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +151,8 @@ class DeidWorker:
 
     ``budget`` is the process's budget of bytes in flight (None: unbounded); an instance
     weighs its size times ``copies``, the copies of it the pipeline holds at once.
-    ``spool_dir`` is where blobs fetched from S3 wait on disk.
+    ``spool_dir`` is where blobs fetched from S3 wait on disk. ``review_index`` finds a review
+    task's manifest by its id; without one, decisions are not consumed.
     """
 
     profile: DeidProfile
@@ -127,6 +165,7 @@ class DeidWorker:
     budget: MemoryBudget | None = None
     copies: float = DEID_COPIES
     spool_dir: Path | None = None
+    review_index: ReviewTaskIndex | None = None
 
 
 @dataclass(kw_only=True)
@@ -138,19 +177,30 @@ class _StudyResult:
     reidentification: list[dict[str, Any]] = field(default_factory=list)
     review_payload: list[common_pb2.BlobRef] = field(default_factory=list)
     held_reasons: dict[str, None] = field(default_factory=dict)  # ordered set
+    held: list[HeldForReview] = field(default_factory=list)
     pseudonymous_study_uid: str = ""
 
 
 def register_deid(
     bus: Bus, worker: DeidWorker, *, group: str = "deid", topic_set: DeidTopics | None = None
 ) -> Callable[[Event[imaging_pb2.StudyReceived], Claim], Any]:
-    """Subscribe the deid handler to ``study.received`` on ``bus``; return the handler."""
+    """Subscribe the deid handler to ``study.received`` on ``bus``; return the handler.
+
+    With a review task index, the decision handler is subscribed to ``review.decision`` too.
+    """
     chosen = topic_set or DeidTopics()
 
     async def on_study_received(event: Event[imaging_pb2.StudyReceived], claim: Claim) -> None:
         await _handle(bus, worker, chosen, event)
 
     bus.subscribe(chosen.study_received, group=group)(on_study_received)
+    index = worker.review_index
+    if index is not None:
+
+        async def on_review_decision(event: Event[review_pb2.ReviewDecision], claim: Claim) -> None:
+            await _on_decision(bus, worker, index, chosen, event)
+
+        bus.subscribe(chosen.decision, group=group)(on_review_decision)
     return on_study_received
 
 
@@ -167,22 +217,16 @@ async def _handle(
         await _process_instance(worker, index, ref, gathered)
     audit_ref = await _store_records(worker, event, gathered)
     review_task_id = ""
-    if gathered.review_payload:
+    if gathered.held:
         review_task_id = derived_event_id(event.id, "deid-review-task")
-        await bus.publish(
-            chosen.review,
-            review_pb2.ReviewTask(
-                task_id=review_task_id,
-                kind=review_pb2.REVIEW_KIND_DEID,
-                subject_ids=[study.study_instance_uid],
-                reasons=list(gathered.held_reasons),
-                min_confidence=0.0,  # a rule held it: no confidence that the pixels are clean
-                priority=review_pb2.ReviewTask.PRIORITY_ROUTINE,
-                payload=gathered.review_payload,
-                created_at=_now(),
-            ),
-            caused_by=event,
+        manifest = ReviewManifest.of(
+            task_id=review_task_id,
+            study_instance_uid=study.study_instance_uid,
+            study_revision=study.revision,
+            caused_by=event.id,
+            held=gathered.held,
         )
+        await _raise_review_task(bus, worker, chosen, manifest, gathered, caused_by=event)
     await bus.publish(
         chosen.completed,
         deid_pb2.DeidCompleted(
@@ -201,17 +245,57 @@ async def _handle(
     )
 
 
-async def _process_instance(
-    worker: DeidWorker, index: int, ref: common_pb2.InstanceRef, gathered: _StudyResult
+async def _raise_review_task(
+    bus: Bus,
+    worker: DeidWorker,
+    chosen: DeidTopics,
+    manifest: ReviewManifest,
+    gathered: _StudyResult,
+    *,
+    caused_by: Event[Any],
+    event_id: str | None = None,
 ) -> None:
+    """Store the task's manifest and index it by task id, then publish the task.
+
+    The index row comes before the task is published: a decision can only follow a published
+    task, and then finds its manifest.
+    """
+    manifest_ref = await worker.stores.phi.put(manifest.to_json(), media_type=JSON_MEDIA_TYPE)
+    if worker.review_index is not None:
+        await worker.review_index.record_task(manifest.task_id, manifest_ref)
+    await bus.publish(
+        chosen.review,
+        review_task(
+            task_id=manifest.task_id,
+            study_instance_uid=manifest.study_instance_uid,
+            held=gathered.held,
+            reasons=list(gathered.held_reasons),
+            created_at=_now(),
+        ),
+        caused_by=caused_by,
+        event_id=event_id,
+    )
+
+
+async def _process_instance(
+    worker: DeidWorker,
+    index: int,
+    ref: common_pb2.InstanceRef,
+    gathered: _StudyResult,
+    *,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
+) -> InstanceOutcome:
+    """De-identify one instance (with a reviewer's boxes, when given) and store its outputs."""
     started = time.perf_counter()
     result = deid_pb2.DeidCompleted.InstanceResult(original=ref)
     try:
         # Held from before the blob is read until its outputs are stored: concurrent large
         # instances wait here instead of adding up past the memory limit.
         async with _reservation(worker, ref):
-            outcome = await _deidentify(worker, ref)
-            await _store_outputs(worker, outcome, result, gathered)
+            outcome = await _deidentify(worker, ref, reviewed_boxes=reviewed_boxes)
+            if reviewed_boxes is not None:
+                outcome = _after_review(outcome)
+            await _store_outputs(worker, outcome, result, gathered, reviewed_boxes=reviewed_boxes)
     except (OverBudgetError, OversizedFileError) as exc:  # never fetched: this instance only
         outcome = _unread(worker, ref, exc)
     worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
@@ -234,6 +318,16 @@ async def _process_instance(
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
+    return outcome
+
+
+def _after_review(outcome: InstanceOutcome) -> InstanceOutcome:
+    """The outcome of a reviewed re-run, its reasons saying that a review decided it."""
+    if outcome.status is InstanceStatus.HELD and REVIEWED_BOXES_LEAVE_PHI not in outcome.reasons:
+        return replace(outcome, reasons=(REVIEWED_BOXES_LEAVE_PHI, *outcome.reasons))
+    if outcome.status is InstanceStatus.RELEASED:
+        return replace(outcome, reasons=(APPROVED_BY_REVIEWER, *outcome.reasons))
+    return outcome
 
 
 async def _store_outputs(
@@ -241,6 +335,8 @@ async def _store_outputs(
     outcome: InstanceOutcome,
     result: deid_pb2.DeidCompleted.InstanceResult,
     gathered: _StudyResult,
+    *,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
 ) -> None:
     """Put a released output into the release store, a held candidate into the PHI store."""
     if outcome.status is InstanceStatus.RELEASED and outcome.output is not None:
@@ -263,6 +359,57 @@ async def _store_outputs(
         candidate = await worker.stores.phi.put(outcome.candidate, media_type=DICOM_MEDIA_TYPE)
         gathered.review_payload.append(candidate.to_proto())
         gathered.held_reasons.update(dict.fromkeys(outcome.reasons))
+        report = outcome.pixel_report
+        extra = tuple(
+            (frame, box) for frame, found in (reviewed_boxes or {}).items() for box in found
+        )
+        preview = await _preview(worker, result.original, report, extra)
+        gathered.held.append(
+            HeldForReview(
+                original=result.original,
+                reasons=outcome.reasons,
+                report=report,
+                candidate=candidate.to_proto(),
+                preview=preview,
+                extra_boxes=extra,
+            )
+        )
+
+
+async def _preview(
+    worker: DeidWorker,
+    original: common_pb2.InstanceRef,
+    report: PixelReport | None,
+    extra: tuple[tuple[int, Box], ...],
+) -> common_pb2.BlobRef | None:
+    """Render the held original with its boxes into the PHI store; None when it cannot be.
+
+    A preview helps the reviewer but decides nothing: pixels that do not decode leave the task
+    without one (its findings and the candidate still go), and the reason is logged by type.
+    """
+    try:
+        blob_ref = BlobRef.from_proto(original.blob, default_media_type=DICOM_MEDIA_TYPE)
+        async with worker.stores.phi.open_file(blob_ref, spool_dir=worker.spool_dir) as file:
+            png = await asyncio.to_thread(_render, worker, file, report, extra)
+    except (PoisonEventError, OversizedFileError) as exc:
+        log.warning("no review preview", extra={"error_type": type(exc).__name__})
+        return None
+    except Exception as exc:  # a decoder's failure: its text may quote the file, keep the type
+        log.warning("no review preview", extra={"error_type": type(exc).__name__})
+        return None
+    stored = await worker.stores.phi.put(png, media_type=PNG_MEDIA_TYPE)
+    return stored.to_proto()
+
+
+def _render(
+    worker: DeidWorker,
+    file: BinaryIO,
+    report: PixelReport | None,
+    extra: tuple[tuple[int, Box], ...],
+) -> bytes:
+    dataset = read_instance(file.read(), limits=worker.limits)
+    findings = report.findings if report is not None else ()
+    return render_preview(dataset, findings, boxes=[(frame, box, True) for frame, box in extra])
 
 
 def _reservation(
@@ -297,7 +444,12 @@ def _unread(
     return rejected_unread(digest, exc, profile=worker.profile, pixel_policy=worker.pixel_policy)
 
 
-async def _deidentify(worker: DeidWorker, ref: common_pb2.InstanceRef) -> InstanceOutcome:
+async def _deidentify(
+    worker: DeidWorker,
+    ref: common_pb2.InstanceRef,
+    *,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
+) -> InstanceOutcome:
     """Fetch and de-identify one instance; an unfetchable blob is a REJECTED outcome.
 
     The blob comes as a verified file (the filesystem store's own, or S3's download in the
@@ -307,12 +459,16 @@ async def _deidentify(worker: DeidWorker, ref: common_pb2.InstanceRef) -> Instan
     try:
         blob_ref = BlobRef.from_proto(ref.blob, default_media_type=DICOM_MEDIA_TYPE)
         async with worker.stores.phi.open_file(blob_ref, spool_dir=worker.spool_dir) as file:
-            return await asyncio.to_thread(_deidentify_file, worker, file)
+            return await asyncio.to_thread(_deidentify_file, worker, file, reviewed_boxes)
     except PoisonEventError as exc:  # missing, damaged or foreign blob: this instance only
         return _unread(worker, ref, exc)
 
 
-def _deidentify_file(worker: DeidWorker, file: BinaryIO) -> InstanceOutcome:
+def _deidentify_file(
+    worker: DeidWorker,
+    file: BinaryIO,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
+) -> InstanceOutcome:
     """De-identify the instance in ``file`` (runs in a worker thread).
 
     Read as ``bytes``, not mapped: pydicom keeps the buffer it parsed, and parsing a mapped
@@ -325,6 +481,129 @@ def _deidentify_file(worker: DeidWorker, file: BinaryIO) -> InstanceOutcome:
         clean_text=worker.clean_text,
         pixel_policy=worker.pixel_policy,
         limits=worker.limits,
+        reviewed_boxes=reviewed_boxes,
+    )
+
+
+async def _on_decision(
+    bus: Bus,
+    worker: DeidWorker,
+    index: ReviewTaskIndex,
+    chosen: DeidTopics,
+    event: Event[review_pb2.ReviewDecision],
+) -> None:
+    """Act on a reviewer's decision about a task deid raised (see the module docstring)."""
+    decision = event.message
+    if not is_for_deid(decision):
+        return  # a decision on a report or a prediction: another service's
+    label = decision_label(decision.decision)
+    entry = await index.find(decision.task_id) if decision.task_id else None
+    if entry is None:
+        worker.metrics.review_decision(label, DecisionResult.UNKNOWN_TASK.value)
+        raise ReviewTaskNotFoundError(
+            "ReviewDecision.task_id names no review task that deid raised "
+            "(ERROR_CODE_REVIEW_TASK_NOT_FOUND); nothing was released, and the decision is "
+            "kept in the dead-letter topic"
+        )
+    prior = prior_result(entry, label)
+    if prior is not None:
+        worker.metrics.review_decision(label, prior.value)
+        log.info("review decision not acted on again", extra={"result": prior.value})
+        return
+    try:
+        manifest = ReviewManifest.from_json(await worker.stores.phi.get(entry.manifest))
+        plan = plan_decision(decision, manifest)
+    except (InvalidReviewDecisionError, ValueError) as exc:
+        worker.metrics.review_decision(label, DecisionResult.INVALID.value)
+        if isinstance(exc, InvalidReviewDecisionError):
+            raise
+        raise InvalidReviewDecisionError(f"the review task's manifest: {exc}") from None
+    if plan.release and not isinstance(worker.pixel_policy, PixelStage):
+        raise DeidConfigurationError(
+            "an approved review task is redacted with the reviewer's boxes by the pixel stage, "
+            "and this deid runs without one; configure it (RADSTREAM_DEID_OCR_ENGINE)"
+        )
+    gathered = _StudyResult()
+    decided = [await _decide_instance(worker, plan, one, gathered) for one in plan.instances]
+    held_again = ""
+    if gathered.held:
+        held_again = derived_id(plan.task_id, label, "deid-review-task")
+        again = ReviewManifest.of(
+            task_id=held_again,
+            study_instance_uid=manifest.study_instance_uid,
+            study_revision=manifest.study_revision,
+            caused_by=event.id,
+            held=gathered.held,
+            parent_task_id=plan.task_id,
+        )
+        await _raise_review_task(
+            bus,
+            worker,
+            chosen,
+            again,
+            gathered,
+            caused_by=event,
+            event_id=derived_id(plan.task_id, label, chosen.review.name),
+        )
+    result = decision_result(plan, [one.status for one in decided])
+    audit = decision_audit(
+        decision=decision,
+        plan=plan,
+        event_id=event.id,
+        result=result,
+        instances=decided,
+        held_again_task_id=held_again,
+    )
+    audit_ref = await worker.stores.phi.put(_json(audit), media_type=JSON_MEDIA_TYPE)
+    await bus.publish(
+        chosen.completed,
+        deid_pb2.DeidCompleted(
+            study_instance_uid=manifest.study_instance_uid,
+            study_revision=manifest.study_revision,
+            pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
+            results=gathered.results,
+            profile=worker.profile.name,
+            options=sorted(option.code for option in worker.profile.options),
+            software_version=SoftwareVersions().radstream,
+            audit_record=audit_ref.to_proto(),
+            review_task_id=held_again,
+            completed_at=_now(),
+        ),
+        caused_by=event,
+        event_id=derived_id(plan.task_id, label, chosen.completed.name),
+    )
+    # Last: a crash before it acts on the decision again, and every write above is
+    # content-addressed or carries a derived id, so nothing is released twice.
+    await index.record_decision(plan.task_id, label, event.id)
+    worker.metrics.review_decision(label, result.value)
+    log.info("review decision acted on", extra={"decision": label, "result": result.value})
+
+
+async def _decide_instance(
+    worker: DeidWorker, plan: DecisionPlan, one: InstancePlan, gathered: _StudyResult
+) -> InstanceDecided:
+    """Redact and release (or hold again) one held original, or record its rejection."""
+    if not plan.release:
+        gathered.results.append(
+            deid_pb2.DeidCompleted.InstanceResult(
+                original=one.original,
+                outcome=deid_pb2.DeidCompleted.OUTCOME_REJECTED,
+                reasons=[REJECTED_BY_REVIEWER],
+            )
+        )
+        return InstanceDecided(
+            plan=one, status=InstanceStatus.REJECTED, reasons=(REJECTED_BY_REVIEWER,)
+        )
+    outcome = await _process_instance(
+        worker, len(gathered.results), one.original, gathered, reviewed_boxes=one.boxes
+    )
+    output = outcome.audit.output
+    return InstanceDecided(
+        plan=one,
+        status=outcome.status,
+        reasons=outcome.reasons,
+        output_sha256=output.sha256 if output is not None else None,
+        pipeline_audit=outcome.audit.to_dict(),
     )
 
 
@@ -400,6 +679,7 @@ def create_app(
     settings = settings if settings is not None else DeidSettings()
     registry = registry if registry is not None else REGISTRY
     plan = settings.memory_plan()
+    review_index = open_review_index(settings.delivery.idempotency_dsn)
     worker = DeidWorker(
         profile=settings.profile(),
         keys=settings.keys(),  # fails at startup without a key
@@ -413,6 +693,8 @@ def create_app(
         ),
         copies=plan.copies,
         spool_dir=settings.memory.spool_dir,
+        # The idempotency guard's database: durable, and shared by replicas in production.
+        review_index=review_index,
     )
     log.info(
         "memory budget",
@@ -428,4 +710,8 @@ def create_app(
     health = HealthServer.from_settings(settings.observability, registry=registry)
     health.add_check("phi-blob-store", worker.stores.phi.check)
     health.add_check("release-blob-store", worker.stores.release.check)
-    return service_app(bus, health)
+    health.add_check("review-task-index", review_index.check)
+    app = service_app(bus, health)
+    app.on_startup(review_index.open)
+    app.after_shutdown(review_index.close)
+    return app

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the deid service: instances by outcome and time per instance."""
+"""Prometheus metrics of the deid service: instances by outcome, time per instance, decisions."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ class DeidMetrics:
             buckets=_SECONDS_BUCKETS,
             registry=registry,
         )
+
+        self.review_decisions = Counter(
+            "radstream_deid_review_decisions",
+            "Reviewers' decisions on deid's review tasks, by decision (approve, amend, reject, "
+            "unspecified) and result (released, held_again, failed, discarded, duplicate, "
+            "already_decided, unknown_task, invalid).",
+            ["decision", "result"],
+            registry=registry,
+        )
+
+    def review_decision(self, decision: str, result: str) -> None:
+        """Count one decision on a review task and what became of it."""
+        self.review_decisions.labels(decision, result).inc()
 
     def observe(self, outcome: str, seconds: float) -> None:
         """Count one instance and its time."""

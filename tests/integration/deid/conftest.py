@@ -15,4 +15,5 @@ async def deid_topics(new_topic) -> DeidTopics:
         study_received=await new_topic(topics.STUDY_RECEIVED_V1),
         completed=await new_topic(topics.DEID_COMPLETED_V1),
         review=await new_topic(topics.REVIEW_TASK_V1),
+        decision=await new_topic(topics.REVIEW_DECISION_V1),
     )
