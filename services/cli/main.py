@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from aiokafka.errors import KafkaError
-from faststream import FastStream
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -34,6 +33,7 @@ from radstream.common.errors import MisconfiguredError, RadstreamError, Transien
 from radstream.common.kafka_client import create_topics, describe_topics, ensure_topics
 from radstream.common.logs import configure_logging
 from radstream.common.service import SERVICES, service_named
+from radstream.common.service_spec import RunnableApp
 from radstream.common.settings import (
     KafkaSettings,
     ObservabilitySettings,
@@ -117,7 +117,7 @@ def run(
         raise _fail(exc) from exc
 
 
-async def _build_and_run(factory: Callable[[], FastStream]) -> None:
+async def _build_and_run(factory: Callable[[], RunnableApp]) -> None:
     # Inside the loop: the bus's Kafka clients bind to the running event loop when built.
     await factory().run()
 

@@ -1,8 +1,10 @@
 """How a radstream service runs: registry, FastStream app lifecycle, probes.
 
-Every service's ``app.py`` exposes ``create_app() -> FastStream`` built with :func:`service_app`,
-so it runs the same way under ``radstream run NAME``, ``radstream up`` and
-``faststream run radstream.<svc>.app:create_app --factory``. Each service declares itself (ports,
+Every consuming service's ``app.py`` exposes ``create_app() -> FastStream`` built with
+:func:`service_app`, so it runs the same way under ``radstream run NAME``, ``radstream up`` and
+``faststream run radstream.<svc>.app:create_app --factory``; a service that consumes no topic
+(ocr, a gRPC server) returns an app of its own with an async ``run()``
+(:class:`~radstream.common.service_spec.RunnableApp`). Each service declares itself (ports,
 local settings, what ``radstream up`` prints) in its own ``radstream.<svc>.spec``;
 :data:`SERVICES` collects them, and ``radstream up`` and ``make demo`` start all of them.
 """
@@ -32,8 +34,8 @@ __all__ = [
 
 
 # The packages of the services, each declaring its ServiceSpec as ``SERVICE`` in
-# ``radstream.<package>.spec``. Services add their package here as they land (ocr, ...).
-SERVICE_PACKAGES: tuple[str, ...] = ("ingest", "deid")
+# ``radstream.<package>.spec``. Services add their package here as they land.
+SERVICE_PACKAGES: tuple[str, ...] = ("ingest", "deid", "ocr")
 
 
 def collect_services(packages: tuple[str, ...] = SERVICE_PACKAGES) -> tuple[ServiceSpec, ...]:

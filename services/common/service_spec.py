@@ -11,10 +11,18 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from faststream import FastStream
+
+class RunnableApp(Protocol):
+    """What an app factory returns: something ``radstream run`` awaits until it stops.
+
+    A FastStream app is one (the consuming services); a service that consumes no topic (ocr,
+    a gRPC server) gives an object of its own whose ``run()`` serves until SIGTERM.
+    """
+
+    async def run(self) -> None:
+        """Serve until the process is told to stop, then stop gracefully."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +43,7 @@ class ServiceSpec:
     """A runnable service: its name and where its app factory lives."""
 
     name: str
-    app_factory: str  # "module:function" returning a FastStream app
+    app_factory: str  # "module:function" returning a RunnableApp (a FastStream app, mostly)
     description: str
     # Listening ports a local stack gives a free loopback port each: label -> env variable.
     ports: Mapping[str, str] = field(default_factory=dict)
@@ -45,10 +53,10 @@ class ServiceSpec:
     # Settings printed with the ports, so that the first sender gets them right.
     shown: tuple[ShownSetting, ...] = ()
 
-    def load_factory(self) -> Callable[[], FastStream]:
+    def load_factory(self) -> Callable[[], RunnableApp]:
         """Import and return the app factory."""
         module_name, _, function = self.app_factory.partition(":")
-        factory: Callable[[], FastStream] = getattr(importlib.import_module(module_name), function)
+        factory: Callable[[], RunnableApp] = getattr(importlib.import_module(module_name), function)
         return factory
 
     def shown_values(self, environment: Mapping[str, str]) -> dict[str, str]:

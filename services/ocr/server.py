@@ -83,7 +83,8 @@ class _CallFailed(Exception):  # noqa: N818 -- an answer, carried up to the hand
     """A status to answer with; ``message`` starts with the ErrorCode name."""
 
     def __init__(self, status: grpc.StatusCode, code: int, detail: str, *, reason: str) -> None:
-        super().__init__(f"{_Codes.Name(code)}: {detail}")
+        self.code_name = _Codes.Name(code)
+        super().__init__(f"{self.code_name}: {detail}")
         self.status = status
         self.reason = reason
 
@@ -135,8 +136,9 @@ class TextRecognitionService(ocr_pb2_grpc.TextRecognitionServicer):
             for name in ("", SERVICE_NAME):
                 await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "ocr engine ready",
-            extra={"engine": engine.info.name, "version": engine.info.version, "slots": slots},
+            "ocr engine ready with %d slot(s)",
+            slots,
+            extra={"model": engine.info.name, "model_version": engine.info.version, "count": slots},
         )
 
     async def load(self, factory: Callable[[], OcrEngine]) -> None:
@@ -188,8 +190,10 @@ class TextRecognitionService(ocr_pb2_grpc.TextRecognitionServicer):
         except _CallFailed as failed:
             status = failed.status
             log.info(
-                "ocr call refused",
-                extra={"call": call, "status": status.name, "reason": failed.reason},
+                "ocr %s refused (%s)",
+                call,
+                failed.reason,
+                extra={"status": status.name, "error_code": failed.code_name},
             )
             await context.abort(status, str(failed))
             raise AssertionError("context.abort returned") from failed  # it raises
@@ -307,8 +311,9 @@ class TextRecognitionService(ocr_pb2_grpc.TextRecognitionServicer):
             ) from exc
         except _EngineFailed as failed:
             log.error(
-                "ocr engine failed",
-                extra={"error_type": type(failed.error).__name__, "error": failed.described},
+                "ocr engine failed: %s",
+                failed.described,
+                extra={"error_type": type(failed.error).__name__},
             )
             raise _CallFailed(
                 grpc.StatusCode.INTERNAL,
