@@ -58,6 +58,7 @@ from radstream.deid.pixels.frames import (
     decode_frames,
     overlay_images,
 )
+from radstream.deid.pixels.reading import read_lines
 from radstream.deid.pixels.redact import FillPlan, fill_boxes, plan_fills
 from radstream.deid.pixels.risk import RiskThreshold, risk_score, threshold_for
 from radstream.deid.pixels.settings import PixelPolicyMode, PixelSettings
@@ -263,7 +264,7 @@ class PixelStage:
         """Full OCR where the check found text; every line judged. Returns findings, unread."""
         findings: list[PixelFinding] = []
         unread = 0
-        max_side = self.settings.recognize_max_side
+        sides = self.settings.recognize_sides
         for plan in checked.plans:
             if not plan.ocr_regions:
                 continue
@@ -274,10 +275,7 @@ class PixelStage:
             read: list[TextRegion] = []
             for area in areas:
                 crop = np.ascontiguousarray(image[area.y : area.bottom, area.x : area.right])
-                read.extend(
-                    _moved(region, area)
-                    for region in self.engine.recognize(crop, max_side=max_side)
-                )
+                read.extend(_moved(region, area) for region in read_lines(self.engine, crop, sides))
             legible = [region for region in read if not _unread(region)]
             unread += len(read) - len(legible)
             unread += sum(
@@ -327,9 +325,7 @@ class PixelStage:
         findings = []
         for overlay in overlay_images(original):
             source = f"overlay:{overlay.group:04X}"
-            for region in self.engine.recognize(
-                overlay.image, max_side=self.settings.recognize_max_side
-            ):
+            for region in read_lines(self.engine, overlay.image, self.settings.recognize_sides):
                 moved = _moved(region, Box(overlay.origin[0], overlay.origin[1], 1, 1))
                 findings.append(self._judge(overlay.frame, moved, phi, source))
         return findings
@@ -384,7 +380,9 @@ class PixelStage:
             engine=self.engine,
             classifier=self.classifier,
             phi=inspection.phi,
-            recognize_max_side=self.settings.recognize_max_side,
+            recognize_sides=self.settings.recognize_sides,
+            # A reviewer's boxes skipped the text check: no frame was read before them.
+            read_every_frame=inspection.reviewed,
         )
         features = self._features(inspection, failed=not result.passed)
         risk = risk_score(features)
@@ -423,7 +421,7 @@ class PixelStage:
             return PixelDecision.HELD
         if inspection.plan:
             return PixelDecision.REDACTED
-        if inspection.findings or (inspection.triage is not None and inspection.triage.needs_ocr):
+        if inspection.findings or _detected(inspection):
             return PixelDecision.TEXT_KEPT
         return PixelDecision.NO_TEXT
 
@@ -432,7 +430,7 @@ class PixelStage:
         read = [f for f in inspection.findings if f.source != "review" and _legible(f.text)]
         decoded = inspection.decoded
         remove_all = self.mode is PixelPolicyMode.REMOVE_ALL_TEXT
-        detected = inspection.triage is not None and inspection.triage.needs_ocr
+        detected = _detected(inspection)
         interior = 0.0
         if read and decoded is not None:
             interior = sum(1 for f in read if _inside(f.box, decoded.width, decoded.height)) / len(
@@ -454,6 +452,12 @@ class PixelStage:
             boxes=len(inspection.findings),
             phi_boxes=sum(1 for f in inspection.findings if f.phi),
         )
+
+
+def _detected(inspection: PixelInspection) -> bool:
+    """Whether the text check's detector found text (text-prone frames skip it: False)."""
+    checked = inspection.triage
+    return checked is not None and any(plan.detections for plan in checked.plans)
 
 
 def _raw_pixels(ds: Dataset) -> bytes | None:

@@ -15,6 +15,9 @@ output bytes, re-read by the pipeline, are checked here:
 * overlay planes still present in the output (the profile removes them) are read too; an icon
   image still present fails the check (the stage removes it: it is a thumbnail of the
   unredacted pixels).
+* **a reviewer's boxes** (``read_every_frame``): the text check did not run, so no verdict
+  about the unchanged pixels exists; every distinct frame of the output is read whole, filled
+  or not (a reviewer who draws no box, or misses a line, is caught here).
 
 Any PHI line read is a failure: the instance is held, its findings are the lines read (PHI
 zone), and the reason says that PHI is still readable.
@@ -39,6 +42,7 @@ from radstream.deid.pixels.frames import (
     decode_frames,
     overlay_images,
 )
+from radstream.deid.pixels.reading import read_lines
 from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
 __all__ = ["PixelVerification", "verify_pixels"]
@@ -62,12 +66,12 @@ class _Reader:
     engine: OcrEngine
     classifier: PhiClassifier
     phi: PhiValues
-    max_side: int
+    sides: tuple[int, ...]
 
     def phi_lines(self, image: Image) -> list[tuple[TextRegion, tuple[str, ...], float]]:
         """The lines of ``image`` the classifier calls PHI, with their kinds and scores."""
         found = []
-        for region in self.engine.recognize(image, max_side=self.max_side):
+        for region in read_lines(self.engine, image, self.sides):
             verdict = self.classifier.classify(region.text, self.phi)
             if verdict.phi:
                 found.append((region, verdict.kinds, verdict.score))
@@ -83,16 +87,20 @@ def verify_pixels(
     engine: OcrEngine,
     classifier: PhiClassifier,
     phi: PhiValues,
-    recognize_max_side: int = 0,
+    recognize_sides: tuple[int, ...] = (0,),
+    read_every_frame: bool = False,
 ) -> PixelVerification:
     """Verify the pixels of the re-read output ``written`` (see the module docstring).
 
     ``expected`` is None when no box was filled: then the written Pixel Data must equal
-    ``original_pixels``.
+    ``original_pixels``. ``read_every_frame`` reads every distinct frame whole (a reviewer's
+    boxes: nothing was read before them).
     """
     started = time.perf_counter()
-    reader = _Reader(engine=engine, classifier=classifier, phi=phi, max_side=recognize_max_side)
-    reason, found, frames_read = _check(written, original_pixels, expected, filled, reader)
+    reader = _Reader(engine=engine, classifier=classifier, phi=phi, sides=recognize_sides)
+    reason, found, frames_read = _check(
+        written, original_pixels, expected, filled, reader, read_every_frame=read_every_frame
+    )
     return PixelVerification(
         passed=not reason,
         reason=reason,
@@ -108,25 +116,49 @@ def _check(
     expected: npt.NDArray[np.generic] | None,
     filled: Mapping[int, Sequence[Box]],
     reader: _Reader,
+    *,
+    read_every_frame: bool = False,
 ) -> tuple[str, list[PixelFinding], int]:
     """The reason the output fails ("" when it passes), the PHI read, the frames read."""
     if "IconImageSequence" in written:  # the stage removes it; here only if something failed
         return "icon_image_left", [], 0
     found = _leftover_overlays(written, reader)
     frames_read = 0
-    if expected is None:
-        if original_pixels is not None and _pixel_bytes(written) != original_pixels:
-            return "pixel_output_mismatch", found, 0
-    else:
+    unchanged = expected is None and original_pixels is not None
+    if unchanged and _pixel_bytes(written) != original_pixels:
+        return "pixel_output_mismatch", found, 0
+    if expected is not None or read_every_frame:
         try:
             decoded = decode_frames(written)
         except PixelFormatError:
             return "pixel_data_not_decodable", found, 0
-        if decoded.frames.shape != expected.shape or not np.array_equal(decoded.frames, expected):
+        if expected is not None and (
+            decoded.frames.shape != expected.shape or not np.array_equal(decoded.frames, expected)
+        ):
             return "pixel_output_mismatch", found, 0
-        read, frames_read = _reread(decoded, filled, reader)
+        if read_every_frame:
+            read, frames_read = _read_every_frame(decoded, reader)
+        else:
+            read, frames_read = _reread(decoded, filled, reader)
         found = read + found
     return ("phi_still_readable" if found else ""), found, frames_read
+
+
+def _read_every_frame(decoded: DecodedFrames, reader: _Reader) -> tuple[list[PixelFinding], int]:
+    """Recognize every frame whole, once per distinct frame (a still cine repeats itself)."""
+    found: list[PixelFinding] = []
+    read: list[Image] = []
+    whole = Box(0, 0, decoded.width, decoded.height)
+    for index in range(decoded.count):
+        image = decoded.display(index)
+        if any(np.array_equal(image, other) for other in read):
+            continue
+        found.extend(
+            _finding(index, region, whole, kinds, score)
+            for region, kinds, score in reader.phi_lines(image)
+        )
+        read.append(image)
+    return found, len(read)
 
 
 def _pixel_bytes(ds: Dataset) -> bytes | None:
