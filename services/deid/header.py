@@ -12,6 +12,7 @@ import re
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -19,7 +20,6 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import BaseTag
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
 from radstream.deid.elements import format_tag
@@ -84,15 +84,19 @@ def _encodings_of(ds: Dataset, inherited: list[str]) -> list[str]:
 def _walk(
     ds: Dataset, prefix: str, parents: tuple[str, ...], encodings: list[str], order: str | None
 ) -> Iterator[HeaderValue]:
-    for tag in list(ds.keys()):
-        if _is_bulk(tag):
+    for key in list(ds.keys()):
+        tag = int(key)  # a plain int: BaseTag compares in Python code, slow as a cache key
+        facts = _tag_facts(tag)
+        if facts is None:  # sample data and other bulk binary
             continue
-        path = f"{prefix}{format_tag(tag)}"
-        raw = ds.get_item(tag)
+        # Fetched now, not from a snapshot: reading a sequence converts other elements too
+        # (pydicom hands Pixel Representation down to the items).
+        raw = ds.get_item(key)
         if raw is None:
             continue
-        keyword = "" if BaseTag(tag).is_private else keyword_for_tag(tag)
-        vr = raw.VR or dictionary_vr_or_un(tag)
+        tag_text, keyword, dictionary_vr = facts
+        path = prefix + tag_text
+        vr = raw.VR or dictionary_vr
         if vr == "SQ" or isinstance(raw.value, DicomSequence):
             items = _sequence_items(ds, tag)
             if items is not None:
@@ -109,7 +113,7 @@ def _walk(
             if texts:
                 yield HeaderValue(
                     path=path,
-                    tag=int(tag),
+                    tag=tag,
                     keyword=keyword,
                     vr=vr,
                     texts=texts,
@@ -119,11 +123,25 @@ def _walk(
                 )
 
 
+@lru_cache(maxsize=16384)
+def _tag_facts(tag: int) -> tuple[str, str, str] | None:
+    """(``(gggg,eeee)``, keyword or "", dictionary VR or UN); None for bulk data, never walked.
+
+    Cached: every instance of a series walks the same tags, and each of these is a dictionary
+    lookup or a string format.
+    """
+    if _is_bulk(tag):
+        return None
+    keyword = "" if (tag >> 16) & 1 else keyword_for_tag(tag)
+    return format_tag(tag), keyword, dictionary_vr_or_un(tag)
+
+
 def _is_bulk(tag: int) -> bool:
     overlay_data = ((tag >> 16) & 0xFF01) == 0x6000 and (tag & 0xFFFF) == 0x3000
     return tag in _BULK_TAGS or overlay_data
 
 
+@lru_cache(maxsize=16384)
 def dictionary_vr_or_un(tag: int) -> str:
     """The dictionary VR of ``tag``; ``UN`` when the dictionary does not know it."""
     try:
@@ -152,12 +170,15 @@ def _element_texts(
         return None
     if isinstance(value, bytes | bytearray):
         return _bytes_texts(bytes(value), vr, encodings)
-    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     if vr in _BINARY_NUMBERS:
         if order is None:
             return None
+        values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
         runs = _printable_runs(_number_bytes(values, f"{order}{{}}{_BINARY_NUMBERS[vr]}"))
         return (runs, True, True) if runs else None
+    if type(value) is str:  # the common case: one plain string, its own text
+        return (value,), False, False
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     texts = [text for text in (_scalar_text(item) for item in values) if text is not None]
     return tuple(texts), False, False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -266,8 +266,13 @@ def collect_phi_values(
     )
 
 
+@lru_cache(maxsize=4096)
 def _alphanumeric(text: str) -> str:
-    return "".join(char for char in text.casefold() if char.isalnum())
+    """``text`` casefolded, letters and digits only (re's word class less ``_`` is isalnum)."""
+    return _NOT_ALPHANUMERIC.sub("", text.casefold())
+
+
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 
 
 def _text_of(ds: Dataset, keyword: str) -> str:
