@@ -17,8 +17,14 @@ three places under ``OUT_DIR``:
     Files that could not be processed (not DICOM, truncated, ...): input path and error.
     Nothing is written for them.
 
-``audit.jsonl`` has one audit record per input (no values); ``reidentification.jsonl`` the
-re-identification records (PHI). Only ``released/`` may leave the PHI zone. A file appears under
+``report.html`` (when the pixel policy is a :class:`~radstream.deid.pixels.stage.PixelStage`)
+    Per instance whose pixels were redacted or that was held: before and after thumbnails
+    with the boxes drawn, the decision, risk, reasons and scores
+    (:mod:`radstream.deid.report_html`). It shows original pixels and OCR text: PHI.
+
+``audit.jsonl`` has one audit record per input (no values; the pixel stage's decision and
+costs included); ``reidentification.jsonl`` the re-identification records (PHI). Only
+``released/`` may leave the PHI zone. A file appears under
 ``released/`` only after it was written in full (temp file, then rename).
 
 Everything written is for its owner only, whatever the umask: files are created 0600 and the
@@ -30,6 +36,7 @@ re-identification map are PHI; released files are copied out deliberately.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -38,6 +45,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from radstream.deid.audit import Digest
 from radstream.deid.burned_in import PixelPolicy
@@ -49,7 +59,9 @@ from radstream.deid.pipeline import (
     deidentify_instance,
     rejected_unread,
 )
+from radstream.deid.pixels.stage import PixelStage
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
+from radstream.deid.report_html import REPORT_FILE, HtmlReport, reported
 from radstream.dicom.errors import OversizedFileError
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
@@ -60,6 +72,7 @@ __all__ = [
     "REIDENTIFICATION_FILE",
     "REJECTED_FILE",
     "RELEASED_DIR",
+    "REPORT_FILE",
     "BatchEntry",
     "BatchSummary",
     "deidentify_directory",
@@ -146,13 +159,14 @@ def deidentify_directory(  # noqa: PLR0917 -- the pipeline's inputs plus where t
     DeidConfigurationError
         If ``in_dir`` is not a directory or ``out_dir`` is not empty; nothing is written then.
     """
-    writer = _Writer(_prepare(in_dir, out_dir))
+    stage = pixel_policy if isinstance(pixel_policy, PixelStage) else None
+    writer = _Writer(_prepare(in_dir, out_dir), stage=stage)
     entries: list[BatchEntry] = []
     try:
         for path in find_inputs(in_dir):
             relative = path.relative_to(in_dir).as_posix()
-            outcome = _deidentify_file(path, profile, keys, clean_text, pixel_policy, limits)
-            entry = writer.record(relative, outcome)
+            outcome, data = _deidentify_file(path, profile, keys, clean_text, pixel_policy, limits)
+            entry = writer.record(relative, outcome, data)
             entries.append(entry)
             if on_entry is not None:
                 on_entry(entry)
@@ -205,24 +219,28 @@ def _deidentify_file(  # noqa: PLR0917 -- the pipeline's inputs
     clean_text: TextCleaner,
     pixel_policy: PixelPolicy,
     limits: ReaderLimits,
-) -> InstanceOutcome:
+) -> tuple[InstanceOutcome, bytes | None]:
+    """The outcome for one file, and its bytes when they were read (for the pixel report)."""
     size = path.stat().st_size
     if size > limits.max_file_bytes:
         error = OversizedFileError(
             f"file holds {size} bytes, more than the limit of {limits.max_file_bytes}; "
             "raise RADSTREAM_DEID_MAX_FILE_BYTES if such files are expected"
         )
-        return rejected_unread(
+        unread = rejected_unread(
             _digest_file(path), error, profile=profile, pixel_policy=pixel_policy
         )
-    return deidentify_instance(
-        path.read_bytes(),
+        return unread, None
+    data = path.read_bytes()
+    outcome = deidentify_instance(
+        data,
         profile=profile,
         keys=keys,
         clean_text=clean_text,
         pixel_policy=pixel_policy,
         limits=limits,
     )
+    return outcome, data
 
 
 def _digest_file(path: Path) -> Digest:
@@ -237,19 +255,29 @@ def _digest_file(path: Path) -> Digest:
 
 
 class _Writer:
-    """Writes outputs and the four report files as entries come in."""
+    """Writes outputs and the report files as entries come in."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, stage: PixelStage | None = None) -> None:
         self.out_dir = out_dir
         self.held: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
         self._audit = os.fdopen(_open_private(out_dir / AUDIT_FILE), "w", encoding="utf-8")
         self._reid = os.fdopen(
             _open_private(out_dir / REIDENTIFICATION_FILE), "w", encoding="utf-8"
         )
+        self._report = (
+            HtmlReport(out_dir / REPORT_FILE, threshold=stage.threshold)
+            if stage is not None
+            else None
+        )
 
-    def record(self, relative: str, outcome: InstanceOutcome) -> BatchEntry:
+    def record(
+        self, relative: str, outcome: InstanceOutcome, data: bytes | None = None
+    ) -> BatchEntry:
         """Write what ``outcome`` produced for the input at ``relative``; return its entry."""
+        self.counts[outcome.status.value] += 1
+        self._illustrate(relative, outcome, data)
         output: str | None = None
         if outcome.status is InstanceStatus.RELEASED and outcome.output is not None:
             output = self._release(outcome.output, outcome.ids)
@@ -356,16 +384,42 @@ class _Writer:
                 + "\n"
             )
 
+    def _illustrate(self, relative: str, outcome: InstanceOutcome, data: bytes | None) -> None:
+        """The instance's section in report.html, if its pixels were redacted or it was held."""
+        held = outcome.status is InstanceStatus.HELD
+        if self._report is None or not reported(outcome.pixel_report, held=held):
+            return
+        self._report.add(
+            input_name=relative,
+            status=outcome.status.value,
+            reasons=outcome.reasons,
+            pixels=outcome.pixel_report,
+            before=_dataset(data),
+            after=_dataset(outcome.output if outcome.output is not None else outcome.candidate),
+        )
+
     def close(self) -> None:
-        """Write held.json and rejected.json, close the logs, remove the temp directory."""
+        """Write held.json, rejected.json and the report's summary; close the logs."""
         self._audit.close()
         self._reid.close()
+        if self._report is not None:
+            self._report.close(dict(self.counts))
         for name, rows in ((HELD_FILE, self.held), (REJECTED_FILE, self.rejected)):
             text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
             _write_private(self.out_dir / name, text.encode("utf-8"))
         partial = self.out_dir / _PARTIAL_DIR
         if partial.exists() and not any(partial.iterdir()):
             partial.rmdir()
+
+
+def _dataset(data: bytes | None) -> Dataset | None:
+    """The data set in ``data`` for a thumbnail, or None (the report says it is missing)."""
+    if data is None:
+        return None
+    try:
+        return dcmread(io.BytesIO(data))
+    except Exception:  # an unreadable input was rejected; its section shows no picture
+        return None
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -10,7 +10,7 @@ Kubernetes Secret), never from a default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -24,10 +24,16 @@ from radstream.common.settings import (
     RadstreamSettings,
 )
 from radstream.deid.errors import DeidConfigurationError
-from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption
+from radstream.deid.pixels.settings import DEFAULT_PADDING, PixelPolicyMode, PixelSettings
+from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, TextCleaner
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
 
-__all__ = ["DEID_COPIES", "MIN_KEY_BYTES", "DeidSettings", "parse_options"]
+if TYPE_CHECKING:
+    from radstream.deid.pixels.stage import PixelStage
+
+__all__ = ["DEFAULT_LEAK_RATE", "DEID_COPIES", "MIN_KEY_BYTES", "DeidSettings", "parse_options"]
+
+DEFAULT_LEAK_RATE = 0.01  # radstream.deid.pixels.risk.DEFAULT_LEAK_RATE, without its imports
 
 MIN_KEY_BYTES = 32
 # Copies of an instance the service holds at its peak, measured with tracemalloc on a 200 MB
@@ -68,6 +74,13 @@ class DeidSettings(RadstreamSettings):
     max_element_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_element_bytes, gt=0)
     max_private_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_private_bytes, gt=0)
     group_id: str = "deid"
+    # The pixel stage: every instance with pixel data is checked for text and cleaned.
+    ocr_engine: str = "rapidocr"  # radstream.ocr.engines.ENGINE_NAMES
+    pixel_mode: PixelPolicyMode = PixelPolicyMode.REMOVE_PHI
+    pixel_padding: int = Field(default=DEFAULT_PADDING, ge=0, le=64)
+    # The rate of PHI-bearing instances released with PHI readable that the calibrated risk
+    # threshold bounds (split conformal risk control on the engine's calibration data).
+    leak_rate: float = Field(default=DEFAULT_LEAK_RATE, gt=0.0, lt=1.0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
@@ -148,4 +161,36 @@ class DeidSettings(RadstreamSettings):
             ),
             max_element_bytes=self.max_element_bytes,
             max_private_bytes=self.max_private_bytes,
+        )
+
+    def pixel_settings(self) -> PixelSettings:
+        """The pixel stage's mode and padding (thresholds at their measured defaults)."""
+        return PixelSettings(mode=self.pixel_mode, padding=self.pixel_padding)
+
+    def pixel_stage(self, clean_text: TextCleaner) -> PixelStage:
+        """The pixel stage of these settings, with ``clean_text``'s Presidio analyzer.
+
+        The configured OCR engine (one per process), the header cleaner's analyzer for the PHI
+        classifier, and the threshold calibrated for the engine at ``leak_rate``.
+
+        Raises
+        ------
+        MisconfiguredError
+            An unknown engine name; MissingExtraError when its extra is not installed.
+        """
+        # Imported here: engines, OpenCV and the risk model load only where pixels are read.
+        from radstream.deid.clean import PresidioTextCleaner  # noqa: PLC0415
+        from radstream.deid.pixels.classify import PhiClassifier  # noqa: PLC0415
+        from radstream.deid.pixels.risk import threshold_for  # noqa: PLC0415
+        from radstream.deid.pixels.stage import PixelStage  # noqa: PLC0415
+        from radstream.ocr.engines import shared_engine  # noqa: PLC0415
+
+        settings = self.pixel_settings()
+        engine = shared_engine(self.ocr_engine)
+        analyzer = clean_text.analyzer if isinstance(clean_text, PresidioTextCleaner) else None
+        return PixelStage(
+            engine,
+            classifier=PhiClassifier(analyzer, threshold=settings.phi_threshold),
+            threshold=threshold_for(self.leak_rate, engine.info.name),
+            settings=settings,
         )

@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any
 
 from radstream.deid.phi import PhiCategory, PhiValue, PhiValues
+from radstream.deid.pixels.settings import DEFAULT_PHI_THRESHOLD
 from radstream.deid.recognizers import (
     clinical_recognizers,
     is_clinical_vocabulary,
@@ -51,7 +52,6 @@ __all__ = [
     "PhiVerdict",
 ]
 
-DEFAULT_PHI_THRESHOLD = 0.5
 CHARACTERS_PER_EDIT = 6  # OCR misreads more than people mistype: one edit per six characters
 MIN_FUZZY_LENGTH = 4
 MIN_PREFIX_LENGTH = 5

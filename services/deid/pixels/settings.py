@@ -1,16 +1,28 @@
-"""What the pixel stage is asked to do: the policy mode and the knobs, with their defaults."""
+"""What the pixel stage is asked to do: the policy mode and the knobs, with their defaults.
+
+Light on purpose (no OpenCV, no Presidio): :mod:`radstream.deid.config` reads it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from radstream.deid.pixels.classify import DEFAULT_PHI_THRESHOLD
-from radstream.deid.pixels.triage import TriageSettings
+if TYPE_CHECKING:
+    from radstream.deid.pixels.triage import TriageSettings
 
-__all__ = ["DEFAULT_PADDING", "PixelPolicyMode", "PixelSettings"]
+__all__ = ["DEFAULT_PADDING", "DEFAULT_PHI_THRESHOLD", "PixelPolicyMode", "PixelSettings"]
 
 DEFAULT_PADDING = 3
+DEFAULT_PHI_THRESHOLD = 0.5  # a line's PHI score from this up is PHI (see classify)
+
+
+def _default_triage() -> TriageSettings:
+    # Imported here: this module is read by the settings, which must not load OpenCV.
+    from radstream.deid.pixels.triage import TriageSettings  # noqa: PLC0415
+
+    return TriageSettings()
 
 
 class PixelPolicyMode(StrEnum):
@@ -27,10 +39,10 @@ class PixelSettings:
     mode: PixelPolicyMode = PixelPolicyMode.REMOVE_PHI
     padding: int = DEFAULT_PADDING  # pixels a filled box grows on every side
     phi_threshold: float = DEFAULT_PHI_THRESHOLD
-    # The recognizer's resolution (0: full). Large radiographs are read at most this large:
-    # their burned-in text is large too, and a 3000x2500 frame would cost seconds.
-    recognize_max_side: int = 2048
-    triage: TriageSettings = field(default_factory=TriageSettings)
+    # The recognizer's resolutions (0: full): a frame larger than the smallest is read at each
+    # (no larger than the frame), for small print and for large labels (see pixels.reading).
+    recognize_sides: tuple[int, ...] = (2048, 1024)
+    triage: TriageSettings = field(default_factory=_default_triage)
 
     def __post_init__(self) -> None:
         if self.padding < 0:

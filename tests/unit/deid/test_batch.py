@@ -273,7 +273,14 @@ class TestCommandLine:
         assert "released" in output
         assert "rejected" in output
         assert "not_dicom (1)" in output
-        assert len(files_under(out / "released")) == 2
+        # The command runs the pixel stage: the ultrasound instance's pixels hold no text, so it
+        # is checked and released with the two CT slices (the header-only policy held it).
+        assert len(files_under(out / "released")) == 3
+        audits = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+        decisions = {
+            entry["input"]: (entry["audit"]["pixels"] or {}).get("decision") for entry in audits
+        }
+        assert decisions[BURNED_IN] == "no_text"
 
     def test_the_command_releases_no_unknown_element(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
