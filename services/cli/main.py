@@ -352,7 +352,7 @@ def _demo_outputs(stack: LocalStack) -> list[str]:
 
 
 @app.command()
-def deid(
+def deid(  # noqa: PLR0917 -- one parameter per command-line option
     in_dir: Annotated[
         Path,
         typer.Argument(exists=True, file_okay=False, help="Directory of DICOM files to read."),
@@ -378,15 +378,34 @@ def deid(
             help="Use a random one-off key: pseudonyms and UIDs will not match any other run.",
         ),
     ] = False,
+    ocr_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--ocr-engine",
+            help="OCR engine that checks and reads the pixels: rapidocr (default), tesseract, "
+            "easyocr or kserve; default RADSTREAM_DEID_OCR_ENGINE.",
+        ),
+    ] = None,
+    leak_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--leak-rate",
+            min=0.0,
+            max=1.0,
+            help="Bound on the rate of PHI-bearing instances released with PHI readable; the "
+            "calibrated risk threshold holds the rest for review (default 0.01).",
+        ),
+    ] = None,
 ) -> None:
     """De-identify every file under IN_DIR into OUT_DIR (released/, held/, reports).
 
-    Only OUT_DIR/released/ may leave the PHI zone; held/ and the reports are PHI-zone data.
-    Exits 0 once every file has an outcome, held and rejected ones included.
+    Every instance with pixel data is checked for burned-in text; PHI text is filled and the
+    output read again before release. Only OUT_DIR/released/ may leave the PHI zone; held/,
+    report.html and the other reports are PHI-zone data. Exits 0 once every file has an
+    outcome, held and rejected ones included.
     """
     # Imported here: pydicom and spaCy are the deid extra, and slow to load for other commands.
     from radstream.deid.batch import deidentify_directory, find_inputs  # noqa: PLC0415
-    from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY  # noqa: PLC0415
     from radstream.deid.clean import build_text_cleaner  # noqa: PLC0415
     from radstream.deid.config import parse_options  # noqa: PLC0415
     from radstream.deid.profile import DeidKeys  # noqa: PLC0415
@@ -400,6 +419,12 @@ def deid(
         settings = _deid_settings(key_file)
         if options is not None:
             settings = settings.model_copy(update={"options": parse_options(options)})
+        if ocr_engine is not None:
+            settings = settings.model_copy(update={"ocr_engine": ocr_engine})
+        if leak_rate is not None:
+            if not 0.0 < leak_rate < 1.0:
+                raise typer.BadParameter("--leak-rate must lie strictly between 0 and 1")
+            settings = settings.model_copy(update={"leak_rate": leak_rate})
         if ephemeral_key:
             if settings.has_key:
                 raise typer.BadParameter(
@@ -419,8 +444,9 @@ def deid(
             raise typer.Exit(code=2)
         else:
             keys = settings.keys()
-        console.print("loading the PHI recognizer ...")
+        console.print("loading the PHI recognizer and the OCR engine ...")
         clean_text = build_text_cleaner()
+        pixel_stage = settings.pixel_stage(clean_text)
         profile = settings.profile()
         total = len(find_inputs(in_dir))
         with Progress(
@@ -437,7 +463,7 @@ def deid(
                 profile,
                 keys,
                 clean_text,
-                DEFAULT_PIXEL_POLICY,
+                pixel_stage,
                 limits=settings.reader_limits(),
                 on_entry=lambda _entry: progress.advance(task),
             )
