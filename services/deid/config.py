@@ -27,13 +27,25 @@ from radstream.deid.errors import DeidConfigurationError
 from radstream.deid.pixels.settings import DEFAULT_PADDING, PixelPolicyMode, PixelSettings
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, TextCleaner
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits
+from radstream.ocr.config import OcrClientSettings
 
 if TYPE_CHECKING:
     from radstream.deid.pixels.stage import PixelStage
+    from radstream.ocr.engine import OcrEngine
 
-__all__ = ["DEFAULT_LEAK_RATE", "DEID_COPIES", "MIN_KEY_BYTES", "DeidSettings", "parse_options"]
+__all__ = [
+    "DEFAULT_LEAK_RATE",
+    "DEID_COPIES",
+    "MIN_KEY_BYTES",
+    "REMOTE_OCR_ENGINE",
+    "DeidSettings",
+    "parse_options",
+]
 
 DEFAULT_LEAK_RATE = 0.01  # radstream.deid.pixels.risk.DEFAULT_LEAK_RATE, without its imports
+# RADSTREAM_DEID_OCR_ENGINE's value for an ocr service (RADSTREAM_OCR_CLIENT_*, the Helm chart's
+# services.deid.ocr.via: service) instead of an engine in this process.
+REMOTE_OCR_ENGINE = "grpc"
 
 MIN_KEY_BYTES = 32
 # Copies of an instance the service holds at its peak, measured with tracemalloc on a 200 MB
@@ -75,7 +87,7 @@ class DeidSettings(RadstreamSettings):
     max_private_bytes: int = Field(default=DEFAULT_READER_LIMITS.max_private_bytes, gt=0)
     group_id: str = "deid"
     # The pixel stage: every instance with pixel data is checked for text and cleaned.
-    ocr_engine: str = "rapidocr"  # radstream.ocr.engines.ENGINE_NAMES
+    ocr_engine: str = "rapidocr"  # radstream.ocr.engines.ENGINE_NAMES, or REMOTE_OCR_ENGINE
     pixel_mode: PixelPolicyMode = PixelPolicyMode.REMOVE_PHI
     pixel_padding: int = Field(default=DEFAULT_PADDING, ge=0, le=64)
     # The rate of PHI-bearing instances released with PHI readable that the calibrated risk
@@ -86,6 +98,7 @@ class DeidSettings(RadstreamSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     blob: BlobSettings = Field(default_factory=BlobSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    ocr_client: OcrClientSettings = Field(default_factory=OcrClientSettings)
     observability: ObservabilitySettings = Field(
         default_factory=lambda: ObservabilitySettings(service_name="deid")
     )
@@ -167,6 +180,20 @@ class DeidSettings(RadstreamSettings):
         """The pixel stage's mode and padding (thresholds at their measured defaults)."""
         return PixelSettings(mode=self.pixel_mode, padding=self.pixel_padding)
 
+    def ocr(self) -> OcrEngine:
+        """The OCR engine: this process's (one per name), or an ocr service's over gRPC.
+
+        The remote engine names the server's engine in ``info``, so the threshold calibrated for
+        that engine applies; its TLS files are read here, and a missing one stops the start.
+        """
+        if self.ocr_engine == REMOTE_OCR_ENGINE:
+            from radstream.ocr.client import GrpcOcrEngine  # noqa: PLC0415 -- grpc, numpy
+
+            return GrpcOcrEngine.from_settings(self.ocr_client)
+        from radstream.ocr.engines import shared_engine  # noqa: PLC0415
+
+        return shared_engine(self.ocr_engine)
+
     def pixel_stage(self, clean_text: TextCleaner) -> PixelStage:
         """The pixel stage of these settings, with ``clean_text``'s Presidio analyzer.
 
@@ -183,10 +210,9 @@ class DeidSettings(RadstreamSettings):
         from radstream.deid.pixels.classify import PhiClassifier  # noqa: PLC0415
         from radstream.deid.pixels.risk import threshold_for  # noqa: PLC0415
         from radstream.deid.pixels.stage import PixelStage  # noqa: PLC0415
-        from radstream.ocr.engines import shared_engine  # noqa: PLC0415
 
         settings = self.pixel_settings()
-        engine = shared_engine(self.ocr_engine)
+        engine = self.ocr()
         analyzer = clean_text.analyzer if isinstance(clean_text, PresidioTextCleaner) else None
         return PixelStage(
             engine,

@@ -17,6 +17,8 @@ import helm_python
 import kubernetes_validate
 import pytest
 
+from radstream.deid.config import REMOTE_OCR_ENGINE, DeidSettings
+from radstream.ocr.client import GrpcOcrEngine
 from radstream.ocr.config import DEFAULT_GRPC_PORT, OcrClientSettings, OcrSettings
 from radstream.ocr.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from tests.settings_variables import variables
@@ -177,7 +179,7 @@ def test_deid_calls_the_ocr_service_by_its_dns_name_and_verifies_it(
     client = settings_from(plain, OcrClientSettings, monkeypatch)
     assert client.target == f"rs-radstream-ocr.radiology.svc:{DEFAULT_GRPC_PORT}"
     assert client.tls and client.tls_ca_file == Path("/etc/radstream/ocr-ca/ca.crt")
-    assert plain["RADSTREAM_DEID_OCR_ENGINE"] != DEFAULT_ENGINE, "not in-process"
+    assert plain["RADSTREAM_DEID_OCR_ENGINE"] == REMOTE_OCR_ENGINE, "not in-process"
     ca = volume(deid, "ocr-ca")["secret"]
     assert ca["secretName"] == "radstream-ocr-tls"
     assert ca["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the CA only, never ocr's key"
@@ -264,6 +266,20 @@ def test_an_insecure_release_speaks_plaintext_grpc_on_both_sides(
     plain, _ = environment(docs, "deid")
     client = settings_from(plain, OcrClientSettings, monkeypatch)
     assert not server.tls and not client.tls, "one side on TLS and the other not: no call works"
+
+
+def test_deid_given_the_service_settings_reads_pixels_through_the_ocr_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    values = merged(WITH_OCR, {"insecure": True, "services": {"ocr": {"tls": {"secret": ""}}}})
+    plain, _ = environment(render(values), "deid")
+    ocr_settings = {k: v for k, v in plain.items() if re.match("RADSTREAM_(DEID_)?OCR_", k)}
+
+    engine = settings_from(ocr_settings, DeidSettings, monkeypatch).ocr()
+
+    assert isinstance(engine, GrpcOcrEngine)
+    assert engine.client.target == f"rs-radstream-ocr.radiology.svc:{DEFAULT_GRPC_PORT}"
+    engine.client.close()
 
 
 def test_mutual_tls_lets_in_only_callers_with_a_certificate(
