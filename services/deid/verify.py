@@ -46,12 +46,11 @@ from functools import lru_cache
 from itertools import count
 from typing import Literal, TypeVar
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from radstream.deid.clean import REPLACEMENT_TOKENS
 from radstream.deid.defined_terms import is_defined_term
-from radstream.deid.header import HeaderValue, header_values
+from radstream.deid.header import HeaderValue, dictionary_vr_or_un, header_values
 from radstream.deid.phi import PhiCategory, PhiValue, PhiValues
 from radstream.deid.recognizers import is_clinical_vocabulary, is_clinical_word
 from radstream.deid.variants import fold, normalise, tokens, value_pattern, variants
@@ -180,21 +179,26 @@ def find_residual_phi(
     searched = _searched_values(output, retained_uids=retained_uids)
     instance_codes = _instance_codes(searched)
     for item in searched:
+        coded = _standard_coded_string(item)
+        # Binary runs are noise, and defined terms ("PNAME", "TEXT") sit one edit away from
+        # too many names: both get the exact search only.
+        fuzzy = not (item.binary or coded)
+        coil = item.keyword in _COIL_NAME_KEYWORDS
         for text in item.texts:
             if text.strip() in allowed_texts:
                 continue
-            searchable = fold(_REPLACEMENT.sub(" ", text))
-            if item.keyword in _COIL_NAME_KEYWORDS:
-                searchable = _without_words(searchable, instance_codes)
-            coded = _standard_coded_string(item)
-            code = normalise(text) if coded and is_defined_term(item.keyword, text) else None
-            for kind in _memo_exact_kinds(searchable, search, code):
+            if coil:  # depends on the instance's codes: not memoized
+                kinds, text_windows = _text_answer(
+                    text, search, item.keyword, coded=coded, fuzzy=fuzzy, codes=instance_codes
+                )
+            else:
+                kinds, text_windows = _memo_text_answer(
+                    text, search, item.keyword if coded else "", coded=coded, fuzzy=fuzzy
+                )
+            for kind in kinds:
                 found[(item.path, kind)] = "exact"
-            # Binary runs are noise, and defined terms ("PNAME", "TEXT") sit one edit away
-            # from too many names: both get the exact search only.
-            if not (item.binary or coded):
-                for window in _memo_windows(searchable, search):
-                    windows[window].add(item.path)
+            for window in text_windows:
+                windows[window].add(item.path)
     for (path, kind), match in _fuzzy_hits(windows, search).items():
         found.setdefault((path, kind), match)
     return [
@@ -209,13 +213,19 @@ def _without_equipment_names(phi: PhiValues, output: Dataset) -> PhiValues:
     A station called "TERASON_US" or an institution called "TOSHIBA" names the equipment, which
     the profile keeps in Manufacturer and ManufacturerModelName; it identifies no one.
     """
-    maker_words = {
+    maker_words = frozenset(
         word.casefold()
         for keyword in ("Manufacturer", "ManufacturerModelName")
         for word in tokens(_text_of(output, keyword))
-    }
+    )
     if not maker_words:
         return phi
+    return _without_maker_words(phi, maker_words)
+
+
+@lru_cache(maxsize=256)
+def _without_maker_words(phi: PhiValues, maker_words: frozenset[str]) -> PhiValues:
+    """See :func:`_without_equipment_names`; cached, as every instance of a series asks alike."""
 
     def names_equipment(value: PhiValue) -> bool:
         words = [word.casefold() for word in tokens(value.text)]
@@ -289,12 +299,7 @@ def _searched_values(output: Dataset, *, retained_uids: bool) -> list[HeaderValu
 
 def _standard_coded_string(item: HeaderValue) -> bool:
     """A CS element of a standard attribute that the dictionary says is CS (not a wrong VR)."""
-    if item.vr != "CS" or not item.keyword:
-        return False
-    try:
-        return bool(dictionary_VR(item.tag) == "CS")
-    except KeyError:
-        return False
+    return item.vr == "CS" and bool(item.keyword) and dictionary_vr_or_un(item.tag) == "CS"
 
 
 def _item_path(path: str) -> str:
@@ -374,27 +379,43 @@ def _exact_or_fuzzy(distance: int) -> MatchKind:
 _MEMO_LIMIT = 1 << 15
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-_exact_memo: dict[tuple[int, str, str | None], frozenset[str]] = {}
-_windows_memo: dict[tuple[int, str], frozenset[str]] = {}
+_text_memo: dict[tuple[int, str, str, bool, bool], tuple[frozenset[str], frozenset[str]]] = {}
 _typo_memo: dict[tuple[int, str], tuple[tuple[int, str, MatchKind], ...]] = {}
 
 
-def _memo_exact_kinds(text: str, search: _Search, code: str | None) -> frozenset[str]:
-    key = (search.serial, text, code)
-    kinds = _exact_memo.get(key)
-    if kinds is None:
-        kinds = frozenset(_exact_kinds(text, search, code=code))
-        _remember(_exact_memo, key, kinds)
-    return kinds
+def _text_answer(
+    text: str,
+    search: _Search,
+    keyword: str,
+    *,
+    coded: bool,
+    fuzzy: bool,
+    codes: frozenset[str] | None = None,
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The PHI kinds ``text`` holds exactly, and its word windows for the fuzzy search.
+
+    ``coded``: the text is the value of a standard CS attribute ``keyword`` (a defined term of
+    it excuses a PHI value equal to the whole of it). ``fuzzy``: windows are wanted.
+    ``codes``: the instance's coded words, blanked out first (coil names only).
+    """
+    searchable = fold(_REPLACEMENT.sub(" ", text))
+    if codes is not None:
+        searchable = _without_words(searchable, codes)
+    code = normalise(text) if coded and is_defined_term(keyword, text) else None
+    kinds = frozenset(_exact_kinds(searchable, search, code=code))
+    found = frozenset(_windows(searchable, search.window_sizes)) if fuzzy else frozenset()
+    return kinds, found
 
 
-def _memo_windows(text: str, search: _Search) -> frozenset[str]:
-    key = (search.serial, text)
-    found = _windows_memo.get(key)
-    if found is None:
-        found = frozenset(_windows(text, search.window_sizes))
-        _remember(_windows_memo, key, found)
-    return found
+def _memo_text_answer(
+    text: str, search: _Search, keyword: str, *, coded: bool, fuzzy: bool
+) -> tuple[frozenset[str], frozenset[str]]:
+    key = (search.serial, text, keyword, coded, fuzzy)
+    answer = _text_memo.get(key)
+    if answer is None:
+        answer = _text_answer(text, search, keyword, coded=coded, fuzzy=fuzzy)
+        _remember(_text_memo, key, answer)
+    return answer
 
 
 def _memo_typo_hits(window: str, search: _Search) -> tuple[tuple[int, str, MatchKind], ...]:
@@ -415,7 +436,8 @@ def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
 def forget_searches() -> None:
     """Drop the compiled searches and every memoized answer (tests and benchmarks start cold)."""
     _search_for.cache_clear()
-    for memo in (_exact_memo, _windows_memo, _typo_memo):
+    _without_maker_words.cache_clear()
+    for memo in (_text_memo, _typo_memo):
         memo.clear()
 
 
