@@ -22,6 +22,7 @@ from radstream.ocr.client import (
     OcrEngineFailedError,
     OcrRefusedError,
     OcrUnavailableError,
+    grpc_engine,
     raw_image,
 )
 from radstream.ocr.config import OcrClientSettings
@@ -124,6 +125,19 @@ def test_nothing_listening_is_unavailable_after_the_retries() -> None:
     ):
         client.describe()
     assert len(sleeps.slept) == 1
+
+
+async def test_the_registry_factory_builds_the_remote_engine_from_the_environment(
+    monkeypatch,
+) -> None:
+    async with serving(ScriptedEngine(REGIONS)) as ocr:
+        monkeypatch.setenv("RADSTREAM_OCR_CLIENT_TARGET", ocr.server.address)
+        remote = grpc_engine(languages=["en"], timeout_s=5)
+        found = await asyncio.to_thread(remote.detect, np.zeros((20, 60), np.uint8))
+        remote.client.close()
+
+    assert (remote.client.target, remote.client.timeout_s) == (ocr.server.address, 5)
+    assert [r.box.x for r in found] == [2, 30]
 
 
 def test_client_settings_read_the_environment(monkeypatch) -> None:
