@@ -55,6 +55,7 @@ from radstream.deid.pixels.calibration import (
 )
 from radstream.deid.pixels.synthetic import (
     GENERATOR_VERSION,
+    INSTANCES_DIR,
     InstanceLabels,
     LabelBox,
     SplitLabels,
@@ -340,20 +341,21 @@ def _read_again(box: LabelBox, regions: Sequence[Any]) -> bool:
 
 
 def run_cli(
-    in_dir: Path, out_dir: Path, *, engine: str, leak_rate: float, extra: Sequence[str] = ()
+    split_dir: Path, out_dir: Path, *, engine: str, leak_rate: float, extra: Sequence[str] = ()
 ) -> float:
-    """Run ``radstream deid IN OUT`` as a user would; return its wall time in seconds."""
+    """Run ``radstream deid SPLIT/dicom OUT`` as a user would; return its wall time in seconds."""
     command = [
         sys.executable,
         "-m",
         "radstream.cli.main",
         "deid",
-        str(in_dir),
+        str(split_dir / INSTANCES_DIR),
         str(out_dir),
         "--ocr-engine",
         engine,
         "--leak-rate",
         str(leak_rate),
+        "--ephemeral-key",  # synthetic patients: no pseudonym needs to match another run
         *extra,
     ]
     started = time.perf_counter()
@@ -485,13 +487,12 @@ def ensure_split(directory: Path, split: str, count: int) -> SplitLabels:
             split,
             count,
             GENERATOR_VERSION,
-        ) and all((directory / item.file).is_file() for item in existing.instances):
+        ) and all((directory / INSTANCES_DIR / item.file).is_file() for item in existing.instances):
             return existing
     except (FileNotFoundError, KeyError, ValueError):
         pass
-    if directory.exists():
-        for stale in directory.glob("*.dcm"):
-            stale.unlink()
+    if (directory / INSTANCES_DIR).exists():
+        shutil.rmtree(directory / INSTANCES_DIR)
     return write_split(directory, split, count)
 
 

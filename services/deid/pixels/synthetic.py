@@ -49,6 +49,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 __all__ = [
     "GENERATOR_VERSION",
+    "INSTANCES_DIR",
     "LABELS_FILE",
     "SPLIT_SEEDS",
     "InstanceLabels",
@@ -63,6 +64,8 @@ __all__ = [
 
 GENERATOR_VERSION = 1
 LABELS_FILE = "labels.json"
+INSTANCES_DIR = "dicom"
+"""The split's DICOM files sit in this folder beside ``labels.json``: the folder to de-identify."""
 SPLIT_SEEDS = {"calibration": 1_000_000, "held-out": 2_000_000, "test": 3_000_000}
 """First seed of each split; a split of ``count`` instances uses ``first .. first + count - 1``."""
 
@@ -779,17 +782,19 @@ def write_split(
 ) -> SplitLabels:
     """Write ``count`` instances of ``split`` and their ``labels.json`` into ``out_dir``.
 
-    Files are named by split and index (``held-out-0007.dcm``), never by anything in them.
+    The files go to ``out_dir/dicom/`` (what ``radstream deid`` reads), named by split and
+    index (``held-out-0007.dcm``), never by anything in them; ``labels.json`` beside that
+    folder names them relative to it.
     """
     if split not in SPLIT_SEEDS and first_seed is None:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLIT_SEEDS)}")
     start = SPLIT_SEEDS[split] if first_seed is None else first_seed
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / INSTANCES_DIR).mkdir(parents=True, exist_ok=True)
     instances = []
     for index in range(count):
         name = f"{split}-{index:04d}.dcm"
         instance = generate_instance(start + index, file=name)
-        (out_dir / name).write_bytes(instance.to_bytes())
+        (out_dir / INSTANCES_DIR / name).write_bytes(instance.to_bytes())
         instances.append(instance.labels)
     labels = SplitLabels(
         split=split,
@@ -832,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = sum(item.has_text for item in labels.instances)
     print(
         f"{labels.count} instances ({phi} with PHI in the pixels, {text} with text) "
-        f"-> {arguments.out_dir}"
+        f"-> {arguments.out_dir / INSTANCES_DIR}, {arguments.out_dir / LABELS_FILE}"
     )
     return 0
 

@@ -13,6 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from radstream.deid.pixels.synthetic import (
+    INSTANCES_DIR,
     LABELS_FILE,
     SPLIT_SEEDS,
     SyntheticInstance,
@@ -40,8 +41,11 @@ def test_a_split_written_twice_is_identical(tmp_path: Path) -> None:
     a = write_split(tmp_path / "a", "test", 5)
     b = write_split(tmp_path / "b", "test", 5)
     assert a == b
-    for name in sorted(p.name for p in (tmp_path / "a").iterdir()):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    names = sorted(p.name for p in (tmp_path / "a" / INSTANCES_DIR).iterdir())
+    assert names == [f"test-{i:04d}.dcm" for i in range(5)]
+    for name in names:
+        first, second = (tmp_path / side / INSTANCES_DIR / name for side in "ab")
+        assert first.read_bytes() == second.read_bytes()
     assert load_split(tmp_path / "a") == a
     assert (tmp_path / "a" / LABELS_FILE).stat().st_mode & 0o777 == 0o600
 
