@@ -54,7 +54,7 @@ def installed_extras(commands: str) -> set[str]:
 def test_make_demo_installs_only_what_the_demo_runs(tmp_path: Path) -> None:
     commands = dry_run("demo", tmp_path / "venv")
 
-    assert installed_extras(commands) == {"local", "ingest", "deid", "dicom"}
+    assert installed_extras(commands) == {"local", "ingest", "deid", "dicom", "ocr"}
     assert "apt-get" not in commands, "the demo needs no Debian packages"
     assert commands.rstrip().endswith("radstream demo")
 
