@@ -20,16 +20,14 @@ the output, so nothing about the instance may be released without a person.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 from radstream.deid.pixels.calibration import (
     FAIL_CLOSED,
-    CalibrationSet,
     RiskThreshold,
     conformal_threshold,
+    load_calibration,
 )
 from radstream.deid.pixels.findings import RiskFeatures
 
@@ -126,14 +124,12 @@ def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr"
     """
     if not 0.0 < leak_rate < 1.0:
         raise ValueError(f"leak rate must lie strictly between 0 and 1, got {leak_rate}")
-    try:
-        text = resources.files("radstream.deid.pixels.calibration").joinpath(f"{engine}.json")
-        data = json.loads(text.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ModuleNotFoundError):
+    calibration = load_calibration(engine)
+    if calibration is None:
         return RiskThreshold(
             value=0.0, leak_rate=leak_rate, engine=engine, n_calibration=0, method=FAIL_CLOSED
         )
-    return conformal_threshold(CalibrationSet.from_dict(data), leak_rate)
+    return conformal_threshold(calibration, leak_rate)
 
 
 DEFAULT_THRESHOLD = threshold_for(DEFAULT_LEAK_RATE, "rapidocr")

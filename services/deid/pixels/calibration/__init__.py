@@ -22,8 +22,10 @@ only the threshold, so ``--leak-rate`` picks its own threshold at run time.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "RiskThreshold",
     "clopper_pearson",
     "conformal_threshold",
+    "load_calibration",
 ]
 
 CONFORMAL_RISK_CONTROL = "conformal_risk_control"
@@ -165,6 +168,15 @@ class CalibrationSet:
             return 0.0
         released_leaks = sum(r.leak and not threshold.holds(r.risk) for r in population)
         return released_leaks / len(population)
+
+
+def load_calibration(engine: str) -> CalibrationSet | None:
+    """The calibration shipped for ``engine`` (``<engine>.json`` beside this module), or None."""
+    try:
+        text = resources.files(__name__).joinpath(f"{engine}.json").read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return None
+    return CalibrationSet.from_dict(json.loads(text))
 
 
 def conformal_threshold(calibration: CalibrationSet, alpha: float) -> RiskThreshold:
