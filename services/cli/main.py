@@ -43,6 +43,7 @@ from radstream.common.topics import ALL_TOPICS, DEID_COMPLETED_V1, DLQ_SUFFIX, S
 if TYPE_CHECKING:
     from radstream.deid.batch import BatchSummary
     from radstream.deid.config import DeidSettings
+    from radstream.deid.pixels.calibration import RiskThreshold
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 console = Console()
@@ -447,6 +448,7 @@ def deid(  # noqa: PLR0917 -- one parameter per command-line option
         console.print("loading the PHI recognizer and the OCR engine ...")
         clean_text = build_text_cleaner()
         pixel_stage = settings.pixel_stage(clean_text)
+        console.print(_threshold_line(pixel_stage.threshold))
         profile = settings.profile()
         total = len(find_inputs(in_dir))
         with Progress(
@@ -471,6 +473,29 @@ def deid(  # noqa: PLR0917 -- one parameter per command-line option
         raise _fail(exc) from exc
     console.print(_deid_summary(summary))
     console.print(f"released files: {out_dir / 'released'}; reports: {out_dir}")
+
+
+def _threshold_line(threshold: RiskThreshold) -> str:
+    """What the leak-rate bound costs, or that it cannot be had (everything with text held)."""
+    from radstream.deid.pixels.calibration import load_calibration  # noqa: PLC0415 -- deid extra
+
+    bound = f"leak rate {threshold.leak_rate:g}"
+    calibration = load_calibration(threshold.engine)
+    if threshold.fail_closed:
+        return (
+            f"[yellow]{bound} cannot be guaranteed with the calibration data for "
+            f"{threshold.engine} ({threshold.n_calibration} PHI-bearing instances): every "
+            "instance with text is held for review (fail closed)[/yellow]"
+        )
+    review = (
+        f", {calibration.review_rate(threshold):.1%} of text-bearing calibration instances held"
+        if calibration is not None
+        else ""
+    )
+    return (
+        f"{bound}: risk threshold {threshold.value:.3f} from {threshold.n_calibration} "
+        f"PHI-bearing calibration instances ({threshold.engine}){review}"
+    )
 
 
 def _deid_settings(key_file: Path | None) -> DeidSettings:
