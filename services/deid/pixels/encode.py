@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
+from pydicom.pixels.utils import pack_bits
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -106,8 +107,11 @@ def _set_colour_model(output: Dataset, decoded: DecodedFrames) -> None:
 
 
 def _write_native(output: Dataset, frames: npt.NDArray[np.generic], syntax: str) -> None:
-    little = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
-    data = np.ascontiguousarray(little).tobytes()
+    if int(output.get("BitsAllocated", 8) or 8) == 1:
+        data = pack_bits(np.ascontiguousarray(frames, dtype=np.uint8))  # 1-bit: 8 pixels a byte
+    else:
+        little = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
+        data = np.ascontiguousarray(little).tobytes()
     if len(data) % 2:
         data += b"\0"  # PS3.5 7.1.1: values have even length
     for keyword in _ENCAPSULATION_ONLY:
@@ -115,7 +119,7 @@ def _write_native(output: Dataset, frames: npt.NDArray[np.generic], syntax: str)
             delattr(output, keyword)
     output.PixelData = data
     element = output["PixelData"]
-    element.VR = "OB" if frames.dtype.itemsize == 1 else "OW"
+    element.VR = "OB" if frames.dtype.itemsize == 1 else "OW"  # 1-bit packed is OB too
     element.is_undefined_length = False
     _forget_decoded(output)
     output.file_meta.TransferSyntaxUID = UID(syntax)

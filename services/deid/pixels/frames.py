@@ -16,7 +16,8 @@ shows up white in the display image, and is checked (and filled) like any burned
 
 :meth:`DecodedFrames.display` gives an engine its ``uint8`` image of one frame:
 
-* 8-bit monochrome and RGB as stored: the device drew its text for that display;
+* 8-bit monochrome and RGB as stored: the device drew its text for that display (fewer bits,
+  such as 1-bit masks, stretched to the full range);
 * deeper monochrome through the VOI window of the header (Window Center/Width, the first pair,
   top level or the shared functional groups, in rescaled units), else between the 0.5th and
   99.5th percentiles of a sample of the frame: burned-in text sits at or beyond the extremes
@@ -139,8 +140,10 @@ class DecodedFrames:
             if frame.dtype == np.uint8:
                 return np.ascontiguousarray(frame)
             return _robust_window(frame).apply(frame)
-        if frame.dtype == np.uint8:  # 8-bit: as the device drew it, whatever the header window
-            image = np.ascontiguousarray(frame)
+        if frame.dtype == np.uint8 and self.bits_stored >= 8:
+            image = np.ascontiguousarray(frame)  # 8-bit: as the device drew it, whatever window
+        elif frame.dtype == np.uint8:
+            image = Window(0, (1 << max(1, self.bits_stored)) - 1).apply(frame)  # 1-bit and such
         else:
             window = self.window if self.window is not None else _robust_window(frame)
             image = window.apply(frame)
