@@ -139,7 +139,7 @@ def scan_bare_dataset(data: bytes, limits: LayoutLimits) -> bool:
         Encoding(implicit=False, little=False),
     ):
         layout = Layout()
-        walker = LayoutWalker(data, limits, layout, detect_encoding=False)
+        walker = LayoutWalker(data, limits, layout, detect_encoding=False, note_order=True)
         try:
             walker.dataset(0, len(data), encoding, top_level=True)
         except (MalformedDicomError, TruncatedDicomError, OversizedElementError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pydicom.datadict import dictionary_VR
@@ -48,6 +49,12 @@ LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 _MAX_DEPTH = 64  # sequences nested deeper than any IOD defines are an attack, not an image
+# Compiled once per byte order (little endian True/False): a format string costs a cache lookup
+# on every call.
+_TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
+_LONG = {True: struct.Struct("<L"), False: struct.Struct(">L")}
+_SHORT = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_ITEM_HEADER = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +75,15 @@ def is_vr(raw: bytes) -> bool:
     return len(raw) == 2 and 0x40 < raw[0] < 0x5B and 0x40 < raw[1] < 0x5B
 
 
+@lru_cache(maxsize=16384)
+def _dictionary_vr(tag: int) -> str:
+    """The dictionary VR of ``tag``, "" when the dictionary does not know it (cached)."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
 def _tag_text(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
@@ -76,12 +92,21 @@ class LayoutWalker:
     """Recursive walk over data sets, sequences, items and fragments."""
 
     def __init__(
-        self, data: bytes, limits: LayoutLimits, layout: Layout, *, detect_encoding: bool = True
+        self,
+        data: bytes,
+        limits: LayoutLimits,
+        layout: Layout,
+        *,
+        detect_encoding: bool = True,
+        note_order: bool = False,
     ) -> None:
         self.data = data
         self.limits = limits
         self.layout = layout
         self.detect_encoding = detect_encoding
+        # Whether to keep tags_ascending and known_tags (a dictionary lookup per top-level
+        # element): only telling a bare data set from other bytes needs them.
+        self.note_order = note_order
         self.tags_ascending = True
         self.known_tags = 0
 
@@ -104,13 +129,16 @@ class LayoutWalker:
             raise MalformedDicomError(f"sequences nest deeper than {_MAX_DEPTH} levels")
         encoding = self._detect(position, end, encoding, top_level=top_level)
         previous = -1
+        unpack_tag = _TAG[encoding.little].unpack_from
+        data = self.data
+        note_order = top_level and self.note_order
         while position < end:
             if end - position < 8:
                 raise TruncatedDicomError(
                     f"data ends {end - position} byte(s) into an element header at offset "
                     f"{position}"
                 )
-            group, element = struct.unpack_from(encoding.endian + "HH", self.data, position)
+            group, element = unpack_tag(data, position)
             tag = group << 16 | element
             if tag == ITEM_DELIMITER:
                 if in_item:
@@ -120,7 +148,7 @@ class LayoutWalker:
                 raise MalformedDicomError(
                     f"item tag {_tag_text(tag)} where an element was expected at offset {position}"
                 )
-            if top_level:
+            if note_order:
                 self._note_order(tag, previous)
                 previous = tag
             position = self.element(
@@ -167,8 +195,9 @@ class LayoutWalker:
         data = self.data
         vr: bytes | None = None
         raw_vr = data[position + 4 : position + 6]
-        if encoding.implicit or not is_vr(raw_vr):
-            (length,) = struct.unpack_from(encoding.endian + "L", data, position + 4)
+        # is_vr, inlined: two uppercase ASCII letters (the slice is 2 bytes: end - position >= 8)
+        if encoding.implicit or not (0x40 < raw_vr[0] < 0x5B and 0x40 < raw_vr[1] < 0x5B):
+            (length,) = _LONG[encoding.little].unpack_from(data, position + 4)
             start = position + 8
         else:
             vr = raw_vr
@@ -178,10 +207,10 @@ class LayoutWalker:
                         f"data ends inside the header of element {_tag_text(tag)} at offset "
                         f"{position}"
                     )
-                (length,) = struct.unpack_from(encoding.endian + "L", data, position + 8)
+                (length,) = _LONG[encoding.little].unpack_from(data, position + 8)
                 start = position + 12
             else:
-                (length,) = struct.unpack_from(encoding.endian + "H", data, position + 6)
+                (length,) = _SHORT[encoding.little].unpack_from(data, position + 6)
                 start = position + 8
         private = (tag >> 16) % 2 == 1
         if length == UNDEFINED_LENGTH:
@@ -193,7 +222,7 @@ class LayoutWalker:
                     f"but only {end - start} remain"
                 )
             after = start + length
-            if self._is_sequence(tag, vr, length):
+            if length and self._is_sequence(tag, vr, length):
                 self.items(
                     start, after, encoding, tag, vr, depth=depth, in_private=private, bounded=True
                 )
@@ -209,10 +238,8 @@ class LayoutWalker:
             return False
         if vr is not None:
             return vr == b"SQ"
-        try:
-            return dictionary_VR(tag) == "SQ"
-        except KeyError:
-            return False  # pydicom reads an implicit private element of defined length as bytes
+        return _dictionary_vr(tag) == "SQ"  # "" when unknown: an implicit private element of
+        # defined length is read by pydicom as bytes
 
     def items(
         self,
@@ -234,12 +261,13 @@ class LayoutWalker:
         # PS3.5 6.2.2: a UN element of undefined length holds an implicit VR little endian SQ.
         nested = Encoding(implicit=True, little=True) if vr == b"UN" else encoding
         data = self.data
+        unpack_item = _ITEM_HEADER[encoding.little].unpack_from
         while position < end:
             if end - position < 8:
                 raise TruncatedDicomError(
                     f"data ends inside an item header of {_tag_text(tag)} at offset {position}"
                 )
-            group, element, length = struct.unpack_from(encoding.endian + "HHL", data, position)
+            group, element, length = unpack_item(data, position)
             item_tag = group << 16 | element
             start = position + 8
             if item_tag == SEQUENCE_DELIMITER and not bounded:
@@ -279,10 +307,9 @@ class LayoutWalker:
             return vr in (b"SQ", b"UN")
         if tag in _BULK_TAGS:
             return False
-        try:
-            return dictionary_VR(tag) == "SQ"
-        except KeyError:
-            return True  # an implicit private element made of items is a sequence (pydicom too)
+        known = _dictionary_vr(tag)
+        # An implicit private element made of items is a sequence (pydicom reads it so too).
+        return known == "SQ" or not known
 
     def _measure(self, tag: int, size: int, *, private: bool, in_private: bool, depth: int) -> None:
         self.layout.element_count += 1
