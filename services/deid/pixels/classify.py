@@ -12,8 +12,9 @@ Three kinds of evidence, the strongest decides the box's ``phi_score``:
   it begins (0.8, five letters at least). Name parts of two letters match as whole words
   (initials such as an operator's "AC" are burned in beside the date);
 * **patterns** that need no header: our recognizers (MRN, accession, ``LAST^FIRST``, "Dr.
-  Name", YYYYMMDD) and Presidio's (dates, phone numbers, e-mail, SSN), and a bare run of six
-  or more digits, which on a burned-in banner is a record or accession number (0.6);
+  Name", YYYYMMDD) and Presidio's (dates, phone numbers, e-mail, SSN; contacts at least 0.6),
+  and a bare run of six or more digits, which on a burned-in banner is a record or accession
+  number (0.6);
 * **Presidio's NER** (spaCy) on the line: PERSON, ORGANIZATION, LOCATION, DATE_TIME. The small
   model reads device annotations badly ("Adv Breast" is a PERSON, "THI" an ORGANIZATION), so
   a name-like finding is trimmed of clinical words and of :data:`ANNOTATION_TERMS` (probe
@@ -96,6 +97,7 @@ _PATTERN_ENTITIES = frozenset(
         "US_SSN",
     }
 )
+_CONTACT_ENTITIES = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "US_SSN"})
 _ANALYZED_ENTITIES = sorted(_NAME_LIKE | _PATTERN_ENTITIES | {"DATE_TIME"})
 _WORD = re.compile(r"[^\W_]+(?:['\u2019.\-][^\W_]+)*")
 
@@ -180,11 +182,7 @@ def _judge(text: str, entity: str, start: int, end: int, score: float) -> _Evide
     """One recognizer result as evidence, or None when it is an annotation misread as PHI."""
     span = text[start:end]
     if entity == "DATE_TIME":
-        if _CALENDAR.search(span):
-            return _Evidence("DATE_TIME", max(score, 0.6), "entity")
-        if _DIGIT_RUN.search(span):
-            return _Evidence("ID_NUMBER", 0.6, "pattern")
-        return None
+        return _date_or_number(span, score)
     if entity in _NAME_LIKE:
         words = [
             word
@@ -194,7 +192,20 @@ def _judge(text: str, entity: str, start: int, end: int, score: float) -> _Evide
         if not any(sum(char.isalpha() for char in word) >= 4 for word in words):
             return None
         return _Evidence(entity, 0.6 if entity == "PERSON" else 0.55, "entity")
+    if entity in _CONTACT_ENTITIES:
+        # Presidio scores a bare phone number 0.4 (it might be any number in prose); burned
+        # into an image beside a name it is a contact, and HIPAA lists it as an identifier.
+        return _Evidence(entity, max(score, 0.6), "pattern")
     return _Evidence(entity, score, "pattern")
+
+
+def _date_or_number(span: str, score: float) -> _Evidence | None:
+    """A DATE_TIME that is a calendar date or clock time; a long number is an ID instead."""
+    if _CALENDAR.search(span):
+        return _Evidence("DATE_TIME", max(score, 0.6), "entity")
+    if _DIGIT_RUN.search(span):
+        return _Evidence("ID_NUMBER", 0.6, "pattern")
+    return None
 
 
 # -- the instance's own values ----------------------------------------------------------------

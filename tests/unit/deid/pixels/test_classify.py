@@ -1,0 +1,157 @@
+"""Is a line read from the pixels PHI? The instance's own header values, OCR's errors, Presidio."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from radstream.deid.phi import PhiValue, PhiValues
+from radstream.deid.pixels.classify import PhiClassifier
+from tests.unit.deid.study_builder import shared_text_cleaner
+
+PHI = PhiValues(
+    values=(
+        PhiValue(kind="PatientName", text="DOE^JANE^MARIE"),
+        PhiValue(kind="PatientName", text="DOE"),
+        PhiValue(kind="PatientName", text="JANE"),
+        PhiValue(kind="PatientID", text="00047113"),
+        PhiValue(kind="PatientBirthDate", text="19610317"),
+        PhiValue(kind="AccessionNumber", text="ACC-90417"),
+        PhiValue(kind="InstitutionName", text="CLEVELAND MEMORIAL HOSPITAL"),
+        PhiValue(kind="OperatorsName", text="AC"),
+    )
+)
+
+
+@functools.cache
+def classifier() -> PhiClassifier:
+    return PhiClassifier(shared_text_cleaner().analyzer)
+
+
+def verdict_on(text: str) -> tuple[bool, tuple[str, ...]]:
+    result = classifier().classify(text, PHI)
+    return result.phi, result.kinds
+
+
+class TestTheInstancesOwnValues:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "DOE^JANE",
+            "Doe, Jane",
+            "jane doe",
+            "JANE M DOE",
+            "DOE JANE MARIE",
+            "Name: DOE,JANE",
+            "J. Doe",
+        ],
+    )
+    def test_names_in_any_order_and_case(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and "PatientName" in kinds
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "19610317",
+            "1961-03-17",
+            "17/03/1961",
+            "03/17/1961",
+            "3/17/1961",
+            "17-Mar-1961",
+            "17.03.1961",
+            "DOB: March 17, 1961",
+        ],
+    )
+    def test_dates_in_any_common_format(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and "PatientBirthDate" in kinds
+
+    @pytest.mark.parametrize("text", ["MRN 00047113", "47113 ", "ID: 0OO47113", "ACC90417"])
+    def test_ids_with_or_without_zeros_separators_and_misread_digits(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and kinds[0] in {"PatientID", "AccessionNumber"}
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "D0E JANE",  # O read as 0
+            "DOE JAME",  # N read as M
+            "CLEVELAND MEMORlAL HOSPITAL",  # I read as l
+            "CLEVELAN...",  # cut short by the device
+            "CLEVELAND MEMORIAL",
+        ],
+    )
+    def test_ocr_errors_and_truncation(self, text: str) -> None:
+        assert verdict_on(text)[0]
+
+    def test_initials_of_a_person_in_the_header(self) -> None:
+        phi, kinds = verdict_on("AC")
+        assert phi and kinds == ("OperatorsName",)
+
+
+class TestWithoutTheHeader:
+    @pytest.mark.parametrize(
+        ("text", "kind"),
+        [
+            ("John Smith", "PERSON"),
+            ("Dr. Hibbard", "PERSON"),
+            ("SMITH^JOHN", "DICOM_NAME"),
+            ("DOB 04/11/1972", "DATE_TIME"),
+            ("08:48:26 AM 4/14/2020", "DATE_TIME"),
+            ("00079241539", "ID_NUMBER"),
+            ("MRN: QX7731", "MRN"),
+            ("555-123-4567", "PHONE_NUMBER"),
+        ],
+    )
+    def test_other_people_dates_and_numbers_are_phi(self, text: str, kind: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and kind in kinds
+
+
+class TestAnnotationsAreKept:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "L",
+            "R",
+            "LT",
+            "PORTABLE",
+            "ERECT",
+            "SUPINE",
+            "AP",
+            "L12-5",
+            "6C1 HD",
+            "Adv Breast",
+            "Sag Liver L-M",
+            "Gain 60%",
+            "Depth 16cm",
+            "H4.00 MHz",
+            "20dB/DR60",
+            "DTCE M",
+            "THI",
+            "P Med",
+            "120 kV 250 mAs",
+            "TIS: 0.5 MI: 1.4",
+            "19fps",
+            "x3",
+            "4.0cm",
+            "SIEMENS",
+            "W 400 L 40",
+        ],
+    )
+    def test_device_annotations_are_not_phi(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert not phi, kinds
+
+    def test_a_verdict_names_its_evidence_never_the_text(self) -> None:
+        result = classifier().classify("DOE JANE", PHI)
+        assert "DOE" not in result.reason and "JANE" not in result.reason
+        assert "PatientName" in result.reason
+
+    def test_without_an_analyzer_the_header_and_patterns_still_decide(self) -> None:
+        plain = PhiClassifier()
+        assert plain.classify("Doe, Jane", PHI).phi
+        assert plain.classify("00079241539", PHI).phi
+        assert not plain.classify("PORTABLE", PHI).phi
