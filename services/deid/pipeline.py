@@ -397,7 +397,7 @@ def _finished(  # noqa: PLR0917 -- the parts of an outcome, all required
         reasons=reasons,
         error=None,
         audit=audit,
-        reid=_reid(data, original, result),
+        reid=_reid(audit.input.sha256, original, result),  # the input is hashed once
         ids=_ids(result.dataset),
     )
 
@@ -487,9 +487,9 @@ def _audit(  # noqa: PLR0917 -- the parts of an audit record, all required
     )
 
 
-def _reid(data: bytes, original: Dataset, result: ProfileResult) -> ReidentificationRecord:
+def _reid(input_sha256: str, original: Dataset, result: ProfileResult) -> ReidentificationRecord:
     return ReidentificationRecord(
-        input_sha256=Digest.of(data).sha256,
+        input_sha256=input_sha256,
         original_patient_id=_text(original, "PatientID"),
         patient_pseudonym=result.patient_pseudonym,
         date_offset_days=result.date_offset_days,
