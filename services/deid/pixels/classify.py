@@ -9,12 +9,13 @@ Three kinds of evidence, the strongest decides the box's ``phi_score``:
   exact patterns (score 1.0) a run of words matches a value within ``ceil(length / 6)`` edits
   (0.9), digits read as letters (O/0, I/1, S/5, B/8 ...) still match a numeric value (0.9),
   and a word cut short by the device ("PATIENTFI...", "CLEVELAN...") matches the value's word
-  it begins (0.8, five letters at least). Name parts of two letters match as whole words
-  (initials such as an operator's "AC" are burned in beside the date);
+  it begins (0.8, five letters at least). The patient's own name parts of two letters match
+  as whole words; other people's two-letter values do not: an operator's initials identify
+  staff, not the patient, and "AC" is also the abdominal circumference;
 * **patterns** that need no header: our recognizers (MRN, accession, ``LAST^FIRST``, "Dr.
   Name", YYYYMMDD) and Presidio's (dates, phone numbers, e-mail, SSN; contacts at least 0.6),
-  and a bare run of six or more digits, which on a burned-in banner is a record or accession
-  number (0.6);
+  a bare run of six or more digits, which on a burned-in banner is a record or accession
+  number, and a clock time, which dates the image to the second (0.6 each);
 * **Presidio's NER** (spaCy) on the line: PERSON, ORGANIZATION, LOCATION, DATE_TIME. The small
   model reads device annotations badly ("Adv Breast" is a PERSON, "THI" an ORGANIZATION), so
   a name-like finding is trimmed of clinical words and of :data:`ANNOTATION_TERMS` (probe
@@ -85,6 +86,9 @@ _CALENDAR = re.compile(
     r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b",
     re.IGNORECASE,
 )
+# A clock time: burned in beside the date, it dates the image to the second (the header
+# cleaner removes clock times too).
+_CLOCK = re.compile(r"(?<![\d.])\d{1,2}:[0-5]\d(?::[0-5]\d)?(?:\s*[AaPp]\.?[Mm]\.?)?(?![\d.])")
 _NAME_LIKE = frozenset({"PERSON", "ORGANIZATION", "LOCATION"})
 _PATTERN_ENTITIES = frozenset(
     {
@@ -157,6 +161,8 @@ class PhiClassifier:
 
     def _recognized(self, text: str) -> list[_Evidence]:
         found = [_Evidence("ID_NUMBER", 0.6, "pattern") for _ in _DIGIT_RUN.finditer(text)][:1]
+        if _CLOCK.search(text):
+            found.append(_Evidence("DATE_TIME", 0.6, "pattern"))
         if self._analyzer is not None:
             results = self._analyzer.analyze(
                 text=text, language="en", entities=_ANALYZED_ENTITIES, score_threshold=0.15
@@ -310,11 +316,15 @@ def _header_matcher(phi: PhiValues) -> _HeaderMatcher:
     return _HeaderMatcher(phi)
 
 
+_PATIENT_NAME_KINDS = frozenset({"PatientName", "OtherPatientNames", "PatientBirthName"})
+
+
 def _worth_matching(value: PhiValue) -> bool:
     """Skip values that would only match noise: one character, short numbers, clinical words."""
     normalised = normalise(value.text)
     if value.category is PhiCategory.NAME:
-        return len(normalised) >= 2 and not normalised.isdigit()
+        shortest = 2 if value.kind in _PATIENT_NAME_KINDS else 3
+        return len(normalised) >= shortest and not normalised.isdigit()
     if len(normalised) < 3 or (normalised.isdigit() and len(normalised.lstrip("0")) < 4):
         return False
     return not is_clinical_vocabulary(value.text)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import cv2
@@ -45,6 +45,7 @@ from radstream.deid.errors import DeidError
 from radstream.deid.phi import PhiValues
 from radstream.deid.pixels.classify import PhiClassifier
 from radstream.deid.pixels.encode import write_frames
+from radstream.deid.pixels.fields import ink_fields, read_fields
 from radstream.deid.pixels.findings import (
     PixelDecision,
     PixelFinding,
@@ -64,7 +65,7 @@ from radstream.deid.pixels.risk import RiskThreshold, risk_score, threshold_for
 from radstream.deid.pixels.settings import PixelPolicyMode, PixelSettings
 from radstream.deid.pixels.triage import LOSSY_SYNTAXES, Triage, changed_regions, triage
 from radstream.deid.pixels.verify import verify_pixels
-from radstream.ocr.engine import Box, OcrEngine, TextRegion
+from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
 __all__ = [
     "CLEAN_PIXEL_DATA_CODE",
@@ -283,8 +284,45 @@ class PixelStage:
                 for detection in plan.detections
                 if detection.box.covered_by([region.box for region in legible]) < 0.5
             )
-            findings.extend(self._judge(plan.index, region, phi) for region in read)
+            for region in read:
+                finding = self._judge(plan.index, region, phi)
+                if finding.phi and self.mode is PixelPolicyMode.REMOVE_PHI:
+                    findings.extend(self._by_field(plan.index, image, finding, phi))
+                else:
+                    findings.append(finding)
         return findings, unread
+
+    def _by_field(
+        self, frame: int, image: Image, line: PixelFinding, phi: PhiValues
+    ) -> list[PixelFinding]:
+        """A PHI line as the fields it shows, PHI or not (see :mod:`.fields`)."""
+        fields = ink_fields(image, line.box)
+        if not fields:
+            return [line]
+        whole = replace(line, box=_union([field.box for field in fields]))
+        if len(fields) == 1:
+            return [whole]
+        texts = read_fields(self.engine, image, line.box, fields, self.settings.recognize_sides)
+        if not all(_legible(text) for text in texts):
+            return [whole]
+        verdicts = [self.classifier.classify(text, phi) for text in texts]
+        rest = " ".join(
+            text for text, verdict in zip(texts, verdicts, strict=True) if not verdict.phi
+        )
+        if not any(v.phi for v in verdicts) or (rest and self.classifier.classify(rest, phi).phi):
+            return [whole]
+        return [
+            replace(
+                line,
+                box=field.box,
+                text=text,
+                phi=verdict.phi,
+                phi_kinds=verdict.kinds,
+                phi_score=verdict.score,
+                reason=f"field of a PHI line: {verdict.reason}",
+            )
+            for field, text, verdict in zip(fields, texts, verdicts, strict=True)
+        ]
 
     def _judge(
         self, frame: int, region: TextRegion, phi: PhiValues, source: str = "pixels"
@@ -466,6 +504,12 @@ def _raw_pixels(ds: Dataset) -> bytes | None:
             value = ds[keyword].value
             return bytes(value) if isinstance(value, bytes | bytearray) else None
     return None
+
+
+def _union(boxes: Sequence[Box]) -> Box:
+    left, top = min(b.x for b in boxes), min(b.y for b in boxes)
+    right, bottom = max(b.right for b in boxes), max(b.bottom for b in boxes)
+    return Box(left, top, right - left, bottom - top)
 
 
 def _legible(text: str) -> bool:

@@ -20,6 +20,7 @@ PHI = PhiValues(
         PhiValue(kind="AccessionNumber", text="ACC-90417"),
         PhiValue(kind="InstitutionName", text="CLEVELAND MEMORIAL HOSPITAL"),
         PhiValue(kind="OperatorsName", text="AC"),
+        PhiValue(kind="PatientName", text="JO"),
     )
 )
 
@@ -86,9 +87,10 @@ class TestTheInstancesOwnValues:
     def test_ocr_errors_and_truncation(self, text: str) -> None:
         assert verdict_on(text)[0]
 
-    def test_initials_of_a_person_in_the_header(self) -> None:
-        phi, kinds = verdict_on("AC")
-        assert phi and kinds == ("OperatorsName",)
+    def test_two_letters_of_the_patients_name_but_not_a_technologists_initials(self) -> None:
+        phi, kinds = verdict_on("JO")
+        assert phi and kinds == ("PatientName",)
+        assert not verdict_on("AC")[0]  # the operator's initials, and abdominal circumference
 
 
 class TestWithoutTheHeader:
@@ -101,6 +103,8 @@ class TestWithoutTheHeader:
             ("DOB 04/11/1972", "DATE_TIME"),
             ("08:48:26 AM 4/14/2020", "DATE_TIME"),
             ("00079241539", "ID_NUMBER"),
+            ("05:24:57PM", "DATE_TIME"),
+            ("14:02", "DATE_TIME"),
             ("MRN: QX7731", "MRN"),
             ("555-123-4567", "PHONE_NUMBER"),
         ],
