@@ -8,7 +8,8 @@ nothing asserts on time.
 Input: synthetic CT studies built in code (:mod:`tests.unit.deid.study_builder` plus the
 patient, study, series, equipment, frame of reference, image plane and CT image modules, three
 image references, two private blocks, free-text comments that name the patient, 512x512 16-bit
-pixels), written once to a temporary folder. Every tool reads those files from disk and writes
+pixels of a CT phantom -- body, lungs, spine, ribs, table, noise -- with no burned-in text),
+written once to a temporary folder. Every tool reads those files from disk and writes
 its result to its own output folder, which is emptied before each round, so I/O is the same.
 
 * **radstream** -- ``dcmread`` -> ``apply_profile`` (the production profile: Basic Profile, no
@@ -18,6 +19,13 @@ its result to its own output folder, which is emptied before each round, so I/O 
   pixel policy, PHI collection, ``apply_profile``, writing, re-reading the output and searching
   it for every PHI value of the original; the released bytes are written to the output folder.
   What fail-closed verification costs on top of the profile.
+* **radstream-pipeline-text** (``--no-text-check`` skips it) -- the same with the production
+  pixel stage as the pixel policy (``DeidSettings().pixel_stage``: the text check on every
+  slice, OCR where it finds text, the written pixels verified). The issue's comparison: the
+  whole fail-closed pipeline against dicognito on the same files.
+
+Both pipeline tools start every round cold: the verifier's compiled searches and memoized
+answers are dropped before it (not timed), so a round costs what a new series would.
 * **radstream-clean** (``--no-clean`` skips it) -- as **radstream**, with the Clean Descriptors
   Option: the instance's PHI values are collected and descriptors go through Presidio (spaCy NER
   and patterns) instead of being removed; a fresh cleaner each round, so its memo starts empty.
@@ -60,12 +68,14 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY
+from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.clean import CleanerStats, PresidioTextCleaner, build_text_cleaner
+from radstream.deid.config import DeidSettings
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.pipeline import deidentify_instance
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, apply_profile
 from radstream.deid.rules import annex_e_coverage
+from radstream.deid.verify import forget_searches
 from tests.bench.deid_peers import (
     Coverage,
     DeidTool,
@@ -76,11 +86,15 @@ from tests.bench.deid_peers import (
     write_probe,
 )
 from tests.bench.report import save_report
+from tests.unit.deid.pixels.builders import ct_slice
 from tests.unit.deid.study_builder import TEST_KEYS_SECRET, synthetic_instance
 
 DEFAULT_JSON = Path(".build/bench/deid.json")
 TARGET_RATIO = 2.0
 RADSTREAM, PIPELINE, CLEAN = "radstream", "radstream-pipeline", "radstream-clean"
+PIPELINE_TEXT = "radstream-pipeline-text"
+PIPELINES = (PIPELINE, PIPELINE_TEXT)
+PHANTOMS = 8  # distinct CT phantom slices, cycled through the instances
 DICOGNITO, DEID = "dicognito", "deid"
 PEERS = (DICOGNITO, DEID)
 WARMUP_INSTANCES = 3
@@ -120,7 +134,9 @@ def _uid(*parts: int) -> str:
     return "2.25.77001122334455667788" + "".join(f".{part}" for part in parts)
 
 
-def _ct_modules(ds: Dataset, study: int, series: int, number: int, pixels: bytes) -> None:
+def _ct_modules(
+    ds: Dataset, study: int, series: int, number: int, pixels: bytes, rows: int, columns: int
+) -> None:
     """Fill in a realistic CT header around the study builder's basics."""
     name, patient_id, birth, sex, referring = PATIENTS[study % len(PATIENTS)]
     description, kernel, thickness = SERIES[series % len(SERIES)]
@@ -186,13 +202,16 @@ def _ct_modules(ds: Dataset, study: int, series: int, number: int, pixels: bytes
     header.add_new(0x20, "LO", f"{patient_id} {name}")
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.Rows, ds.Columns = rows, columns
     ds.PixelData = pixels
 
 
 def write_inputs(config: BenchConfig, folder: Path) -> list[Path]:
     """Write the synthetic instances once; returns their paths in processing order."""
-    rng = np.random.default_rng(7)
-    pixels = rng.integers(0, 4096, config.rows * config.columns, dtype=np.uint16).tobytes()
+    phantoms = [
+        np.ascontiguousarray(ct_slice(seed, size=config.rows), dtype="<u2").tobytes()
+        for seed in range(PHANTOMS)
+    ]
     per_study = -(-config.instances // config.studies)
     paths = []
     for index in range(config.instances):
@@ -202,7 +221,8 @@ def write_inputs(config: BenchConfig, folder: Path) -> list[Path]:
         def customize(
             ds: Dataset, study: int = study, series: int = series, n: int = number
         ) -> None:
-            _ct_modules(ds, study, series, n + 1, pixels)
+            pixels = phantoms[n % PHANTOMS]
+            _ct_modules(ds, study, series, n + 1, pixels, config.rows, config.columns)
 
         ds = synthetic_instance(
             number=number + 1,
@@ -282,10 +302,12 @@ class RadstreamPipelineTool:
     keys: DeidKeys = field(default_factory=lambda: DeidKeys.from_secret(TEST_KEYS_SECRET))
     name: str = PIPELINE
     description: str = "deidentify_instance(bytes): strict read, PHI, profile, write, verify"
+    pixel_policy: PixelPolicy = DEFAULT_PIXEL_POLICY
     statuses: Counter[str] = field(default_factory=Counter)
 
     def prepare(self) -> None:
         self.statuses.clear()
+        forget_searches()  # every round starts cold, as a new series would
 
     def run(self, inputs: Sequence[Path], out_dir: Path) -> None:
         for path in inputs:
@@ -294,7 +316,7 @@ class RadstreamPipelineTool:
                 profile=self.profile,
                 keys=self.keys,
                 clean_text=self.cleaner,
-                pixel_policy=DEFAULT_PIXEL_POLICY,
+                pixel_policy=self.pixel_policy,
             )
             self.statuses[outcome.status.value] += 1
             if outcome.output is not None:
@@ -416,8 +438,8 @@ HOTSPOTS = (
     ("_top_text: identity lookups", "deid/profile.py", "_top_text"),
 )
 PIPELINE_HOTSPOTS = (
-    ("read_instance, twice (strict: every value decoded)", "deid/reader.py", "read_instance"),
-    ("  of which scan_layout (structure check)", "deid/layout.py", "scan_layout"),
+    ("read_instance, twice (strict: every value decoded)", "dicom/reader.py", "read_instance"),
+    ("  of which scan_layout (structure check)", "dicom/layout.py", "scan_layout"),
     ("pixel policy (assess)", "deid/burned_in.py", "assess"),
     ("collect_phi_values", "deid/phi.py", "collect_phi_values"),
     ("apply_profile (on decoded elements)", "deid/profile.py", "apply_profile"),
@@ -504,12 +526,14 @@ def profile_pipeline(tool: RadstreamPipelineTool, inputs: Sequence[Path]) -> dic
                 profile=tool.profile,
                 keys=tool.keys,
                 clean_text=tool.cleaner,
-                pixel_policy=DEFAULT_PIXEL_POLICY,
+                pixel_policy=tool.pixel_policy,
             )
 
+    forget_searches()
     started = time.perf_counter()
     one_pass()
     us = 1e6 * (time.perf_counter() - started) / len(data)
+    forget_searches()
     profiler = cProfile.Profile()
     profiler.runcall(one_pass)
     stats = pstats.Stats(profiler)
@@ -599,7 +623,7 @@ def table(
     """Throughput per tool: median, each round, ratios to the peers, CPU, outputs, checks."""
     peers = "".join(f"{'/' + p:>11}" for p in PEERS)
     lines = [
-        f"{'tool':<20}{'inst/s':>8}  {'rounds (inst/s)':<18}{peers}{'CPU ms/inst':>12}"
+        f"{'tool':<24}{'inst/s':>8}  {'rounds (inst/s)':<18}{peers}{'CPU ms/inst':>12}"
         f"{'outputs':>9}  check"
     ]
     for tool, rounds in results.items():
@@ -609,7 +633,7 @@ def table(
             f"{'x' + format(m['per_s'] / median[p]['per_s'], '.2f'):>11}" for p in PEERS
         )
         lines.append(
-            f"{tool:<20}{m['per_s']:>8.1f}  {each:<18}{ratios}{m['cpu_ms']:>12.2f}"
+            f"{tool:<24}{m['per_s']:>8.1f}  {each:<18}{ratios}{m['cpu_ms']:>12.2f}"
             f"{int(m['outputs']):>5}/{rounds[0].instances:<3}  {extra.get(tool, '')}"
         )
     return "\n".join(lines)
@@ -649,11 +673,15 @@ def summary(median: dict[str, dict[str, float]], coverage: dict[str, Coverage]) 
     ratios = ", ".join(f"radstream/{p} x{rad / median[p]['per_s']:.2f}" for p in PEERS)
     ratios = ratios.replace(" x", " throughput x", 1)
     peers = ", ".join(f"{p} {coverage[p].handled}/{coverage[p].rows}" for p in PEERS)
-    pipeline = median[PIPELINE]["per_s"] / median[faster]["per_s"]
+    pipelines = "".join(
+        f"; {name}/{faster} x{median[name]['per_s'] / median[faster]['per_s']:.2f}"
+        for name in PIPELINES
+        if name in median
+    )
     line = (
         f"{ratios}; coverage radstream {claimed}/{total}, {peers} "
         f"(target: >=2x the faster peer, {faster}: {'MET' if ok else 'MISSED'}, "
-        f"x{ratio:.2f}); radstream-pipeline/{faster} x{pipeline:.2f}"
+        f"x{ratio:.2f}){pipelines}"
     )
     return line, ok
 
@@ -668,18 +696,26 @@ def _versions() -> dict[str, str]:
     }
 
 
-def run(config: BenchConfig, *, profile: bool | None, clean: bool) -> dict[str, Any]:
-    """Write the inputs, measure coverage, run the rounds, profile if asked or below target."""
-    started = time.perf_counter()
-    cleaner = warm_cleaner()
-    warm_calls = cleaner.stats.calls
-    radstream = RadstreamProfileTool(cleaner=cleaner)
+def _tools(cleaner: PresidioTextCleaner, *, clean: bool, text_check: bool) -> list[DeidTool]:
+    """The tools of a run, radstream's first (preparing the pixel stage is not timed)."""
     tools: list[DeidTool] = [
-        radstream,
+        RadstreamProfileTool(cleaner=cleaner),
         RadstreamPipelineTool(cleaner=cleaner),
         DicognitoTool(),
         PydicomDeidTool(),
     ]
+    if text_check:
+        # The production pixel stage (engine loaded, thresholds calibrated): not timed.
+        tools.insert(
+            2,
+            RadstreamPipelineTool(
+                cleaner=cleaner,
+                name=PIPELINE_TEXT,
+                description="as radstream-pipeline, + the pixel stage (DeidSettings defaults): "
+                "text check on every slice, OCR where text is found, written pixels verified",
+                pixel_policy=DeidSettings().pixel_stage(cleaner),
+            ),
+        )
     if clean:
         tools.append(
             RadstreamProfileTool(
@@ -691,6 +727,18 @@ def run(config: BenchConfig, *, profile: bool | None, clean: bool) -> dict[str, 
                 fresh_cleaner=True,
             )
         )
+    return tools
+
+
+def run(
+    config: BenchConfig, *, profile: bool | None, clean: bool, text_check: bool = True
+) -> dict[str, Any]:
+    """Write the inputs, measure coverage, run the rounds, profile if asked or below target."""
+    started = time.perf_counter()
+    cleaner = warm_cleaner()
+    warm_calls = cleaner.stats.calls
+    tools = _tools(cleaner, clean=clean, text_check=text_check)
+    radstream = next(t for t in tools if isinstance(t, RadstreamProfileTool))
     with tempfile.TemporaryDirectory(prefix="radstream-bench-deid-") as tmp:
         root = Path(tmp)
         inputs = write_inputs(config, _reset(root / "in"))
@@ -700,7 +748,7 @@ def run(config: BenchConfig, *, profile: bool | None, clean: bool) -> dict[str, 
         coverage = {
             tool.name: probe_tool(tool, rows, probe_path, original, root / "probe" / tool.name)
             for tool in tools
-            if tool.name not in (PIPELINE, CLEAN)  # the same apply_profile as radstream
+            if tool.name not in (*PIPELINES, CLEAN)  # the same apply_profile as radstream
         }
         for tool in tools:  # warm-up: imports, dictionaries, caches; not timed
             run_round(tool, -1, inputs[:WARMUP_INSTANCES], root / "warmup" / tool.name)
@@ -722,13 +770,14 @@ def run(config: BenchConfig, *, profile: bool | None, clean: bool) -> dict[str, 
                     f" CPU ms/inst",
                     flush=True,
                 )
-        pipeline = next(t for t in tools if isinstance(t, RadstreamPipelineTool))
+        pipeline = next(t for t in tools if t.name == PIPELINE)
+        assert isinstance(pipeline, RadstreamPipelineTool)
         checks = {name: f"name/ID left in {leaks[name]} files" for name in results}
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(pipeline.statuses.items()))
-        checks[PIPELINE] += (
-            f"; last round: {statuses}; cleaner calls, all rounds: "
-            f"{cleaner.stats.calls - warm_calls}"
-        )
+        for tool in tools:
+            if isinstance(tool, RadstreamPipelineTool):
+                statuses = ", ".join(f"{k} {v}" for k, v in sorted(tool.statuses.items()))
+                checks[tool.name] += f"; last round: {statuses}"
+        checks[PIPELINE] += f"; cleaner calls, all rounds: {cleaner.stats.calls - warm_calls}"
         for tool in tools:
             if isinstance(tool, RadstreamProfileTool):
                 checks[tool.name] += f"; last round: {tool.cleaner_use()}"
@@ -799,6 +848,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile even within the target")
     parser.add_argument("--no-profile", action="store_true", help="never profile")
     parser.add_argument(
+        "--no-text-check",
+        action="store_true",
+        help="skip the radstream-pipeline-text variant (the pixel stage: OCR engine loaded)",
+    )
+    parser.add_argument(
         "--no-clean",
         action="store_true",
         help="skip the radstream-clean variant (Clean Descriptors Option, Presidio NER)",
@@ -809,7 +863,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = BenchConfig(**{**asdict(config), "rounds": args.rounds})
     warnings.simplefilter("ignore")  # pydicom's value warnings, the same for every tool
     profile = True if args.profile else False if args.no_profile else None
-    report = run(config, profile=profile, clean=not args.no_clean)
+    report = run(
+        config, profile=profile, clean=not args.no_clean, text_check=not args.no_text_check
+    )
     results, coverage = report.pop("_results"), report.pop("_coverage")
     print()
     print(describe(report))
