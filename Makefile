@@ -123,6 +123,7 @@ bench: install peers-venv ## benchmarks: bus vs bare aiokafka, deid vs dicognito
 	$(BIN)/python -m tests.bench.bench_bus
 	$(BIN)/python -m tests.bench.bench_deid
 	$(BIN)/python -m tests.bench.bench_ingest
+	$(BIN)/python -m tests.bench.bench_pixels
 
 # Pixel de-identification measured on labelled synthetic instances (radstream.deid.eval_pixels):
 # eval-deid runs `radstream deid` on the held-out split (generated once under .build/eval-deid);
