@@ -376,7 +376,8 @@ def _exact_or_fuzzy(distance: int) -> MatchKind:
 # set of PHI values, so one per patient and study). Memoized per search by its serial number,
 # never by id() (an id can be reused once a search is dropped). Bounded: emptied when full.
 
-_MEMO_LIMIT = 1 << 15
+_MEMO_LIMIT = 1 << 13  # entries per memo: a few MB in practice, tens at worst
+_MEMO_TEXT_CHARS = 128  # longer texts are searched every time (their windows are many)
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _text_memo: dict[tuple[int, str, str, bool, bool], tuple[frozenset[str], frozenset[str]]] = {}
@@ -410,6 +411,8 @@ def _text_answer(
 def _memo_text_answer(
     text: str, search: _Search, keyword: str, *, coded: bool, fuzzy: bool
 ) -> tuple[frozenset[str], frozenset[str]]:
+    if len(text) > _MEMO_TEXT_CHARS:  # long free text: its windows would fill the memory
+        return _text_answer(text, search, keyword, coded=coded, fuzzy=fuzzy)
     key = (search.serial, text, keyword, coded, fuzzy)
     answer = _text_memo.get(key)
     if answer is None:

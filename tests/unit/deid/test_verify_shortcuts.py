@@ -189,3 +189,21 @@ def test_repeating_a_text_gives_the_same_answer_as_the_first_time(repeat: int) -
     for _ in range(repeat):
         assert [find_residual_phi(_comment(text), phi) for text in texts] == first
     assert [len(answer) for answer in first] == [1, 1, 0, 2]
+
+
+def test_a_long_comment_is_searched_whole_each_time_it_comes() -> None:
+    forget_searches()
+    text = "Follow-up study, unremarkable. " * 10 + "Called Otto Farnswroth about it."
+    assert len(text) > verify._MEMO_TEXT_CHARS  # past the memo's length: searched every time
+    farnsworth = PhiValue(kind="PatientName", text="FARNSWORTH^OTTO")
+    for _ in range(2):
+        assert _kinds(text, farnsworth) == {"PatientName"}
+
+
+def test_the_memo_stays_within_its_bound() -> None:
+    forget_searches()
+    phi = PhiValues(values=(QUIMBY,))
+    for number in range(verify._MEMO_LIMIT + 50):
+        find_residual_phi(_comment(f"slice {number} of a long series"), phi)
+    assert 0 < len(verify._text_memo) <= verify._MEMO_LIMIT
+    assert len(verify._typo_memo) <= verify._MEMO_LIMIT
