@@ -20,7 +20,7 @@ Three kinds of evidence, the strongest decides the box's ``phi_score``:
   model reads device annotations badly ("Adv Breast" is a PERSON, "THI" an ORGANIZATION), so
   a name-like finding is trimmed of clinical words and of :data:`ANNOTATION_TERMS` (probe
   names, gain, depth and power settings, units, positions) and counts only if a word of four
-  letters or more is left (0.6 for a person, 0.55 for a place or organization); a DATE_TIME
+  letters or more is left for a person (0.6), five for a place or organization (0.55); a DATE_TIME
   counts only if it looks like a calendar date or a clock time.
 
 A line is PHI when its score reaches ``threshold`` (0.5). Everything else is kept as an
@@ -195,7 +195,10 @@ def _judge(text: str, entity: str, start: int, end: int, score: float) -> _Evide
             for word in _WORD.findall(span)
             if not is_clinical_word(word) and word.casefold() not in ANNOTATION_TERMS
         ]
-        if not any(sum(char.isalpha() for char in word) >= 4 for word in words):
+        # A person's name part has four letters or more ("John"); an organization or place
+        # five ("HGen", "MapE" are device settings the NER takes for companies).
+        letters = 4 if entity == "PERSON" else 5
+        if not any(sum(char.isalpha() for char in word) >= letters for word in words):
             return None
         return _Evidence(entity, 0.6 if entity == "PERSON" else 0.55, "entity")
     if entity in _CONTACT_ENTITIES:

@@ -2,7 +2,7 @@
 
 A PHI box found in frame 0 is filled in every frame where it is still there: in frame 0, in
 every frame equal to frame 0, and in every frame where the box is not wholly inside the tiles
-that changed (:func:`radstream.deid.pixels.triage.changed_regions`). That is the other half of
+that changed (:class:`radstream.deid.pixels.triage.FrameChange`). That is the other half of
 the triage's sampling argument: the unchanged tiles of a frame are frame 0's pixels, so frame
 0's text is there too and must go. A box only partly inside the changed tiles is filled as
 well (part of the same text may remain). Boxes found in a later frame's changed tiles are that
@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from radstream.deid.pixels.frames import DecodedFrames
+from radstream.deid.pixels.triage import FrameChange
 from radstream.ocr.engine import Box
 
 __all__ = ["FillPlan", "fill_boxes", "plan_fills"]
@@ -32,28 +33,22 @@ FillPlan = dict[int, tuple[Box, ...]]
 
 def plan_fills(
     found: Mapping[int, Sequence[Box]],
-    changes: Sequence[tuple[Box, ...] | None],
+    changes: Sequence[FrameChange | None],
 ) -> FillPlan:
     """The boxes to fill per frame.
 
     ``found`` maps a frame to the boxes found (or drawn) in it; ``changes`` holds, per frame,
-    its changed regions relative to frame 0 (``None`` for frame 0 itself, ``()`` for a frame
-    equal to it).
+    how it differs from frame 0 (``None`` for frame 0 itself).
     """
     plan: dict[int, list[Box]] = {}
     inherited = tuple(found.get(0, ()))
-    for index, changed in enumerate(changes):
+    for index, change in enumerate(changes):
         boxes = list(found.get(index, ()))
         if index > 0 and inherited:
-            boxes.extend(box for box in inherited if not _inside(box, changed or ()))
+            boxes.extend(box for box in inherited if change is None or not change.covers(box))
         if boxes:
             plan[index] = list(dict.fromkeys(boxes))
     return {index: tuple(boxes) for index, boxes in plan.items()}
-
-
-def _inside(box: Box, regions: Sequence[Box]) -> bool:
-    """Whether ``box`` lies wholly inside the union of ``regions``."""
-    return bool(regions) and box.covered_by(list(regions)) >= 1.0
 
 
 def fill_boxes(

@@ -63,7 +63,13 @@ from radstream.deid.pixels.reading import read_lines
 from radstream.deid.pixels.redact import FillPlan, fill_boxes, plan_fills
 from radstream.deid.pixels.risk import RiskThreshold, risk_score, threshold_for
 from radstream.deid.pixels.settings import PixelPolicyMode, PixelSettings
-from radstream.deid.pixels.triage import LOSSY_SYNTAXES, Triage, changed_regions, triage
+from radstream.deid.pixels.triage import (
+    LOSSY_SYNTAXES,
+    FrameChange,
+    Triage,
+    frame_change,
+    triage,
+)
 from radstream.deid.pixels.verify import verify_pixels
 from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
@@ -206,8 +212,7 @@ class PixelStage:
         for finding in findings:
             if finding.phi and finding.source == "pixels":
                 found.setdefault(finding.frame, []).append(finding.box)
-        changes: list[tuple[Box, ...] | None] = [None, *(p.regions for p in checked.plans[1:])]
-        inspection.plan = plan_fills(found, changes)
+        inspection.plan = plan_fills(found, [plan.change for plan in checked.plans])
         return inspection
 
     def _plan_reviewed(
@@ -233,9 +238,9 @@ class PixelStage:
             self.settings.triage.lossy_tolerance if decoded.transfer_syntax in LOSSY_SYNTAXES else 0
         )
         first = decoded.display(0)
-        changes: list[tuple[Box, ...] | None] = [None]
+        changes: list[FrameChange | None] = [None]
         changes.extend(
-            changed_regions(first, decoded.display(index), tolerance=tolerance)
+            frame_change(first, decoded.display(index), tolerance=tolerance)
             for index in range(1, decoded.count)
         )
         inspection.triage_ms = (time.perf_counter() - started) * 1000
@@ -270,6 +275,8 @@ class PixelStage:
             if not plan.ocr_regions:
                 continue
             image = decoded.display(plan.index)
+            if plan.change is not None:
+                image = plan.change.masked(image)  # the change alone (see triage)
             areas = (
                 [Box(0, 0, decoded.width, decoded.height)] if plan.whole else list(plan.ocr_regions)
             )

@@ -32,23 +32,26 @@ series must not pay a neural detector per slice, so the check is layered:
    two-letter initials from 9 px up are flagged.
 
 Frames of a multi-frame instance are not sampled at random. Frame 0 is checked whole; every
-other frame is compared with it, tile by tile (32 px), and only its **changed tiles** are
-checked (grown by one tile, so a line of text crossing the edge of the change is seen whole).
-That is safe because a frame is the union of its changed tiles and its unchanged ones, and the
-unchanged ones are pixel for pixel those of frame 0, whose text was found: whatever text a
-frame holds is either read again in its changed region or is the same text, in the same place,
-as frame 0's -- and the redaction fills frame 0's PHI boxes in every frame where they are
-unchanged (:mod:`radstream.deid.pixels.redact`). A frame identical to frame 0 costs one
-comparison. "Unchanged" means equal for lossless transfer syntaxes; after lossy compression,
-within a small tolerance on the display scale (``lossy_tolerance``), below the contrast of
-legible text. Frames checked (wholly or in part) and frames present go into the report.
+other frame is compared with it, cell by cell (16 px), and only its **changed cells** are
+checked (grown by one cell, so a line of text crossing the edge of the change is seen whole;
+the unchanged pixels around them are blanked, so static text is not read again in pieces),
+by the stroke screen and then the detector whatever the modality: a cine loop's moving sector
+is not text, and the screen clears most of it. That is safe because a frame is the union of
+its changed cells and its unchanged ones, and the unchanged ones are pixel for pixel those of
+frame 0, whose text was found: whatever text a frame holds is either read again in its changed
+cells or is the same text, in the same place, as frame 0's -- and the redaction fills frame
+0's PHI boxes in every frame where they are not wholly inside changed cells
+(:mod:`radstream.deid.pixels.redact`). A frame identical to frame 0 costs one comparison.
+"Unchanged" means equal for lossless transfer syntaxes; after lossy compression, within a small
+tolerance on the display scale (``lossy_tolerance``), below the contrast of legible text.
+Frames checked (wholly or in part) and frames present go into the report.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -59,11 +62,13 @@ from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
 __all__ = [
     "LOSSY_SYNTAXES",
+    "FrameChange",
     "FramePlan",
     "ScreenSettings",
     "Triage",
     "TriageSettings",
     "changed_regions",
+    "frame_change",
     "screen_regions",
     "triage",
 ]
@@ -119,14 +124,16 @@ class FramePlan:
     """What the check did with one frame and what it found.
 
     ``regions`` are the parts of the frame that were checked (the whole frame, the changed
-    tiles, or nothing when it equals frame 0); ``ocr_regions`` those that go on to full OCR
-    (where the detector found text, or the whole first frame of a text-prone instance).
+    cells, or nothing when it equals frame 0); ``ocr_regions`` what goes on to full OCR (the
+    detector's boxes grown by their height, overlapping ones joined; the whole first frame of
+    a text-prone instance).
     ``detections`` are the detector's boxes, in frame coordinates, for the risk signals.
     """
 
     index: int
     whole: bool
     regions: tuple[Box, ...]
+    change: FrameChange | None = None  # None for frame 0, checked whole
     ocr_regions: tuple[Box, ...] = ()
     detections: tuple[TextRegion, ...] = ()
     screened: bool = False  # the stroke screen ran on it
@@ -187,10 +194,17 @@ def triage(
     plans = [_check(first, (whole,), 0, engine, settings, text_prone=text_prone, whole=True)]
     for index in range(1, decoded.count):
         image = decoded.display(index)
-        regions = changed_regions(first, image, tolerance=tolerance)
-        plans.append(
-            _check(image, regions, index, engine, settings, text_prone=text_prone, whole=False)
+        change = frame_change(first, image, tolerance=tolerance)
+        plan = _check(
+            change.masked(image),
+            change.regions(),
+            index,
+            engine,
+            settings,
+            text_prone=False,
+            whole=False,
         )
+        plans.append(replace(plan, change=change))
     return Triage(
         plans=tuple(plans),
         text_prone=text_prone,
@@ -215,33 +229,59 @@ def _check(
         return FramePlan(
             index=index, whole=True, regions=tuple(regions), ocr_regions=tuple(regions)
         )
-    suspects: list[Box] = []
-    screened = False
-    for region in regions:
-        if text_prone:
-            suspects.append(region)
-        else:
-            screened = True
-            suspects.extend(
-                _offset(box, region)
-                for box in screen_regions(_crop(image, region), settings.screen)
-            )
+    suspects = [
+        _offset(box, region)
+        for region in regions
+        for box in screen_regions(_crop(image, region), settings.screen)
+    ]
+    if len(suspects) > _MAX_SEPARATE_CROPS:
+        # Many patches (a cine's speckle, a busy screen): one detector pass over all of them
+        # costs less than a pass each.
+        suspects = [_union(suspects)]
     detections: list[TextRegion] = []
-    ocr_regions: list[Box] = []
     for suspect in _border_first(suspects, image.shape[1], image.shape[0]):
         found = engine.detect(_crop(image, suspect), max_side=settings.detect_max_side)
-        if found:
-            detections.extend(_moved(region, suspect) for region in found)
-            ocr_regions.append(suspect)
+        detections.extend(_moved(region, suspect) for region in found)
+    height, width = image.shape[:2]
+    ocr_regions = _merged(
+        [
+            found.box.padded(max(8, found.box.height), width=width, height=height)
+            for found in detections
+        ]
+    )
     return FramePlan(
         index=index,
         whole=whole,
         regions=tuple(regions),
-        ocr_regions=tuple(ocr_regions),
+        ocr_regions=ocr_regions,
         detections=tuple(detections),
-        screened=screened,
+        screened=True,
         detector_runs=len(suspects),
     )
+
+
+_MAX_SEPARATE_CROPS = 2
+
+
+def _merged(boxes: Sequence[Box]) -> tuple[Box, ...]:
+    """``boxes`` with every overlapping group replaced by its union."""
+    merged: list[Box] = []
+    for box in sorted(boxes, key=lambda b: (b.y, b.x)):
+        for index, other in enumerate(merged):
+            if box.intersection(other):
+                merged[index] = _union([box, other])
+                break
+        else:
+            merged.append(box)
+    if len(merged) < len(boxes):
+        return _merged(merged)  # a union may now overlap another
+    return tuple(merged)
+
+
+def _union(boxes: Sequence[Box]) -> Box:
+    left, top = min(b.x for b in boxes), min(b.y for b in boxes)
+    right, bottom = max(b.right for b in boxes), max(b.bottom for b in boxes)
+    return Box(left, top, right - left, bottom - top)
 
 
 def _border_first(boxes: Sequence[Box], width: int, height: int) -> list[Box]:
@@ -402,28 +442,81 @@ def _grouped(flagged: npt.NDArray[np.bool_], shape: tuple[int, ...]) -> Iterator
 # -- frame comparison -------------------------------------------------------------------------
 
 
-def changed_regions(reference: Image, image: Image, *, tolerance: int = 0) -> tuple[Box, ...]:
-    """The regions of ``image`` that differ from ``reference`` (16-px cells, grown by one).
+@dataclass(frozen=True)
+class FrameChange:
+    """Where a frame differs from frame 0: its 16-px cells that changed, grown by one cell.
 
-    Empty when the two are equal (within ``tolerance`` display levels).
+    ``cells`` is None for a frame equal to frame 0. The regions checked are the boxes around
+    groups of changed cells; what is inside a region but did not change is blanked before the
+    check (:meth:`masked`), and whether a box of frame 0 is still in the frame is asked of the
+    cells themselves (:meth:`covers`), never of the looser boxes.
     """
+
+    cells: npt.NDArray[np.bool_] | None
+    height: int
+    width: int
+
+    @property
+    def identical(self) -> bool:
+        """The frame equals frame 0 (within the tolerance)."""
+        return self.cells is None
+
+    def regions(self) -> tuple[Box, ...]:
+        """Boxes around the groups of changed cells, in pixels."""
+        if self.cells is None:
+            return ()
+        count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(
+            self.cells.astype(np.uint8), connectivity=8
+        )
+        boxes = []
+        for label in range(1, count):
+            x, y, w, h = (int(v) for v in stats[label, :4])
+            box = Box(x * _TILE, y * _TILE, w * _TILE, h * _TILE)
+            clipped = box.clipped(width=self.width, height=self.height)
+            if clipped is not None:
+                boxes.append(clipped)
+        return tuple(boxes)
+
+    def covers(self, box: Box) -> bool:
+        """Whether every cell ``box`` touches changed (so frame 0's pixels there are gone)."""
+        if self.cells is None:
+            return False
+        top, left = box.y // _TILE, box.x // _TILE
+        bottom, right = -(-box.bottom // _TILE), -(-box.right // _TILE)
+        window = self.cells[top:bottom, left:right]
+        return bool(window.size) and bool(window.all())
+
+    def masked(self, image: Image) -> Image:
+        """``image`` with its unchanged pixels set to 0: only the change is left to check."""
+        if self.cells is None:
+            return np.zeros_like(image)
+        keep = np.repeat(np.repeat(self.cells, _TILE, axis=0), _TILE, axis=1)
+        keep = keep[: self.height, : self.width]
+        out = image.copy()
+        out[~keep] = 0
+        return out
+
+
+def frame_change(reference: Image, image: Image, *, tolerance: int = 0) -> FrameChange:
+    """How ``image`` differs from ``reference`` (display images of the same size)."""
     height, width = image.shape[:2]
     difference = cv2.absdiff(reference, image)
     if difference.ndim == 3:
         difference = difference.max(axis=2)
     changed = (np.asarray(difference) > tolerance).astype(np.uint8)
     if not changed.any():
-        return ()
+        return FrameChange(None, height, width)
     cells_y, cells_x = -(-height // _TILE), -(-width // _TILE)
     padded = np.zeros((cells_y * _TILE, cells_x * _TILE), np.uint8)
     padded[:height, :width] = changed
     per_cell = padded.reshape(cells_y, _TILE, cells_x, _TILE).max(axis=(1, 3))
     grown = cv2.dilate(per_cell, np.ones((3, 3), np.uint8))
-    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(grown, connectivity=8)
-    boxes = []
-    for label in range(1, count):
-        x, y, w, h = (int(v) for v in stats[label, :4])
-        box = Box(x * _TILE, y * _TILE, w * _TILE, h * _TILE).clipped(width=width, height=height)
-        if box is not None:
-            boxes.append(box)
-    return tuple(boxes)
+    return FrameChange(np.asarray(grown, dtype=bool), height, width)
+
+
+def changed_regions(reference: Image, image: Image, *, tolerance: int = 0) -> tuple[Box, ...]:
+    """The regions of ``image`` that differ from ``reference`` (16-px cells, grown by one).
+
+    Empty when the two are equal (within ``tolerance`` display levels).
+    """
+    return frame_change(reference, image, tolerance=tolerance).regions()

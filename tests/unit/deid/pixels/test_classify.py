@@ -143,6 +143,8 @@ class TestAnnotationsAreKept:
             "4.0cm",
             "SIEMENS",
             "W 400 L 40",
+            "HGen",
+            "P Low",
         ],
     )
     def test_device_annotations_are_not_phi(self, text: str) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 
 from radstream.deid.pixels.frames import decode_frames
 from radstream.deid.pixels.redact import fill_boxes, plan_fills
+from radstream.deid.pixels.triage import FrameChange, frame_change
 from radstream.ocr.engine import Box
 from tests.unit.deid.pixels.builders import ct_instance, ct_slice, us_instance
 
@@ -13,22 +14,37 @@ BANNER = Box(0, 0, 120, 16)
 SECTOR = Box(40, 40, 60, 60)
 
 
+def change(*regions: Box, height: int = 128, width: int = 128) -> FrameChange:
+    """A frame that changed exactly in ``regions`` (16-px aligned), relative to frame 0."""
+    reference = np.zeros((height, width), np.uint8)
+    image = reference.copy()
+    for box in regions:
+        image[box.y : box.bottom, box.x : box.right] = 255
+    return frame_change(reference, image)
+
+
 class TestThePlan:
     def test_frame_zeros_boxes_follow_into_frames_where_they_are_unchanged(self) -> None:
-        changes = [None, (), (SECTOR,), (Box(0, 0, 128, 32),)]
+        changes = [None, change(), change(SECTOR), change(Box(0, 0, 128, 16))]
         plan = plan_fills({0: (BANNER,)}, changes)
         assert plan[0] == (BANNER,)
         assert plan[1] == (BANNER,)  # identical to frame 0
         assert plan[2] == (BANNER,)  # only the sector changed
         assert 3 not in plan  # the banner itself changed: frame 3's own check decides
 
-    def test_a_box_partly_in_a_changed_region_is_still_filled(self) -> None:
-        plan = plan_fills({0: (BANNER,)}, [None, (Box(0, 0, 60, 16),)])
+    def test_a_box_partly_in_changed_cells_is_still_filled(self) -> None:
+        plan = plan_fills({0: (BANNER,)}, [None, change(Box(0, 0, 32, 16))])
         assert plan[1] == (BANNER,)
+
+    def test_a_box_inside_a_changed_regions_bounds_but_not_its_cells_is_filled(self) -> None:
+        # An L-shaped change: its bounding box holds the banner, its cells do not.
+        l_shape = change(Box(0, 48, 128, 16), Box(112, 0, 16, 64))
+        assert any(region.covered_by([BANNER]) > 0 for region in l_shape.regions())
+        assert plan_fills({0: (BANNER,)}, [None, l_shape])[1] == (BANNER,)
 
     def test_later_frames_keep_their_own_boxes(self) -> None:
         own = Box(50, 50, 20, 10)
-        plan = plan_fills({0: (BANNER,), 2: (own,)}, [None, (), (SECTOR,)])
+        plan = plan_fills({0: (BANNER,), 2: (own,)}, [None, change(), change(SECTOR)])
         assert plan[2] == (own, BANNER)
         assert plan[1] == (BANNER,)
 
