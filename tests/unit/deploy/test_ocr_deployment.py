@@ -442,7 +442,7 @@ def test_the_chart_offers_the_engines_the_service_knows() -> None:
     assert set(ocr["resourcesByEngine"]["required"]) == set(ENGINE_NAMES)
 
 
-def test_the_dashboard_charts_the_ocr_and_pixel_stage_series(
+def test_the_dashboard_and_the_alerts_watch_ocr_and_the_review_rate(
     production: list[dict[str, Any]],
 ) -> None:
     [configmap] = [
@@ -458,12 +458,7 @@ def test_the_dashboard_charts_the_ocr_and_pixel_stage_series(
         for name in SELECTOR_NAMES.findall(target["expr"])
     }
     [rules] = of_kind(production, "PrometheusRule").values()
-    alerted = {
-        name
-        for group in rules["spec"]["groups"]
-        for rule in group["rules"]
-        for name in SELECTOR_NAMES.findall(rule["expr"])
-    }
+    alerts = {rule["alert"]: rule for group in rules["spec"]["groups"] for rule in group["rules"]}
 
     assert {
         "radstream_ocr_requests_total",
@@ -471,12 +466,16 @@ def test_the_dashboard_charts_the_ocr_and_pixel_stage_series(
         "radstream_ocr_regions_bucket",
         "radstream_ocr_confidence_bucket",
         "radstream_ocr_inflight",
+        "radstream_deid_review_decisions_total",
     } <= charted
-    assert {name for name in charted if name.startswith("radstream_deid_pixel_")}, "pixel stage"
-    assert "radstream_ocr_requests_total" in alerted
-    assert any(name.startswith("radstream_deid_pixel_") for name in alerted), "review rate"
-    ys = sorted((p["gridPos"]["y"], p["gridPos"]["x"]) for p in dashboard["panels"])
-    assert len(ys) == len(set(ys)), "no two panels in one place"
+    failing = alerts["RadstreamOcrFailing"]["expr"]
+    assert "radstream_ocr_requests_total" in failing
+    assert 'code!~"OK|INVALID_ARGUMENT"' in failing, "a refused image is the caller's, not ocr's"
+    assert failing.endswith("> 0.05")
+    review = alerts["RadstreamReviewRateHigh"]["expr"]
+    assert 'outcome="held"' in review and review.endswith("> 0.1")
+    places = [(p["gridPos"]["y"], p["gridPos"]["x"]) for p in dashboard["panels"]]
+    assert len(places) == len(set(places)), "no two panels in one place"
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
