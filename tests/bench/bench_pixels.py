@@ -316,38 +316,38 @@ def _recall_cell(recall: dict[str, dict[str, int]]) -> tuple[str, str]:
 
 
 def engine_table(rows: Sequence[dict[str, Any]], baseline: str) -> str:
-    """Part 1 as a Markdown table."""
+    """Part 1 as a Markdown table: full-resolution figures, then the stage's way of reading."""
     table_rows = []
     for row in rows:
         if row["error"]:
-            table_rows.append([row["engine"], *["-"] * 7, row["error"][:60]])
+            table_rows.append([row["engine"], *["-"] * 6, row["error"][:60]])
             continue
         found, read = _recall_cell(row["full_recall"])
-        stage_found, _ = _recall_cell(row["stage_recall"])
+        stage = EngineRecall(**row["stage_recall"]["real"]) + EngineRecall(
+            **row["stage_recall"]["synthetic"]
+        )
         table_rows.append(
             [
                 row["engine"],
                 number_text(row["full_ms_real"]),
                 number_text(row["full_ms_synthetic"]),
-                number_text(row["stage_ms_all"]),
                 ratio_text(row["full_ms_all"], baseline_ms(rows, baseline)),
                 found,
                 read,
-                stage_found,
-                f"{row['rounds']} round(s)",
+                f"{number_text(row['stage_ms_all'])} ({stage.found}/{stage.phi_boxes})",
+                str(row["rounds"]),
             ]
         )
     return markdown_table(
         [
             "engine",
-            "ms/img real (full)",
-            "ms/img synth (full)",
-            "ms/img all (stage)",
-            f"time /{baseline}",
-            "PHI found (full)",
+            "ms/img real",
+            "ms/img synth",
+            f"/{baseline}",
+            "PHI found",
             "PHI read (synth)",
-            "PHI found (stage)",
-            "note",
+            "as stage reads: ms/img (found)",
+            "rounds",
         ],
         table_rows,
     )
@@ -699,9 +699,15 @@ def held_reasons(outcomes: Sequence[InstanceOutcome]) -> dict[str, int]:
 
 
 def review_rate(
-    images: Sequence[LabelledImage], radstream: RadstreamRun, study: StudyInputs
+    images: Sequence[LabelledImage],
+    radstream: RadstreamRun,
+    study: StudyInputs,
+    threshold: dict[str, Any],
 ) -> dict[str, Any]:
-    """Held over text-bearing instances the stage saw: the labelled images and the study's US."""
+    """Held over text-bearing instances the stage saw: the labelled images and the study's US.
+
+    ``threshold`` is the stage's risk threshold (its method says whether it fails closed).
+    """
     text_bearing: list[InstanceOutcome] = [
         radstream.image_outcomes[image.name] for image in images if image.labels.has_text
     ]
@@ -711,12 +717,18 @@ def review_rate(
     ct_held = sum(
         o.status is InstanceStatus.HELD for o in radstream.study_outcomes[: len(study.ct_series)]
     )
+    us_blank = [o for o, text in zip(us_outcomes, study.us_has_text, strict=True) if not text]
     return {
         "text_bearing": len(text_bearing),
         "held": held,
         "rate": held / len(text_bearing) if text_bearing else 0.0,
         "ct_without_text_held": ct_held,
+        "us_without_text": len(us_blank),
+        "us_without_text_held": sum(o.status is InstanceStatus.HELD for o in us_blank),
         "held_reasons": held_reasons(text_bearing),
+        "threshold_method": threshold["method"],
+        "threshold_engine": threshold["engine"],
+        "threshold_n": threshold["n_calibration"],
     }
 
 
@@ -745,6 +757,7 @@ def comparison_rows(
             row[source]["s_per_image"] = statistics.mean(measured) if measured else None
         study = radstream.study_s if tool == RADSTREAM else peer.study_s
         row["study_s"] = median_or_none(study)
+        row["study_rounds_s"] = list(study)
         rows.append(row)
     return rows
 
@@ -786,15 +799,17 @@ def comparison_table(rows: Sequence[dict[str, Any]], study_label: str) -> str:
 
 
 def study_table(
-    radstream: RadstreamRun, metadata: dict[str, list[float]], study: StudyInputs
+    radstream: RadstreamRun, metadata: dict[str, list[float]], peer: PeerRun, study: StudyInputs
 ) -> tuple[str, dict[str, Any]]:
-    """Part 3 as a Markdown table, and its figures."""
+    """Part 3 as a Markdown table (presidio's row from part 4), and its figures."""
     n = len(study.ct_series) + len(study.us)
     statuses = Counter(o.status.value for o in radstream.study_outcomes)
     decisions = Counter(
         o.pixel_report.decision.value for o in radstream.study_outcomes if o.pixel_report
     )
     rad_s, meta_s = median_or_none(radstream.study_s), median_or_none(metadata.get("study_s", []))
+    peer_s = median_or_none(peer.study_s)
+    peer_ct, peer_us = median_or_none(peer.ct_s), median_or_none(peer.us_s)
     figures: dict[str, Any] = {
         "instances": n,
         "radstream_study_s": rad_s,
@@ -804,9 +819,16 @@ def study_table(
         "metadata_study_s": meta_s,
         "metadata_per_s": n / meta_s if meta_s else None,
         "metadata_ct_ms": median_or_none(metadata.get("ct_ms", [])),
+        "peer_study_s": peer_s,
+        "peer_ct_ms": 1000 * peer_ct if peer_ct is not None else None,
+        "peer_us_ms": 1000 * peer_us if peer_us is not None else None,
         "statuses": dict(statuses),
         "pixel_decisions": dict(decisions),
-        "rounds_s": {RADSTREAM: radstream.study_s, METADATA: metadata.get("study_s", [])},
+        "rounds_s": {
+            RADSTREAM: radstream.study_s,
+            METADATA: metadata.get("study_s", []),
+            PRESIDIO: peer.study_s,
+        },
     }
     rows = [
         [
@@ -814,7 +836,7 @@ def study_table(
             number_text(figures["radstream_per_s"], 1),
             number_text(rad_s, 1),
             number_text(figures["radstream_ct_ms"], 2),
-            number_text(figures["radstream_us_ms"], 0),
+            number_text(figures["radstream_us_ms"]),
             ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
         ],
         [
@@ -824,6 +846,14 @@ def study_table(
             number_text(figures["metadata_ct_ms"], 2),
             "-",
             "header-only policy",
+        ],
+        [
+            PRESIDIO,
+            number_text(n / peer_s if peer_s else None, 1),
+            number_text(peer_s, 1),
+            number_text(figures["peer_ct_ms"], 2),
+            number_text(figures["peer_us_ms"]),
+            "redact call only; CT scaled from a sample" if peer_s else peer.error or "-",
         ],
     ]
     table = markdown_table(
@@ -864,21 +894,33 @@ def targets(
         )
     ]
     rad_s, peer_s = rad.get("study_s"), peer.get("study_s")
+
+    def spread(row: dict[str, Any]) -> str:
+        rounds = row.get("study_rounds_s") or []
+        return f" (rounds {'/'.join(f'{v:.1f}' for v in rounds)})" if len(rounds) > 1 else ""
+
     found.append(
         (
             "less time per study than presidio-image-redactor",
             rad_s is not None and peer_s is not None and rad_s < peer_s,
-            f"radstream {number_text(rad_s, 1)} s, presidio {number_text(peer_s, 1)} s "
-            f"({ratio_text(rad_s, peer_s)})",
+            f"radstream {number_text(rad_s, 1)} s{spread(rad)}, presidio "
+            f"{number_text(peer_s, 1)} s{spread(peer)}: {ratio_text(rad_s, peer_s)}",
         )
     )
     reasons = ", ".join(f"{k} {v}" for k, v in list(review["held_reasons"].items())[:4])
+    cause = ""
+    if review.get("threshold_method") == "fail_closed":
+        cause = (
+            f"; the risk threshold fails closed (n={review.get('threshold_n', 0)} calibration "
+            f"records for {review.get('threshold_engine')}): everything with text is held"
+        )
     found.append(
         (
             "fewer than 10% of text-bearing instances sent to review",
             review["rate"] < REVIEW_RATE_TARGET,
             f"{review['held']}/{review['text_bearing']} held ({100 * review['rate']:.0f}%)"
-            + (f"; held for: {reasons}" if reasons else ""),
+            + (f"; held for: {reasons}" if reasons else "")
+            + cause,
         )
     )
     return found
@@ -936,9 +978,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
     engines = engine_rows(
         engine_runs, images, padding=stage.settings.padding, baseline=config.stage_engine
     )
-    study_text, study_figures = study_table(radstream, metadata, study)
+    study_text, study_figures = study_table(radstream, metadata, peer, study)
     comparison = comparison_rows(judged, images, radstream, peer)
-    review = review_rate(images, radstream, study)
+    review = review_rate(images, radstream, study, asdict(stage.threshold))
     sample = len(files.ct_indexes)
     return {
         "config": asdict(config),
@@ -956,6 +998,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
             "engine": stage.engine.info.name,
             "recognize_sides": list(sides),
             "threshold": asdict(stage.threshold),
+            "reads_once_at_full": all(
+                stage_reads_once_at_full(image.original.shape[1:3], sides) for image in images
+            ),
             "padding": stage.settings.padding,
         },
         "engines": engines,
@@ -1072,15 +1117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("1. OCR engines (recognize; PHI boxes found = covered by its lines, read = text read)")
     print(tables["engines"])
+    if report["stage"]["reads_once_at_full"]:
+        print("   (as the stage reads = one full-resolution recognize here: no image is larger")
+        print(f"   than its smallest side, {min(report['stage']['recognize_sides'])} px)")
     print()
     print("2. The text check per CT slice, next to the metadata pipeline")
     print(tables["text_check"])
     print()
-    print("3. Mixed study: " + f"{report['study']['instances']} instances")
+    print(
+        f"3. Mixed study: {report['peer_study']['ct_slices']} text-free CT slices + "
+        f"{report['peer_study']['us']} synthetic US instances (single-frame, not a cine)"
+    )
     print(tables["study"])
     print()
     print("4. presidio-image-redactor side by side (judged by eval_pixels' definitions)")
     print(tables["comparison"])
+    print(
+        "   s/img: radstream = the whole deidentify_instance (metadata, text check, OCR, fill, "
+        "re-OCR verification); presidio = its redact call only"
+    )
     print()
     for item in report["targets"]:
         print(f"target {verdict_text(item['met'])}: {item['target']} -- {item['figures']}")

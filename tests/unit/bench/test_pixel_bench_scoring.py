@@ -269,6 +269,17 @@ def test_targets_are_met_only_by_the_figures() -> None:
     )
     assert [ok for _, ok, _ in missed] == [False, False, False]
     assert "11/12" in missed[0][2] and "9/12" in missed[0][2]
+    assert "fails closed" not in missed[2][2]
+
+
+def test_a_review_rate_missed_by_a_fail_closed_threshold_says_so() -> None:
+    review = {
+        "rate": 1.0, "held": 20, "text_bearing": 20, "held_reasons": {"over": 20},
+        "threshold_method": "fail_closed", "threshold_engine": "rapidocr", "threshold_n": 0,
+    }  # fmt: skip
+    (_, _, (_, ok, figures)) = targets(_comparison(12, 0, 40.0, 100.0), review)
+    assert not ok
+    assert "fails closed (n=0 calibration records for rapidocr)" in figures
 
 
 def test_the_comparison_table_has_a_row_per_tool_and_the_study_ratio() -> None:
