@@ -186,7 +186,10 @@ def register_deid(
 ) -> Callable[[Event[imaging_pb2.StudyReceived], Claim], Any]:
     """Subscribe the deid handler to ``study.received`` on ``bus``; return the handler.
 
-    With a review task index, the decision handler is subscribed to ``review.decision`` too.
+    With a review task index, the decision handler is subscribed to ``review.decision`` too,
+    in a group of its own (``<group>-decisions``): a rebalance waits for every member of a
+    group, and a study can keep its handler busy for minutes, which would stall decisions (and
+    a decision's re-run would stall studies) if the two shared one group.
     """
     chosen = topic_set or DeidTopics()
 
@@ -200,7 +203,7 @@ def register_deid(
         async def on_review_decision(event: Event[review_pb2.ReviewDecision], claim: Claim) -> None:
             await _on_decision(bus, worker, index, chosen, event)
 
-        bus.subscribe(chosen.decision, group=group)(on_review_decision)
+        bus.subscribe(chosen.decision, group=f"{group}-decisions")(on_review_decision)
     return on_study_received
 
 
