@@ -1,13 +1,15 @@
 """Pixel policies: whether an instance's pixels may carry text that identifies the patient.
 
 Metadata de-identification cannot see text burned into the pixels (ultrasound banners, scanned
-forms, screen captures, technologist labels on radiographs). Until a pixel-cleaning stage exists,
-the pipeline asks a :class:`PixelPolicy` and holds the instance for review when it says so. The
-pixel stage will be another ``PixelPolicy`` (OCR, masking, a confidence), passed where this one
-is passed today; nothing in the pipeline special-cases burned-in text.
+forms, screen captures, technologist labels on radiographs). The pipeline asks a
+:class:`PixelPolicy` and holds the instance for review when it says so. The pixel stage
+(:class:`radstream.deid.pixels.stage.PixelStage`: OCR, filling, verification, a calibrated
+risk) is such a policy, passed where this one is passed; it keeps only the holds reading cannot
+lift (:class:`HoldUncheckableContent`) and reads everything else, and uses
+:func:`text_prone_reason` to read text-prone instances whole.
 
-:class:`HoldPossibleBurnedInText`, the default, decides from the header alone and leans to
-holding. Its rules, first match wins:
+:class:`HoldPossibleBurnedInText`, the header-only policy (no OCR engine at hand), decides from
+the header alone and leans to holding. Its rules, first match wins:
 
 1. No pixels (no Pixel Data, Float or Double Float Pixel Data, no encapsulated document):
    nothing can be burned in; release as far as this policy goes.

@@ -10,11 +10,11 @@ more than half the strongest difference (at least 24 levels) are ink; columns wi
 where the gap is wider than 0.9 of the ink's height (on the real ultrasound banner a word space
 is 0.4 of it, a colon and space 0.55, a gap between fields 1.2), are its **fields**, each boxed
 tightly around its ink and grown by a fifth of the ink height. The fields are read again --
-each pasted alone onto a blank canvas, all in one engine call -- and judged one by one. The
-line is filled field by field only when what is left (the fields judged not PHI, read together)
-is not PHI either; when a field cannot be read alone, or the rest still is PHI (a name the NER
-recognises only whole), the whole line is filled, around its ink. The verification reads the
-output again in any case.
+each pasted alone onto a blank canvas, all of a frame's in one engine call -- and judged one by
+one. The line is filled field by field only when what is left (the fields judged not PHI, read
+together) is not PHI either; when a field cannot be read alone, or the rest still is PHI (a
+name the NER recognises only whole), the whole line is filled, around its ink. The verification
+reads the output again in any case.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Field:
 
     box: Box
     ink_height: int
+    background: tuple[int, ...]  # the line's median value (one per channel)
 
 
 def ink_fields(image: Image, line: Box) -> list[Field]:
@@ -48,7 +49,7 @@ def ink_fields(image: Image, line: Box) -> list[Field]:
     crop = image[line.y : line.bottom, line.x : line.right]
     if crop.size == 0:
         return []
-    difference = _difference_from_background(crop)
+    difference, background = _difference_from_background(crop)
     strongest = int(difference.max())
     if strongest < MIN_INK_CONTRAST:
         return []
@@ -76,33 +77,40 @@ def ink_fields(image: Image, line: Box) -> list[Field]:
             int(field_rows[-1] - field_rows[0] + 1),
         )
         grown = box.padded(grow, width=image.shape[1], height=image.shape[0])
-        fields.append(Field(box=grown, ink_height=height))
+        fields.append(Field(box=grown, ink_height=height, background=background))
     return fields
 
 
-def _difference_from_background(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+def _difference_from_background(
+    crop: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.int16], tuple[int, ...]]:
     """Per pixel, the largest channel difference from the crop's median (its background)."""
     signed = crop.astype(np.int16)
     if signed.ndim == 2:
-        return np.abs(signed - int(np.median(signed)))
+        median = int(np.median(signed))
+        return np.abs(signed - median), (median,)
     background = np.median(signed.reshape(-1, signed.shape[-1]), axis=0).astype(np.int16)
-    return np.asarray(np.abs(signed - background).max(axis=-1), dtype=np.int16)
+    difference = np.asarray(np.abs(signed - background).max(axis=-1), dtype=np.int16)
+    return difference, tuple(int(value) for value in background)
 
 
 def read_fields(
-    engine: OcrEngine, image: Image, line: Box, fields: Sequence[Field], sides: Sequence[int]
+    engine: OcrEngine, image: Image, fields: Sequence[Field], sides: Sequence[int]
 ) -> list[str]:
-    """The text of each field, read alone: each on its own band of one blank canvas."""
+    """The text of each field, read alone: each on its own band of one canvas, one engine call.
+
+    Each band is painted with its line's background, the field's pixels in its middle.
+    """
     if not fields:
         return []
     band = 3 * max(field.box.height for field in fields)
     margin = max(field.ink_height for field in fields)
     width = max(field.box.width for field in fields) + 2 * margin
-    crops = [image[f.box.y : f.box.bottom, f.box.x : f.box.right] for f in fields]
-    background = _background_value(image, line)
     canvas = np.empty((band * len(fields), width, *image.shape[2:]), dtype=np.uint8)
-    canvas[...] = background
-    for index, crop in enumerate(crops):
+    for index, field in enumerate(fields):
+        box = field.box
+        crop = image[box.y : box.bottom, box.x : box.right]
+        canvas[index * band : (index + 1) * band] = np.asarray(field.background, np.uint8)
         top = index * band + (band - crop.shape[0]) // 2
         canvas[top : top + crop.shape[0], margin : margin + crop.shape[1]] = crop
     texts: list[list[tuple[int, str]]] = [[] for _ in fields]
@@ -111,10 +119,3 @@ def read_fields(
         index = min(len(fields) - 1, centre // band)
         texts[index].append((region.box.x, region.text))
     return [" ".join(text for _, text in sorted(found)) for found in texts]
-
-
-def _background_value(image: Image, box: Box) -> npt.NDArray[np.uint8]:
-    crop = image[box.y : box.bottom, box.x : box.right]
-    if crop.ndim == 2:
-        return np.asarray(np.median(crop), dtype=np.uint8)
-    return np.asarray(np.median(crop.reshape(-1, crop.shape[-1]), axis=0), dtype=np.uint8)

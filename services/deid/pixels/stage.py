@@ -45,7 +45,7 @@ from radstream.deid.errors import DeidError
 from radstream.deid.phi import PhiValues
 from radstream.deid.pixels.classify import PhiClassifier
 from radstream.deid.pixels.encode import write_frames
-from radstream.deid.pixels.fields import ink_fields, read_fields
+from radstream.deid.pixels.fields import Field, ink_fields, read_fields
 from radstream.deid.pixels.findings import (
     PixelDecision,
     PixelFinding,
@@ -291,33 +291,48 @@ class PixelStage:
                 for detection in plan.detections
                 if detection.box.covered_by([region.box for region in legible]) < 0.5
             )
-            for region in read:
-                finding = self._judge(plan.index, region, phi)
-                if finding.phi and self.mode is PixelPolicyMode.REMOVE_PHI:
-                    findings.extend(self._by_field(plan.index, image, finding, phi))
-                else:
-                    findings.append(finding)
+            judged = [self._judge(plan.index, region, phi) for region in read]
+            if self.mode is PixelPolicyMode.REMOVE_PHI:
+                judged = self._by_field(plan.index, image, judged, phi)
+            findings.extend(judged)
         return findings, unread
 
     def _by_field(
-        self, frame: int, image: Image, line: PixelFinding, phi: PhiValues
+        self, frame: int, image: Image, lines: list[PixelFinding], phi: PhiValues
     ) -> list[PixelFinding]:
-        """A PHI line as the fields it shows, PHI or not (see :mod:`.fields`)."""
-        fields = ink_fields(image, line.box)
-        if not fields:
-            return [line]
-        whole = replace(line, box=_union([field.box for field in fields]))
-        if len(fields) == 1:
-            return [whole]
-        texts = read_fields(self.engine, image, line.box, fields, self.settings.recognize_sides)
+        """Each PHI line as the fields it shows, PHI or not (see :mod:`.fields`).
+
+        The fields of all of a frame's PHI lines are read in one engine call.
+        """
+        split: dict[int, list[Field]] = {}
+        for index, line in enumerate(lines):
+            if line.phi:
+                split[index] = ink_fields(image, line.box)
+        every = [field for fields in split.values() for field in fields if len(fields) > 1]
+        texts = iter(read_fields(self.engine, image, every, self.settings.recognize_sides))
+        result: list[PixelFinding] = []
+        for index, line in enumerate(lines):
+            fields = split.get(index)
+            if not fields:  # not PHI, or no measurable ink: as read
+                result.append(line)
+            elif len(fields) == 1:
+                result.append(replace(line, box=fields[0].box))
+            else:
+                read = [next(texts) for _ in fields]
+                result.extend(self._fields_of(line, fields, read, phi))
+        return result
+
+    def _fields_of(
+        self, line: PixelFinding, fields: list[Field], texts: list[str], phi: PhiValues
+    ) -> list[PixelFinding]:
+        """The fields' findings, or the whole line around its ink when they cannot decide."""
+        whole = [replace(line, box=_union([field.box for field in fields]))]
         if not all(_legible(text) for text in texts):
-            return [whole]
+            return whole
         verdicts = [self.classifier.classify(text, phi) for text in texts]
-        rest = " ".join(
-            text for text, verdict in zip(texts, verdicts, strict=True) if not verdict.phi
-        )
+        rest = " ".join(t for t, verdict in zip(texts, verdicts, strict=True) if not verdict.phi)
         if not any(v.phi for v in verdicts) or (rest and self.classifier.classify(rest, phi).phi):
-            return [whole]
+            return whole
         return [
             replace(
                 line,

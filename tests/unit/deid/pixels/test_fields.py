@@ -42,5 +42,5 @@ class TestReadingFieldsAlone:
     def test_each_field_is_read_on_its_own(self) -> None:
         image, _ = banner(("DOE JANE", 10), ("M", 110), ("4471 2209", 150))
         line = Box(0, 0, 600, 40)
-        texts = read_fields(engine(), image, line, ink_fields(image, line), (0,))
+        texts = read_fields(engine(), image, ink_fields(image, line), (0,))
         assert [t.replace(" ", "") for t in texts] == ["DOEJANE", "M", "44712209"]
