@@ -28,7 +28,10 @@ shows up white in the display image, and is checked (and filled) like any burned
 Overlay planes (60xx,3000) are rendered by :func:`overlay_images` as white-on-black images in
 the image's coordinates, for the stage to read; the profile removes every overlay plane with
 its data (PS3.15 Table E.1-1 gives (60xx,3000) X, and a C under Clean Graphics cannot clean a
-bitmap), so reading them only tells the reviewer what was there.
+bitmap), so reading them only tells the reviewer what was there. The Icon Image Sequence
+(0088,0200) is removed by the profile too (Table E.1-1: X); it is a thumbnail of the unredacted
+pixels, so the stage also deletes any left in its output and the verification fails an output
+that still has one.
 """
 
 from __future__ import annotations
