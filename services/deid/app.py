@@ -674,19 +674,30 @@ def create_app(
     settings: DeidSettings | None = None,
     *,
     registry: CollectorRegistry | None = None,
-    pixel_policy: PixelPolicy = DEFAULT_PIXEL_POLICY,
+    pixel_policy: PixelPolicy | None = None,
 ) -> FastStream:
-    """Build the deid service: validate settings, load the text cleaner, subscribe."""
+    """Build the deid service: validate settings, load the text cleaner and OCR, subscribe.
+
+    The pixel stage is the settings' (``RADSTREAM_DEID_OCR_ENGINE``, ``_LEAK_RATE``, ...): every
+    instance with pixel data is checked for text, and an approved review task can be redacted.
+    Its engine loads here, once, so a missing extra or model stops the start instead of the
+    first study. ``pixel_policy`` replaces it (tests; a header-only policy releases burned-in
+    text the header does not declare, so production never passes one).
+    """
     from radstream.deid.clean import build_text_cleaner  # noqa: PLC0415 -- loads spaCy
 
     settings = settings if settings is not None else DeidSettings()
     registry = registry if registry is not None else REGISTRY
     plan = settings.memory_plan()
+    keys = settings.keys()  # fails at startup without a key, before any model loads
+    clean_text = build_text_cleaner()
+    if pixel_policy is None:
+        pixel_policy = settings.pixel_stage(clean_text)
     review_index = open_review_index(settings.delivery.idempotency_dsn)
     worker = DeidWorker(
         profile=settings.profile(),
-        keys=settings.keys(),  # fails at startup without a key
-        clean_text=build_text_cleaner(),
+        keys=keys,
+        clean_text=clean_text,
         stores=open_blob_stores(settings.blob),
         metrics=deid_metrics(registry),
         pixel_policy=pixel_policy,
@@ -699,6 +710,21 @@ def create_app(
         # The idempotency guard's database: durable, and shared by replicas in production.
         review_index=review_index,
     )
+    if isinstance(pixel_policy, PixelStage):
+        threshold = pixel_policy.threshold
+        log.info(
+            "pixel stage: mode %s, risk threshold %.3f for leak rate %g%s",
+            pixel_policy.mode.value,
+            threshold.value,
+            threshold.leak_rate,
+            " (fail closed: everything with text is held)" if threshold.fail_closed else "",
+            extra={"component": "pixel_stage", "model": pixel_policy.engine.info.name},
+        )
+    else:
+        log.warning(
+            "no pixel stage: burned-in text is judged from the header only",
+            extra={"component": type(pixel_policy).__name__},
+        )
     log.info(
         "memory budget",
         extra={

@@ -129,6 +129,65 @@ class TestServiceFactory:
         with pytest.raises(DeidConfigurationError, match="no pseudonymisation key"):
             create_app(self.settings(tmp_path), registry=CollectorRegistry())
 
+    async def test_the_service_runs_the_settings_pixel_stage_built_once_at_startup(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from radstream.deid.app import create_app
+        from radstream.deid.pixels.risk import threshold_for
+        from radstream.deid.pixels.stage import PixelStage
+        from radstream.ocr.engines import shared_engine
+
+        built: list[PixelStage] = []
+        real_pixel_stage = DeidSettings.pixel_stage
+
+        def recording_pixel_stage(settings: DeidSettings, clean_text: object) -> PixelStage:
+            stage = real_pixel_stage(settings, clean_text)  # type: ignore[arg-type]
+            built.append(stage)
+            return stage
+
+        monkeypatch.setattr(clean, "build_text_cleaner", shared_text_cleaner)
+        monkeypatch.setattr(DeidSettings, "pixel_stage", recording_pixel_stage)
+        caplog.set_level("INFO", logger="radstream.deid.app")
+
+        create_app(
+            self.settings(tmp_path, key=KEY, ocr_engine="rapidocr", leak_rate=0.05),
+            registry=CollectorRegistry(),
+        )
+
+        assert len(built) == 1
+        stage = built[0]
+        assert stage.engine is shared_engine("rapidocr")  # the process's one engine
+        assert stage.threshold == threshold_for(0.05, "rapidocr")
+        started = [record for record in caplog.records if record.getMessage().startswith("pixel")]
+        assert [getattr(record, "model", None) for record in started] == ["rapidocr"]
+
+    def test_an_unknown_ocr_engine_stops_the_start(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from radstream.deid.app import create_app
+
+        monkeypatch.setattr(clean, "build_text_cleaner", shared_text_cleaner)
+        with pytest.raises(MisconfiguredError, match="unknown OCR engine 'no-such-engine'"):
+            create_app(
+                self.settings(tmp_path, key=KEY, ocr_engine="no-such-engine"),
+                registry=CollectorRegistry(),
+            )
+
+    async def test_a_pixel_policy_passed_in_replaces_the_stage(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from radstream.deid.app import create_app
+        from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY
+
+        monkeypatch.setattr(clean, "build_text_cleaner", shared_text_cleaner)
+        caplog.set_level("INFO", logger="radstream.deid.app")
+        create_app(
+            self.settings(tmp_path, key=KEY, ocr_engine="no-such-engine"),  # never loaded
+            registry=CollectorRegistry(),
+            pixel_policy=DEFAULT_PIXEL_POLICY,
+        )
+        assert any(record.getMessage().startswith("no pixel stage") for record in caplog.records)
+
 
 class TestPackage:
     def test_importing_the_package_loads_neither_pydicom_nor_spacy(self) -> None:
