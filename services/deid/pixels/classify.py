@@ -74,6 +74,7 @@ _ANNOTATION_TERMS_TEXT = """
     view img image series slice se im acq ser wl ww window level l r lt rt left right both
     bilat marker ruler scale measure dist area circ angle sd ps ed ri pi vmax vmin tamax tamean
     hr fr gest ga edd efw bpd hc ac fl crl mvp afi
+    ctdi ctdivol dlp ssde gy mgy mgycm cgy dose kerma pitch rot collimation coll kernel
 """
 ANNOTATION_TERMS = frozenset(_ANNOTATION_TERMS_TEXT.split())
 
@@ -190,11 +191,7 @@ def _judge(text: str, entity: str, start: int, end: int, score: float) -> _Evide
     if entity == "DATE_TIME":
         return _date_or_number(span, score)
     if entity in _NAME_LIKE:
-        words = [
-            word
-            for word in _WORD.findall(span)
-            if not is_clinical_word(word) and word.casefold() not in ANNOTATION_TERMS
-        ]
+        words = [word for word in _WORD.findall(span) if not _annotation_word(word)]
         # A person's name part has four letters or more ("John"); an organization or place
         # five ("HGen", "MapE" are device settings the NER takes for companies).
         letters = 4 if entity == "PERSON" else 5
@@ -206,6 +203,16 @@ def _judge(text: str, entity: str, start: int, end: int, score: float) -> _Evide
         # into an image beside a name it is a contact, and HIPAA lists it as an identifier.
         return _Evidence(entity, max(score, 0.6), "pattern")
     return _Evidence(entity, score, "pattern")
+
+
+def _annotation_word(word: str) -> bool:
+    """True for a clinical word, an annotation term, or a compound of them ("mGy-cm", "L/R")."""
+    if is_clinical_word(word) or word.casefold() in ANNOTATION_TERMS:
+        return True
+    parts = [part for part in re.split(r"[-/.\u00b7]+", word) if part]
+    return len(parts) > 1 and all(
+        is_clinical_word(part) or part.casefold() in ANNOTATION_TERMS for part in parts
+    )
 
 
 def _date_or_number(span: str, score: float) -> _Evidence | None:
