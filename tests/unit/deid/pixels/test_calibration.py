@@ -11,8 +11,14 @@ from radstream.deid.pixels.calibration import (
     CalibrationSet,
     clopper_pearson,
     conformal_threshold,
+    load_calibration,
 )
-from radstream.deid.pixels.risk import FAIL_CLOSED
+from radstream.deid.pixels.risk import (
+    DEFAULT_LEAK_RATE,
+    DEFAULT_THRESHOLD,
+    FAIL_CLOSED,
+    threshold_for,
+)
 
 
 def _records(rng: np.random.Generator, n: int) -> tuple[CalibrationRecord, ...]:
@@ -148,3 +154,22 @@ def test_clopper_pearson_covers_the_true_rate_at_least_95_percent_of_the_time() 
         low, high = clopper_pearson(int(successes), n)
         hits += low <= p <= high
     assert hits / 400 >= 0.95
+
+
+def test_the_shipped_calibration_guarantees_the_default_rate_on_its_own_split() -> None:
+    calibration = load_calibration("rapidocr")
+    assert calibration is not None
+    assert calibration.source["split"] == "calibration"  # never the held-out seeds
+    threshold = threshold_for(DEFAULT_LEAK_RATE, "rapidocr")
+    assert threshold == DEFAULT_THRESHOLD
+    assert not threshold.fail_closed
+    n = threshold.n_calibration
+    assert n == len(calibration.phi_bearing) >= 99
+    released_leaks = calibration.leak_rate(threshold) * n
+    assert (released_leaks + 1) / (n + 1) <= DEFAULT_LEAK_RATE
+
+
+def test_a_looser_leak_rate_never_gets_a_stricter_threshold() -> None:
+    rates = [0.005, 0.01, 0.02, 0.05, 0.1, 0.3]
+    values = [threshold_for(rate, "rapidocr").value for rate in rates]
+    assert values == sorted(values)
