@@ -302,6 +302,8 @@ async def _process_instance(
     except (OverBudgetError, OversizedFileError) as exc:  # never fetched: this instance only
         outcome = _unread(worker, ref, exc)
     worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
+    if outcome.pixel_report is not None:
+        worker.metrics.pixel_report(outcome.pixel_report)
     result.outcome = _OUTCOMES[outcome.status]
     result.reasons.extend(outcome.reasons)
     result.error_code = _error_code(outcome)
