@@ -43,6 +43,10 @@ MASK = "***"
 # (scrubbed, but scrubbing is a backstop).
 _PHI_HEADERS = frozenset({"ce_subject", "x-radstream-error-message"})
 _SUMMARY_FIELDS = 5
+# deid's pixel decisions for instances with text: each such instance gets a few words of its own
+# (up to _PIXEL_DETAILS of them per event); the others (no_pixels, no_text) are only counted.
+_TEXT_DECISIONS = frozenset({"text_kept", "redacted", "held"})
+_PIXEL_DETAILS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +151,9 @@ def summarize(body: dict[str, Any]) -> str:
     """A short ``name=value`` summary of the first scalar fields.
 
     Lists show their length, or for items with an ``outcome`` (deid's per-instance results) the
-    count of each outcome, which is what an operator watching the stream wants to see.
+    count of each outcome, which is what an operator watching the stream wants to see, and the
+    pixel stage's decisions: counted, and for an instance with text what was filled and kept, what
+    the check cost, the risk and why it was held (numbers and enum names, never text read).
     """
     parts: list[str] = []
     for name, value in _flattened(body):
@@ -168,8 +174,48 @@ def _list_summary(items: list[Any]) -> str:
         if isinstance(item, dict) and "outcome" in item
     )
     if len(outcomes) and sum(outcomes.values()) == len(items):
-        return " ".join(f"{outcome}:{count}" for outcome, count in sorted(outcomes.items()))
+        counted = " ".join(f"{outcome}:{count}" for outcome, count in sorted(outcomes.items()))
+        pixels = _pixel_summary(items)
+        return f"{counted}; {pixels}" if pixels else counted
     return str(len(items))
+
+
+def _pixel_summary(items: list[dict[str, Any]]) -> str:
+    """``pixels no_text:2 redacted:1; #3 US redacted: 4 PHI boxes filled, 3 kept, 812 ms, ...``.
+
+    Empty when no result carries a pixel decision (deid ran without a pixel stage).
+    """
+    decisions = Counter(str(item["pixel_decision"]) for item in items if "pixel_decision" in item)
+    if not decisions:
+        return ""
+    parts = ["pixels " + " ".join(f"{name}:{count}" for name, count in sorted(decisions.items()))]
+    with_text = [
+        (number, item)
+        for number, item in enumerate(items, start=1)
+        if item.get("pixel_decision") in _TEXT_DECISIONS
+    ]
+    parts += [_pixel_detail(number, item) for number, item in with_text[:_PIXEL_DETAILS]]
+    if len(with_text) > _PIXEL_DETAILS:
+        parts.append(f"+{len(with_text) - _PIXEL_DETAILS} more with text")
+    return "; ".join(parts)
+
+
+def _pixel_detail(number: int, item: dict[str, Any]) -> str:
+    """One instance with text: its decision, boxes, cost and risk, and why it was held."""
+    decision = str(item["pixel_decision"])
+    original = item.get("original")
+    modality = original.get("modality", "") if isinstance(original, dict) else ""
+    phi_boxes = int(item.get("phi_boxes_filled", 0))
+    done = "proposed for review" if decision == "held" else "filled"
+    detail = (
+        f"#{number} {modality or '?'} {decision}: {phi_boxes} PHI box(es) {done}, "
+        f"{int(item.get('text_boxes_kept', 0))} kept, "
+        f"{float(item.get('pixel_check_ms', 0.0)):.0f} ms, "
+        f"risk {float(item.get('pixel_risk', 0.0)):.3f}"
+    )
+    if str(item.get("outcome", "")).endswith("HELD"):
+        detail += f", held: {', '.join(str(reason) for reason in item.get('reasons', []))}"
+    return detail
 
 
 def _flattened(body: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -304,6 +304,7 @@ async def _process_instance(
     worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
     if outcome.pixel_report is not None:
         worker.metrics.pixel_report(outcome.pixel_report)
+        _set_pixel_fields(result, outcome.pixel_report)
     result.outcome = _OUTCOMES[outcome.status]
     result.reasons.extend(outcome.reasons)
     result.error_code = _error_code(outcome)
@@ -324,6 +325,16 @@ async def _process_instance(
         },
     )
     return outcome
+
+
+def _set_pixel_fields(result: deid_pb2.DeidCompleted.InstanceResult, report: PixelReport) -> None:
+    """What the pixel stage decided and spent, in numbers and names only (no text read)."""
+    phi = sum(1 for finding in report.findings if finding.phi)
+    result.pixel_decision = report.decision.value
+    result.pixel_check_ms = round(report.costs.total_ms, 3)
+    result.phi_boxes_filled = phi
+    result.text_boxes_kept = len(report.findings) - phi
+    result.pixel_risk = 1.0 if math.isnan(report.risk) else report.risk
 
 
 def _after_review(outcome: InstanceOutcome) -> InstanceOutcome:

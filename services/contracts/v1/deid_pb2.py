@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from radstream.contracts.v1 import common_pb2 as radstream_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17radstream/v1/deid.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xed\x05\n\rDeidCompleted\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x16\n\x0estudy_revision\x18\x02 \x01(\x05\x12\'\n\x1fpseudonymous_study_instance_uid\x18\x03 \x01(\t\x12;\n\x07results\x18\x04 \x03(\x0b\x32*.radstream.v1.DeidCompleted.InstanceResult\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0f\n\x07options\x18\x06 \x03(\t\x12\x18\n\x10software_version\x18\x07 \x01(\t\x12+\n\x0c\x61udit_record\x18\x08 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12\x34\n\x14\x62urned_in_text_model\x18\t \x01(\x0b\x32\x16.radstream.v1.ModelRef\x12\x16\n\x0ereview_task_id\x18\n \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\xf6\x01\n\x0eInstanceResult\x12+\n\x08original\x18\x01 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12+\n\x08released\x18\x02 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.radstream.v1.DeidCompleted.Outcome\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12+\n\nerror_code\x18\x05 \x01(\x0e\x32\x17.radstream.v1.ErrorCode\x12\x16\n\x0emin_confidence\x18\x06 \x01(\x01\"`\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_RELEASED\x10\x01\x12\x10\n\x0cOUTCOME_HELD\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17radstream/v1/deid.proto\x12\x0cradstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19radstream/v1/common.proto\"\xe4\x06\n\rDeidCompleted\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x16\n\x0estudy_revision\x18\x02 \x01(\x05\x12\'\n\x1fpseudonymous_study_instance_uid\x18\x03 \x01(\t\x12;\n\x07results\x18\x04 \x03(\x0b\x32*.radstream.v1.DeidCompleted.InstanceResult\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0f\n\x07options\x18\x06 \x03(\t\x12\x18\n\x10software_version\x18\x07 \x01(\t\x12+\n\x0c\x61udit_record\x18\x08 \x01(\x0b\x32\x15.radstream.v1.BlobRef\x12\x34\n\x14\x62urned_in_text_model\x18\t \x01(\x0b\x32\x16.radstream.v1.ModelRef\x12\x16\n\x0ereview_task_id\x18\n \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\xed\x02\n\x0eInstanceResult\x12+\n\x08original\x18\x01 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12+\n\x08released\x18\x02 \x01(\x0b\x32\x19.radstream.v1.InstanceRef\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.radstream.v1.DeidCompleted.Outcome\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12+\n\nerror_code\x18\x05 \x01(\x0e\x32\x17.radstream.v1.ErrorCode\x12\x16\n\x0emin_confidence\x18\x06 \x01(\x01\x12\x16\n\x0epixel_decision\x18\x07 \x01(\t\x12\x16\n\x0epixel_check_ms\x18\x08 \x01(\x01\x12\x18\n\x10phi_boxes_filled\x18\t \x01(\x05\x12\x17\n\x0ftext_boxes_kept\x18\n \x01(\x05\x12\x12\n\npixel_risk\x18\x0b \x01(\x01\"`\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_RELEASED\x10\x01\x12\x10\n\x0cOUTCOME_HELD\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'radstream.contracts.v1.deid
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEIDCOMPLETED']._serialized_start=102
-  _globals['_DEIDCOMPLETED']._serialized_end=851
+  _globals['_DEIDCOMPLETED']._serialized_end=970
   _globals['_DEIDCOMPLETED_INSTANCERESULT']._serialized_start=507
-  _globals['_DEIDCOMPLETED_INSTANCERESULT']._serialized_end=753
-  _globals['_DEIDCOMPLETED_OUTCOME']._serialized_start=755
-  _globals['_DEIDCOMPLETED_OUTCOME']._serialized_end=851
+  _globals['_DEIDCOMPLETED_INSTANCERESULT']._serialized_end=872
+  _globals['_DEIDCOMPLETED_OUTCOME']._serialized_start=874
+  _globals['_DEIDCOMPLETED_OUTCOME']._serialized_end=970
 # @@protoc_insertion_point(module_scope)

@@ -25,20 +25,30 @@ class DeidCompleted(_message.Message):
     OUTCOME_HELD: DeidCompleted.Outcome
     OUTCOME_REJECTED: DeidCompleted.Outcome
     class InstanceResult(_message.Message):
-        __slots__ = ("original", "released", "outcome", "reasons", "error_code", "min_confidence")
+        __slots__ = ("original", "released", "outcome", "reasons", "error_code", "min_confidence", "pixel_decision", "pixel_check_ms", "phi_boxes_filled", "text_boxes_kept", "pixel_risk")
         ORIGINAL_FIELD_NUMBER: _ClassVar[int]
         RELEASED_FIELD_NUMBER: _ClassVar[int]
         OUTCOME_FIELD_NUMBER: _ClassVar[int]
         REASONS_FIELD_NUMBER: _ClassVar[int]
         ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
         MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+        PIXEL_DECISION_FIELD_NUMBER: _ClassVar[int]
+        PIXEL_CHECK_MS_FIELD_NUMBER: _ClassVar[int]
+        PHI_BOXES_FILLED_FIELD_NUMBER: _ClassVar[int]
+        TEXT_BOXES_KEPT_FIELD_NUMBER: _ClassVar[int]
+        PIXEL_RISK_FIELD_NUMBER: _ClassVar[int]
         original: _common_pb2.InstanceRef
         released: _common_pb2.InstanceRef
         outcome: DeidCompleted.Outcome
         reasons: _containers.RepeatedScalarFieldContainer[str]
         error_code: _common_pb2.ErrorCode
         min_confidence: float
-        def __init__(self, original: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., released: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., outcome: _Optional[_Union[DeidCompleted.Outcome, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., min_confidence: _Optional[float] = ...) -> None: ...
+        pixel_decision: str
+        pixel_check_ms: float
+        phi_boxes_filled: int
+        text_boxes_kept: int
+        pixel_risk: float
+        def __init__(self, original: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., released: _Optional[_Union[_common_pb2.InstanceRef, _Mapping]] = ..., outcome: _Optional[_Union[DeidCompleted.Outcome, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., min_confidence: _Optional[float] = ..., pixel_decision: _Optional[str] = ..., pixel_check_ms: _Optional[float] = ..., phi_boxes_filled: _Optional[int] = ..., text_boxes_kept: _Optional[int] = ..., pixel_risk: _Optional[float] = ...) -> None: ...
     STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     STUDY_REVISION_FIELD_NUMBER: _ClassVar[int]
     PSEUDONYMOUS_STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]

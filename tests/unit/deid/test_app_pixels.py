@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from radstream.common.blobstore import BlobStores, FilesystemBlobStore
 from radstream.contracts.v1 import common_pb2, deid_pb2
 from radstream.deid.app import DeidWorker, _process_instance, _StudyResult
+from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.metrics import deid_metrics
 from radstream.deid.pipeline import InstanceOutcome, InstanceStatus
 from radstream.deid.pixels.findings import PixelDecision
@@ -42,7 +43,7 @@ def pixel_stage() -> PixelStage:
 class Service:
     """The instance handler of one deid worker, with its metrics in a registry of its own."""
 
-    def __init__(self, root: Path, pixel_stage: PixelStage) -> None:
+    def __init__(self, root: Path, pixel_stage: PixelPolicy) -> None:
         phi = FilesystemBlobStore(root / "phi", "phi")
         release = FilesystemBlobStore(root / "release", "release", refused_roots=[phi.root_uri])
         self.registry = CollectorRegistry()
@@ -123,11 +124,36 @@ async def test_a_redacted_instance_moves_every_pixel_metric(
     assert 0 < service.value("radstream_deid_pixel_confidence_sum") <= read
 
 
+async def test_the_published_result_says_what_the_pixel_stage_did(
+    tmp_path: Path, pixel_stage: PixelStage
+) -> None:
+    service = Service(tmp_path, pixel_stage)
+    outcome, result = await service.process(ct_with_name())
+
+    report = outcome.pixel_report
+    assert report is not None
+    assert result.pixel_decision == "redacted"
+    assert result.phi_boxes_filled >= 1
+    assert result.phi_boxes_filled == sum(1 for finding in report.findings if finding.phi)
+    assert result.phi_boxes_filled + result.text_boxes_kept == len(report.findings)
+    assert result.pixel_check_ms == pytest.approx(report.costs.total_ms, abs=0.001)
+    assert result.pixel_risk == pytest.approx(report.risk)
+    assert 0 <= result.pixel_risk < pixel_stage.threshold.value  # released: under it
+
+
+async def test_without_a_pixel_stage_the_result_has_no_pixel_decision(tmp_path: Path) -> None:
+    service = Service(tmp_path, DEFAULT_PIXEL_POLICY)
+    _, result = await service.process(ct_instance(ct_slice(2)))
+
+    assert result.pixel_decision == ""
+    assert service.value("radstream_deid_pixel_decisions_total", decision="no_text") == 0
+
+
 async def test_an_instance_without_text_moves_no_box_risk_or_confidence(
     tmp_path: Path, pixel_stage: PixelStage
 ) -> None:
     service = Service(tmp_path, pixel_stage)
-    outcome, _ = await service.process(ct_instance(ct_slice(2)))
+    outcome, result = await service.process(ct_instance(ct_slice(2)))
 
     assert outcome.status is InstanceStatus.RELEASED, outcome.reasons
     assert service.value("radstream_deid_pixel_decisions_total", decision="no_text") == 1
@@ -136,17 +162,20 @@ async def test_an_instance_without_text_moves_no_box_risk_or_confidence(
     assert service.value("radstream_deid_pixel_risk_count") == 0  # not text-bearing
     assert service.value("radstream_deid_pixel_confidence_count") == 0
     assert service.value("radstream_deid_pixel_boxes_total", kind="phi") == 0
+    assert (result.pixel_decision, result.phi_boxes_filled, result.pixel_risk) == ("no_text", 0, 0)
+    assert result.pixel_check_ms > 0
 
 
 async def test_an_instance_without_pixel_data_is_counted_as_such(
     tmp_path: Path, pixel_stage: PixelStage
 ) -> None:
     service = Service(tmp_path, pixel_stage)
-    outcome, _ = await service.process(synthetic_instance(with_pixels=False))
+    outcome, result = await service.process(synthetic_instance(with_pixels=False))
 
     assert outcome.status is InstanceStatus.RELEASED, outcome.reasons
     assert service.value("radstream_deid_pixel_decisions_total", decision="no_pixels") == 1
     assert service.step_counts() == dict.fromkeys(STEPS, 0.0)
+    assert (result.pixel_decision, result.pixel_check_ms) == ("no_pixels", 0)
 
 
 async def test_no_pixel_metric_carries_anything_read_from_the_instance(
