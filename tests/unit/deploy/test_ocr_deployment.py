@@ -468,13 +468,21 @@ def test_the_dashboard_and_the_alerts_watch_ocr_and_the_review_rate(
         "radstream_ocr_confidence_bucket",
         "radstream_ocr_inflight",
         "radstream_deid_review_decisions_total",
+        "radstream_deid_pixel_decisions_total",
+        "radstream_deid_pixel_stage_seconds_bucket",
+        "radstream_deid_pixel_boxes_total",
+        "radstream_deid_pixel_risk_bucket",
+        "radstream_deid_pixel_confidence_bucket",
     } <= charted
     failing = alerts["RadstreamOcrFailing"]["expr"]
     assert "radstream_ocr_requests_total" in failing
     assert 'code!~"OK|INVALID_ARGUMENT"' in failing, "a refused image is the caller's, not ocr's"
     assert failing.endswith("> 0.05")
-    review = alerts["RadstreamReviewRateHigh"]["expr"]
-    assert 'outcome="held"' in review and review.endswith("> 0.1")
+    # The target: fewer than 10% of the instances with text sent to review.
+    held, text_bearing = alerts["RadstreamReviewRateHigh"]["expr"].split(" / ")
+    assert 'radstream_deid_pixel_decisions_total{namespace="radiology", decision="held"}' in held
+    assert 'decision=~"text_kept|redacted|held"}' in text_bearing
+    assert text_bearing.endswith("> 0.1")
     places = [(p["gridPos"]["y"], p["gridPos"]["x"]) for p in dashboard["panels"]]
     assert len(places) == len(set(places)), "no two panels in one place"
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
