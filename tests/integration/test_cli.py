@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -11,10 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
+from radstream.cli.samples import US_BANNER_KEPT, US_BANNER_PHI
 from radstream.common import topics
 from radstream.common.embedded_broker import metadata_broker_count
 from radstream.contracts.v1.imaging_pb2 import StudyReceived
+from radstream.ocr.engines import shared_engine
 from tests.integration.buses import publish_all
 from tests.integration.operator import RADSTREAM, cli
 from tests.integration.topic_reader import write_raw_record
@@ -169,9 +173,25 @@ def test_demo_pushes_sample_data_through_and_prints_each_event(tmp_path) -> None
         "radstream.study.received.v1": 1,
         "radstream.report.received.v1": 1,
         "radstream.clinical.observation.v1": 2,
-        # deid released the CT instances and held the ultrasound for review
+        # deid released the CT instances, and the ultrasound with its banner's PHI filled
         "radstream.deid.completed.v1": 1,
-        "radstream.review.task.v1": 1,
     }
+    [completed] = [line for line in lines if line.startswith("radstream.deid.completed.v1")]
+    assert "results=[RELEASED:3; pixels no_text:2 redacted:1;" in completed
+    # The ultrasound's name, ID, birth date and date are filled; its settings are kept.
+    assert re.search(r"#3 US redacted: [1-9]\d* PHI box\(es\) filled, [1-9]\d* kept, ", completed)
     assert "SYNTH-0001" not in result.stdout
     assert (tmp_path / ".radstream" / "demo" / "blobs" / "phi").is_dir()
+    # The released ultrasound reads its settings and nothing of the banner's PHI.
+    released = [
+        dcmread(path)
+        for path in (tmp_path / ".radstream" / "demo" / "blobs" / "release").rglob("*")
+        if path.is_file()
+    ]
+    [ultrasound] = [ds for ds in released if ds.Modality == "US"]
+    read = " ".join(
+        region.text for region in shared_engine("rapidocr").recognize(ultrasound.pixel_array)
+    )
+    assert all(kept in read for kept in US_BANNER_KEPT), read
+    assert not [phi for phi in (*US_BANNER_PHI, "SYNTHETIC", "1958") if phi in read], read
+    assert ultrasound.BurnedInAnnotation == "NO"
