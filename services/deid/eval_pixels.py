@@ -29,6 +29,7 @@ The labels and the proposals hold (synthetic) PHI: the JSON written here holds c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import math
@@ -52,6 +53,8 @@ from radstream.deid.pixels.calibration import (
     CalibrationSet,
     clopper_pearson,
     conformal_threshold,
+    load_calibration,
+    pipeline_fingerprint,
 )
 from radstream.deid.pixels.synthetic import (
     GENERATOR_VERSION,
@@ -162,6 +165,7 @@ class EvalSummary:
     seconds: float
     engine: str
     by_layout: dict[str, dict[str, int]]
+    calibration_current: bool | None = None  # the shipped calibration measured this pipeline
 
     @property
     def phi_box_recall(self) -> float:
@@ -202,9 +206,16 @@ class EvalSummary:
             ("review rate (of text / of all)", review),
             ("proposals still showing PHI", f"{self.proposal_leaks} (held or released)"),
             ("engine, seconds", f"{self.engine}, {self.seconds:.1f}"),
+            ("calibration measured this pipeline", _yes_no(self.calibration_current)),
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _yes_no(value: bool | None) -> str:
+    if value is None:
+        return "unknown"
+    return "yes" if value else "NO: the bound is not guaranteed; run make calibrate-deid"
 
 
 # -- judging one proposal --------------------------------------------------------------------
@@ -294,7 +305,11 @@ def _coverage(
     after: npt.NDArray[Any],
     tolerance: float,
 ) -> tuple[int, float]:
-    """(ink pixels, share of them hidden): changed, or the whole box one flat fill."""
+    """(ink pixels, share of them hidden): changed, or filled flat (even in the ink's value).
+
+    A PHI box with identifying words (:attr:`LabelBox.spans`) is as covered as its *least*
+    covered word: a middle initial, a "Dr" or "Medical Center" may stay, a day and month may not.
+    """
     window = (box.frame, slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
     before = original[window].astype(np.float64)
     clean = background[window].astype(np.float64)
@@ -308,9 +323,18 @@ def _coverage(
     count = int(ink.sum())
     if count == 0:  # nothing drawn survived rounding: nothing to hide, nothing to keep
         return 0, 1.0 if box.is_phi else 0.0
-    if float(now.max() - now.min()) <= tolerance:  # filled flat, even with the ink's own value
-        return count, 1.0
-    return count, float((changed & ink).sum()) / count
+    spans = [(left - box.x, right - box.x) for left, right in box.spans] or [(0, box.width)]
+    shares = []
+    for left, right in spans:
+        inked = ink[:, left:right]
+        if not inked.any():
+            continue
+        region = now[:, left:right]
+        if float(region.max() - region.min()) <= tolerance:  # one flat fill over the word
+            shares.append(1.0)
+        else:
+            shares.append(float((changed[:, left:right] & inked).sum()) / int(inked.sum()))
+    return count, min(shares, default=1.0)
 
 
 def _squash(text: str) -> str:
@@ -319,7 +343,7 @@ def _squash(text: str) -> str:
 
 def _read_again(box: LabelBox, regions: Sequence[Any]) -> bool:
     """Whether OCR still reads (most of) this PHI box's text where the box is."""
-    target = _squash(box.text)
+    target = _squash(box.key_text)
     if not target:
         return False
     here = Box(box.x, box.y, box.width, box.height)
@@ -517,7 +541,12 @@ def evaluate_run(
 
 
 def calibrate(
-    split_dir: Path, out_dir: Path, *, engine_name: str, target: Path | None = None
+    split_dir: Path,
+    out_dir: Path,
+    *,
+    engine_name: str,
+    target: Path | None = None,
+    fingerprint: str = "",
 ) -> CalibrationSet:
     """Risk and leak of every calibration instance, from one CLI run; written to ``target``.
 
@@ -556,6 +585,7 @@ def calibrate(
             "first_seed": split.first_seed,
             "count": split.count,
             "generator_version": split.generator_version,
+            "pipeline": fingerprint,
         },
     )
     if target is not None:
@@ -591,10 +621,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     split_dir = arguments.work_dir / split
     out_dir = _fresh(arguments.work_dir / f"{split}-out")
     ensure_split(split_dir, split, count)
+    fingerprint = pipeline_fingerprint()
     seconds = run_cli(split_dir, out_dir, engine=arguments.engine, leak_rate=arguments.leak_rate)
+    if pipeline_fingerprint() != fingerprint:
+        print("the pixel pipeline's source changed during the run: its numbers mix two versions")
+        return 1
     if arguments.calibrate:
         target = _CALIBRATION_DIR / f"{arguments.engine}.json"
-        calibration = calibrate(split_dir, out_dir, engine_name=arguments.engine, target=target)
+        calibration = calibrate(
+            split_dir, out_dir, engine_name=arguments.engine, target=target, fingerprint=fingerprint
+        )
         for alpha in (0.01, 0.02, 0.05, 0.1):
             threshold = conformal_threshold(calibration, alpha)
             print(
@@ -611,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         leak_rate=arguments.leak_rate,
         seconds=seconds,
     )
+    shipped = load_calibration(arguments.engine)
+    current = shipped is not None and shipped.source.get("pipeline") == fingerprint
+    summary = dataclasses.replace(summary, calibration_current=current)
     print(summary.table())
     target = arguments.json or arguments.work_dir / "eval-deid.json"
     _write_private(target, json.dumps(summary.to_dict(), indent=2) + "\n")

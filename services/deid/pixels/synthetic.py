@@ -62,7 +62,7 @@ __all__ = [
     "write_split",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LABELS_FILE = "labels.json"
 INSTANCES_DIR = "dicom"
 """The split's DICOM files sit in this folder beside ``labels.json``: the folder to de-identify."""
@@ -122,6 +122,15 @@ class LabelBox:
     is_phi: bool
     kind: str  # "PatientName", "PatientID", ..., "ReferringPhysician", "marker", "context"
     in_header: bool  # PHI whose value the instance's header also carries
+    # The image columns [left, right) of the words that identify (PHI boxes only): a redactor
+    # may leave a middle initial, a "Dr" or "Medical Center" readable, never these.
+    spans: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def key_text(self) -> str:
+        """The identifying words (all of the text when the box has no spans)."""
+        words = [w for w in self.text.split(" ") if _identifying(self.kind, w)]
+        return " ".join(words) if self.spans else self.text
 
     def __repr__(self) -> str:  # the text is (synthetic) PHI: keep it out of test output
         return (
@@ -156,7 +165,10 @@ class InstanceLabels:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstanceLabels:
         """Read one entry of ``labels.json``."""
-        boxes = tuple(LabelBox(**box) for box in data["boxes"])
+        boxes = tuple(
+            LabelBox(**{**box, "spans": tuple(tuple(span) for span in box.get("spans", ()))})
+            for box in data["boxes"]
+        )
         return cls(**{**data, "boxes": boxes})
 
 
@@ -536,17 +548,7 @@ def _draw(
 ) -> list[LabelBox]:
     """Draw every string into every frame; return the ground-truth boxes (all frames)."""
     rows, columns = canvas.frames[0].shape[:2]
-    drawn: list[
-        tuple[
-            str,
-            bool,
-            str,
-            bool,
-            tuple[int, int, int, int],
-            npt.NDArray[np.float64],
-            tuple[float, ...],
-        ]
-    ] = []
+    drawn: list[_Drawn] = []
     for text in texts:
         size = font.size * 2 if text.region == "marker" else font.size
         face = font.font_variant(size=min(28, size))
@@ -565,13 +567,14 @@ def _draw(
             alpha = _render(value, face, (x, origin[1]), (columns, rows), antialias)
             box = _ink_box(alpha)
             if box is not None:
-                drawn.append((value, is_phi, kind, in_header, box, alpha, ink))
+                spans = _spans(value, kind, face, x, alpha) if is_phi else ()
+                drawn.append(_Drawn(value, is_phi, kind, in_header, box, alpha, ink, spans))
             x += int(face.getlength(value + " "))
     boxes: list[LabelBox] = []
     for index, frame in enumerate(canvas.frames):
-        for value, is_phi, kind, in_header, box, alpha, ink in drawn:
-            _composite(frame, alpha, ink)
-            left, top, right, bottom = box
+        for item in drawn:
+            _composite(frame, item.alpha, item.ink)
+            left, top, right, bottom = item.box
             boxes.append(
                 LabelBox(
                     frame=index,
@@ -579,13 +582,60 @@ def _draw(
                     y=top,
                     width=right - left,
                     height=bottom - top,
-                    text=value,
-                    is_phi=is_phi,
-                    kind=kind,
-                    in_header=in_header,
+                    text=item.value,
+                    is_phi=item.is_phi,
+                    kind=item.kind,
+                    in_header=item.in_header,
+                    spans=item.spans,
                 )
             )
     return boxes
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    value: str
+    is_phi: bool
+    kind: str
+    in_header: bool
+    box: tuple[int, int, int, int]
+    alpha: npt.NDArray[np.float64]
+    ink: tuple[float, ...]
+    spans: tuple[tuple[int, int], ...]
+
+
+_NOT_IDENTIFYING = {"DR", "DR.", *(w.upper() for kind in _INSTITUTION_KINDS for w in kind.split())}
+
+
+def _identifying(kind: str, word: str) -> bool:
+    """Whether a word of a PHI string identifies: not a title, an initial or a generic noun."""
+    squashed = "".join(ch for ch in word if ch.isalnum())
+    if not squashed or word.upper() in _NOT_IDENTIFYING:
+        return False
+    return not (kind in {"PatientName", "ReferringPhysician"} and len(squashed) == 1)
+
+
+def _spans(
+    value: str,
+    kind: str,
+    face: ImageFont.FreeTypeFont,
+    x: int,
+    alpha: npt.NDArray[np.float64],
+) -> tuple[tuple[int, int], ...]:
+    """The ink columns of each identifying word of ``value`` drawn at ``x``."""
+    columns = np.nonzero(alpha.max(axis=0) > 0)[0]
+    spans = []
+    start = 0
+    for word in value.split(" "):
+        end = start + len(word)
+        if _identifying(kind, word):
+            left = x + int(np.floor(face.getlength(value[:start])))
+            right = x + int(np.ceil(face.getlength(value[:end])))
+            inked = columns[(columns >= left - 1) & (columns < right + 1)]
+            if len(inked):
+                spans.append((int(inked.min()), int(inked.max()) + 1))
+        start = end + 1
+    return tuple(spans)
 
 
 def _place(

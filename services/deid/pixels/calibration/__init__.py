@@ -22,10 +22,12 @@ only the threshold, so ``--leak-rate`` picks its own threshold at run time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "clopper_pearson",
     "conformal_threshold",
     "load_calibration",
+    "pipeline_fingerprint",
 ]
 
 CONFORMAL_RISK_CONTROL = "conformal_risk_control"
@@ -168,6 +171,32 @@ class CalibrationSet:
             return 0.0
         released_leaks = sum(r.leak and not threshold.holds(r.risk) for r in population)
         return released_leaks / len(population)
+
+
+def pipeline_fingerprint() -> str:
+    """A SHA-256 over the source of everything between pixels and the release decision.
+
+    The pixel stage (``deid/pixels``, the risk weights included), the OCR engines' code and the
+    instance pipeline. A calibration is valid for the pipeline it measured: when this differs
+    from the fingerprint stored with it, the bound is no longer guaranteed and the calibration
+    must be rerun (``make calibrate-deid``). The generator and this module are left out: they
+    do not change what the pipeline decides.
+    """
+    services = Path(__file__).resolve().parents[3]
+    pixels = services / "deid" / "pixels"
+    files = sorted(
+        path
+        for path in pixels.rglob("*.py")
+        if path.name != "synthetic.py" and "calibration" not in path.relative_to(pixels).parts
+    )
+    files += sorted((services / "ocr" / "engines").glob("*.py"))
+    files += [services / "ocr" / "engine.py", services / "deid" / "pipeline.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(services).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def load_calibration(engine: str) -> CalibrationSet | None:

@@ -137,3 +137,29 @@ def test_ink_changed_but_still_legible_is_read_again_by_ocr_and_not_hidden() -> 
     assert not judged.hidden
     filled = _verdict(instance, _edit(instance, [name], lambda a: a.fill(0)), engine)
     assert next(b for b in filled.boxes if b.kind == "PatientName").hidden
+
+
+def test_a_middle_initial_left_readable_is_no_leak_but_a_name_word_is(
+    phi_instances: list[SyntheticInstance],
+) -> None:
+    instance, name = next(
+        (i, b)
+        for i in phi_instances
+        for b in i.labels.boxes
+        if b.kind == "PatientName" and b.frame == 0 and len(b.spans) < len(b.text.split(" "))
+    )
+    pixels = instance.pixels.copy()
+    for left, right in name.spans:  # fill every identifying word, leave the initial
+        pixels[0, name.y - 1 : name.y + name.height + 1, left - 1 : right + 1] = 0
+    judged = next(
+        b for b in _verdict(instance, _proposal(instance, pixels)).boxes if b.kind == "PatientName"
+    )
+    assert judged.hidden
+    left, right = name.spans[-1]  # now leave the last name word readable as well
+    pixels[0, name.y : name.y + name.height, left:right] = instance.pixels[
+        0, name.y : name.y + name.height, left:right
+    ]
+    judged = next(
+        b for b in _verdict(instance, _proposal(instance, pixels)).boxes if b.kind == "PatientName"
+    )
+    assert not judged.hidden

@@ -169,3 +169,23 @@ def test_a_split_mixes_layouts_colours_frames_and_text_as_real_data_does(
 def test_labels_keep_the_text_out_of_their_repr(instances: list[SyntheticInstance]) -> None:
     box = next(b for i in instances for b in i.labels.boxes if b.is_phi)
     assert box.text not in repr(box)
+
+
+def test_identifying_words_have_their_own_ink_columns(instances: list[SyntheticInstance]) -> None:
+    initials = 0
+    for instance in instances:
+        for box in instance.labels.boxes:
+            if not box.is_phi:
+                assert box.spans == ()
+                continue
+            assert box.spans
+            for left, right in box.spans:
+                assert box.x <= left < right <= box.x + box.width
+            words = box.text.split(" ")
+            if box.kind == "PatientName" and any(len(w.strip(".,")) == 1 for w in words):
+                initials += 1
+                assert len(box.spans) == len(words) - 1  # the initial is not among them
+                assert box.key_text == " ".join(w for w in words if len(w.strip(".,")) > 1)
+            if box.kind == "InstitutionName":
+                assert len(box.spans) == 1  # the town: "Medical Center" identifies no one
+    assert initials > 0
