@@ -477,10 +477,19 @@ def deid(  # noqa: PLR0917 -- one parameter per command-line option
 
 def _threshold_line(threshold: RiskThreshold) -> str:
     """What the leak-rate bound costs, or that it cannot be had (everything with text held)."""
-    from radstream.deid.pixels.calibration import load_calibration  # noqa: PLC0415 -- deid extra
+    from radstream.deid.pixels.calibration import (  # noqa: PLC0415 -- the deid extra
+        load_calibration,
+        pipeline_fingerprint,
+    )
 
     bound = f"leak rate {threshold.leak_rate:g}"
     calibration = load_calibration(threshold.engine)
+    stale = (
+        "; [yellow]the calibration measured another version of the pixel stage, so the bound "
+        "is not guaranteed (make calibrate-deid)[/yellow]"
+        if calibration is not None and calibration.source.get("pipeline") != pipeline_fingerprint()
+        else ""
+    )
     if threshold.fail_closed:
         return (
             f"[yellow]{bound} cannot be guaranteed with the calibration data for "
@@ -494,7 +503,7 @@ def _threshold_line(threshold: RiskThreshold) -> str:
     )
     return (
         f"{bound}: risk threshold {threshold.value:.3f} from {threshold.n_calibration} "
-        f"PHI-bearing calibration instances ({threshold.engine}){review}"
+        f"PHI-bearing calibration instances ({threshold.engine}){review}{stale}"
     )
 
 
