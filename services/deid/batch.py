@@ -15,7 +15,9 @@ three places under ``OUT_DIR``:
     still hold PHI (that is why it was held), so ``held/`` is PHI-zone data like ``IN_DIR``.
 ``rejected.json``
     Files that could not be processed (not DICOM, truncated, ...): input path and error.
-    Nothing is written for them.
+    Nothing is written for them. A file the OCR engine did not answer for (its service or model
+    server away) is listed with the reason ``ocr_unavailable``: it was left as it is, and the
+    rest of the batch goes on; run it again once the engine answers.
 
 ``report.html`` (when the pixel policy is a :class:`~radstream.deid.pixels.stage.PixelStage`)
     Per instance whose pixels were redacted or that was held: before and after thumbnails
@@ -51,7 +53,7 @@ from pydicom.dataset import Dataset
 
 from radstream.deid.audit import Digest
 from radstream.deid.burned_in import PixelPolicy
-from radstream.deid.errors import DeidConfigurationError
+from radstream.deid.errors import DeidConfigurationError, OcrEngineUnavailableError
 from radstream.deid.pipeline import (
     DeidentifiedIds,
     InstanceOutcome,
@@ -232,14 +234,26 @@ def _deidentify_file(  # noqa: PLR0917 -- the pipeline's inputs
         )
         return unread, None
     data = path.read_bytes()
-    outcome = deidentify_instance(
-        data,
-        profile=profile,
-        keys=keys,
-        clean_text=clean_text,
-        pixel_policy=pixel_policy,
-        limits=limits,
-    )
+    try:
+        outcome = deidentify_instance(
+            data,
+            profile=profile,
+            keys=keys,
+            clean_text=clean_text,
+            pixel_policy=pixel_policy,
+            limits=limits,
+        )
+    except OcrEngineUnavailableError as exc:  # the engine is away, the file is not at fault
+        left = OcrEngineUnavailableError(
+            exc.step,
+            exc.cause,
+            message=f"OCR engine unavailable ({exc.cause} in step {exc.step}); the file was "
+            "left as it is; run again",
+        )
+        unprocessed = rejected_unread(
+            Digest.of(data), left, profile=profile, pixel_policy=pixel_policy, step=exc.step
+        )
+        return unprocessed, None
     return outcome, data
 
 

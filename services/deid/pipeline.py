@@ -11,7 +11,11 @@ The bracketed steps run when the pixel policy is a
 and read, PHI boxes are filled in the de-identified copy, and the written pixels are verified
 by reading them again (``reviewed_boxes``: a reviewer's boxes replace the stage's proposal).
 
-* Any exception in any step, expected or not, makes the instance REJECTED: no bytes leave.
+* Any exception in any step, expected or not, makes the instance REJECTED: no bytes leave --
+  except a :class:`~radstream.common.errors.TransientError` (the OCR engine away): that says
+  nothing about the instance, so it is raised (an OCR step's as
+  :class:`~radstream.deid.errors.OcrEngineUnavailableError`), nothing is released, and the
+  caller tries again (the service's delivery retries the event; the batch leaves the file).
 * A pixel policy that asks to hold, a pixel stage that holds (PHI still readable, risk over
   the calibrated threshold, pixels it cannot decode), or any residual PHI value found in the
   re-read output, makes it HELD: the de-identified copy is kept as a *candidate* for the
@@ -37,11 +41,16 @@ from enum import StrEnum
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-from radstream.common.errors import RadstreamError
+from radstream.common.errors import RadstreamError, TransientError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
 from radstream.deid.burned_in import PixelAssessment, PixelPolicy
 from radstream.deid.elements import format_tag
-from radstream.deid.errors import DeidError, OutputNotReadableError, UnwritableElementError
+from radstream.deid.errors import (
+    DeidError,
+    OcrEngineUnavailableError,
+    OutputNotReadableError,
+    UnwritableElementError,
+)
 from radstream.deid.phi import PhiValues, collect_phi_values
 from radstream.deid.pixels.findings import PixelDecision, PixelReport
 from radstream.deid.pixels.stage import PixelInspection, PixelStage
@@ -172,6 +181,9 @@ def deidentify_instance(
 ) -> InstanceOutcome:
     """De-identify the DICOM Part 10 ``data``; never raises for anything about the input.
 
+    A dependency that is away is not about the input: a
+    :class:`~radstream.common.errors.TransientError` is raised, nothing released.
+
     ``reviewed_boxes`` (frame index -> boxes, in pixels of the original) is the review's
     approve path: the pixel stage fills exactly those boxes instead of its own proposal (a box
     on frame 0 also in every frame that still shows it), skips the risk threshold because a
@@ -183,6 +195,9 @@ def deidentify_instance(
     ------
     ValueError
         ``reviewed_boxes`` without a pixel stage to apply them (a caller's mistake).
+    OcrEngineUnavailableError
+        The OCR engine did not answer in a pixel step (another step's transient error is
+        raised as it is); try again later.
     """
     if reviewed_boxes is not None and not isinstance(pixel_policy, PixelStage):
         raise ValueError("reviewed_boxes need a PixelStage as the pixel policy")
@@ -194,6 +209,10 @@ def deidentify_instance(
         assessment, residuals = _run(
             data, progress, profile, keys, clean_text, pixel_policy, limits, reviewed_boxes
         )
+    except TransientError as exc:  # not the instance's fault: nothing released, try again
+        if progress.step in _OCR_STEPS and not isinstance(exc, OcrEngineUnavailableError):
+            raise OcrEngineUnavailableError(progress.step, type(exc).__name__) from exc
+        raise
     except Exception as exc:  # fail closed: whatever went wrong, nothing is released
         return _rejected(data, exc, progress, profile, pixel_policy, started)
     report = progress.pixel_report
@@ -210,6 +229,9 @@ def deidentify_instance(
         outcome, pixel_assessment=assessment, residual_phi=tuple(residuals), pixel_report=report
     )
 
+
+# The steps that call the OCR engine (through the pixel policy).
+_OCR_STEPS = frozenset({"assess_pixels", "inspect_pixels", "clean_pixels", "verify_pixels"})
 
 # The pixel report's reasons that hold an instance (the others say how the check went).
 _PIXEL_HOLD_REASONS = (
@@ -285,10 +307,15 @@ def rejected_unread(
     *,
     profile: DeidProfile,
     pixel_policy: PixelPolicy,
+    step: str = "read",
 ) -> InstanceOutcome:
-    """The outcome for input refused before its bytes were read (too large, or unfetchable)."""
+    """The outcome for input refused before its bytes were read (too large, or unfetchable).
+
+    Also for input not processed at all for ``error`` in ``step`` (the batch's OCR outage):
+    no bytes were written, and the audit says so.
+    """
     started = datetime.now(UTC)
-    instance_error = _instance_error(error, "read")
+    instance_error = _instance_error(error, step)
     audit = AuditRecord(
         input=digest,
         output=None,
