@@ -73,19 +73,19 @@ class Box:
         return cls(left, top, max(1, right - left), max(1, bottom - top))
 
     def scaled(self, factor: float) -> Box:
-        """This box in an image ``factor`` times as large (outward rounding: never shrinks)."""
+        """The box in an image ``factor`` times as large (outward rounding: never shrinks)."""
         left, top = int(np.floor(self.x * factor)), int(np.floor(self.y * factor))
         right, bottom = int(np.ceil(self.right * factor)), int(np.ceil(self.bottom * factor))
         return Box(left, top, max(1, right - left), max(1, bottom - top))
 
     def padded(self, pixels: int, *, width: int, height: int) -> Box:
-        """This box grown by ``pixels`` on every side, clipped to a ``width`` x ``height`` image."""
+        """The box grown by ``pixels`` on every side, clipped to a ``width`` x ``height`` image."""
         left, top = max(0, self.x - pixels), max(0, self.y - pixels)
         right, bottom = min(width, self.right + pixels), min(height, self.bottom + pixels)
         return Box(left, top, max(1, right - left), max(1, bottom - top))
 
     def clipped(self, *, width: int, height: int) -> Box | None:
-        """This box inside a ``width`` x ``height`` image, or None when nothing of it is."""
+        """The box inside a ``width`` x ``height`` image, or None when nothing of it is."""
         left, top = max(0, self.x), max(0, self.y)
         right, bottom = min(width, self.right), min(height, self.bottom)
         if right <= left or bottom <= top:
@@ -156,7 +156,7 @@ class OcrEngine(Protocol):
         """True when one instance may be called from several threads at once."""
 
     def detect(self, image: Image, *, max_side: int = 0) -> list[TextRegion]:
-        """Where text is, with detection scores; ``text`` empty. Sorted by :func:`sorted_regions`."""
+        """Where text is, with detection scores; ``text`` empty; in :func:`sorted_regions` order."""
 
     def recognize(self, image: Image, *, max_side: int = 0) -> list[TextRegion]:
         """Where text is and what it says. Sorted by :func:`sorted_regions`."""
