@@ -68,8 +68,8 @@ from radstream.deid.pipeline import (
     deidentify_instance,
     rejected_unread,
 )
-from radstream.deid.pixels.findings import PixelReport
-from radstream.deid.pixels.stage import PixelStage
+from radstream.deid.pixels.findings import PixelDecision, PixelReport
+from radstream.deid.pixels.stage import CLEAN_PIXEL_DATA_CODE, PixelStage
 from radstream.deid.profile import DeidKeys, DeidProfile, TextCleaner
 from radstream.deid.review_decisions import (
     APPROVED_BY_REVIEWER,
@@ -238,9 +238,10 @@ async def _handle(
             pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
             results=gathered.results,
             profile=worker.profile.name,
-            options=sorted(option.code for option in worker.profile.options),
+            options=_option_codes(worker),
             software_version=SoftwareVersions().radstream,
             audit_record=audit_ref.to_proto(),
+            burned_in_text_model=_text_model(worker),
             review_task_id=review_task_id,
             completed_at=_now(),
         ),
@@ -308,7 +309,7 @@ async def _process_instance(
     result.outcome = _OUTCOMES[outcome.status]
     result.reasons.extend(outcome.reasons)
     result.error_code = _error_code(outcome)
-    result.min_confidence = 1.0 if outcome.status is InstanceStatus.RELEASED else 0.0
+    result.min_confidence = _min_confidence(outcome)
     if outcome.ids is not None and not gathered.pseudonymous_study_uid:
         gathered.pseudonymous_study_uid = outcome.ids.study_instance_uid
     gathered.results.append(result)
@@ -579,7 +580,7 @@ async def _on_decision(
             pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
             results=gathered.results,
             profile=worker.profile.name,
-            options=sorted(option.code for option in worker.profile.options),
+            options=_option_codes(worker),
             software_version=SoftwareVersions().radstream,
             audit_record=audit_ref.to_proto(),
             review_task_id=held_again,
@@ -658,11 +659,50 @@ async def _store_records(
     )
 
 
+def _option_codes(worker: DeidWorker) -> list[str]:
+    """The profile's option codes, with Clean Pixel Data (113101) when the pixel stage runs."""
+    codes = {option.code for option in worker.profile.options}
+    if isinstance(worker.pixel_policy, PixelStage):
+        codes.add(CLEAN_PIXEL_DATA_CODE)
+    return sorted(codes)
+
+
+# Where each engine's models run (ModelRef.backend): KServe v2 means Triton in production.
+_BACKENDS = {"rapidocr": "onnxruntime", "kserve": "triton", "easyocr": "torch"}
+
+
+def _text_model(worker: DeidWorker) -> common_pb2.ModelRef | None:
+    """The OCR engine that checked burned-in text, when the pixel stage runs."""
+    if not isinstance(worker.pixel_policy, PixelStage):
+        return None
+    info = worker.pixel_policy.engine.info
+    return common_pb2.ModelRef(
+        name=f"{info.name}:{info.models}" if info.models else info.name,
+        version=info.version,
+        backend=_BACKENDS.get(info.name, info.name),
+    )
+
+
+def _min_confidence(outcome: InstanceOutcome) -> float:
+    """The lowest recognition confidence of the text read (1 when none was read; 0 rejected)."""
+    if outcome.status is InstanceStatus.REJECTED:
+        return 0.0
+    report = outcome.pixel_report
+    if report is None or not report.risk_features.text_found:
+        return 1.0
+    return report.risk_features.min_recognition_confidence
+
+
 def _error_code(outcome: InstanceOutcome) -> common_pb2.ErrorCode:
     if outcome.status is InstanceStatus.RELEASED:
         return _Codes.ERROR_CODE_UNSPECIFIED
     if outcome.status is InstanceStatus.HELD:
-        if outcome.pixel_assessment is not None and outcome.pixel_assessment.hold:
+        held_for_pixels = (
+            outcome.pixel_report is not None and outcome.pixel_report.decision is PixelDecision.HELD
+        )
+        if held_for_pixels or (
+            outcome.pixel_assessment is not None and outcome.pixel_assessment.hold
+        ):
             return _Codes.ERROR_CODE_DEID_LOW_CONFIDENCE
         return _Codes.ERROR_CODE_DEID_PROFILE_ACTION_FAILED
     error = outcome.error

@@ -14,11 +14,18 @@ from pydicom.dataset import Dataset
 
 from radstream.common.blobstore import BlobStores, FilesystemBlobStore
 from radstream.contracts.v1 import common_pb2, deid_pb2
-from radstream.deid.app import DeidWorker, _process_instance, _StudyResult
+from radstream.deid.app import (
+    DeidWorker,
+    _option_codes,
+    _process_instance,
+    _StudyResult,
+    _text_model,
+)
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.metrics import deid_metrics
 from radstream.deid.pipeline import InstanceOutcome, InstanceStatus
 from radstream.deid.pixels.findings import PixelDecision
+from radstream.deid.pixels.risk import RiskThreshold
 from radstream.deid.pixels.stage import PixelStage
 from radstream.deid.profile import DeidKeys, DeidProfile
 from tests.unit.deid.pixels.builders import burn, ct_instance, ct_slice, stage
@@ -188,3 +195,47 @@ async def test_no_pixel_metric_carries_anything_read_from_the_instance(
     for name, labels, _ in service.pixel_samples():
         for key, value in labels.items():
             assert key == "le" or value in vocabulary, (name, key)
+
+
+async def test_the_result_carries_the_lowest_confidence_read(
+    tmp_path: Path, pixel_stage: PixelStage
+) -> None:
+    service = Service(tmp_path, pixel_stage)
+    outcome, result = await service.process(ct_with_name())
+
+    report = outcome.pixel_report
+    assert report is not None and report.risk_features.text_found
+    assert result.min_confidence == pytest.approx(report.risk_features.min_recognition_confidence)
+    assert 0 < result.min_confidence < 1
+    _, clean = await service.process(ct_instance(ct_slice(2)))
+    assert clean.min_confidence == 1.0  # nothing needed reading
+
+
+def test_the_study_names_the_text_model_and_the_clean_pixel_data_option(
+    tmp_path: Path, pixel_stage: PixelStage
+) -> None:
+    with_stage = Service(tmp_path / "a", pixel_stage).worker
+    header_only = Service(tmp_path / "b", DEFAULT_PIXEL_POLICY).worker
+
+    assert "113101" in _option_codes(with_stage)
+    assert "113101" not in _option_codes(header_only)
+    model = _text_model(with_stage)
+    assert model is not None
+    assert model.name.startswith(pixel_stage.engine.info.name)
+    assert model.version == pixel_stage.engine.info.version
+    assert model.backend == "onnxruntime"
+    assert _text_model(header_only) is None
+
+
+async def test_an_instance_the_pixel_stage_holds_is_low_confidence(
+    tmp_path: Path, pixel_stage: PixelStage
+) -> None:
+    # A threshold of 0: every instance with text is held.
+    holding = RiskThreshold(
+        value=0.0, leak_rate=0.01, engine="rapidocr", n_calibration=0, method="test"
+    )
+    service = Service(tmp_path, stage(ocr=pixel_stage.engine, threshold=holding))
+    outcome, result = await service.process(ct_with_name())
+
+    assert outcome.status is InstanceStatus.HELD, outcome.reasons
+    assert result.error_code == common_pb2.ERROR_CODE_DEID_LOW_CONFIDENCE
