@@ -7,7 +7,8 @@ The service consumes no topic, so it is not a FastStream app: :class:`OcrApp` is
 1. starts the probe and metrics endpoint (:class:`~radstream.common.health.HealthServer`) and
    the gRPC server at once, so Kubernetes sees a live process while the engine loads: gRPC
    calls are answered UNAVAILABLE, the gRPC health service says NOT_SERVING and ``/readyz``
-   fails its ``ocr-engine`` check;
+   fails its ``ocr-engine`` check (which, for an engine whose models run elsewhere -- kserve --
+   also asks the model server whether it is ready, each time);
 2. loads the engine in a thread (ONNX sessions or torch models take seconds) and then serves;
    an engine that cannot load stops the process with the reason (exit code 1);
 3. on SIGTERM or SIGINT: NOT_SERVING, no new calls, the calls in flight get
@@ -29,7 +30,7 @@ from radstream.common.blobstore import BlobStore, open_blob_store
 from radstream.common.errors import MisconfiguredError, TransientError
 from radstream.common.health import HealthServer
 from radstream.ocr.config import OcrSettings
-from radstream.ocr.engine import OcrEngine
+from radstream.ocr.engine import BackendProbe, OcrEngine
 from radstream.ocr.images import ImageLimits
 from radstream.ocr.metrics import ocr_metrics
 from radstream.ocr.server import OcrServer, ServiceOptions
@@ -112,8 +113,11 @@ class OcrApp:
         self._stopping = asyncio.Event()
 
     async def _engine_loaded(self) -> None:
-        if self.server.service.engine is None:
+        engine = self.server.service.engine
+        if engine is None:
             raise TransientError(f"the {self.settings.engine} engine is loading")
+        if isinstance(engine, BackendProbe):  # kserve: ready only while its model server is
+            await asyncio.to_thread(engine.check_backend)
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop (what SIGTERM does)."""

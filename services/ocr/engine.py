@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BackendProbe",
     "Box",
     "EngineInfo",
     "Image",
@@ -160,6 +161,18 @@ class OcrEngine(Protocol):
 
     def recognize(self, image: Image, *, max_side: int = 0) -> list[TextRegion]:
         """Where text is and what it says. Sorted by :func:`sorted_regions`."""
+
+
+@runtime_checkable
+class BackendProbe(Protocol):
+    """An engine whose models run elsewhere (``kserve``) and can say cheaply whether they answer.
+
+    The ocr service's readiness asks it, so a pod whose model server is away is taken out of
+    its Service instead of answering every call UNAVAILABLE.
+    """
+
+    def check_backend(self) -> None:
+        """Return when the backend is ready; raise a ``TransientError`` when it is not."""
 
 
 def scale_for(height: int, width: int, max_side: int) -> float:

@@ -8,7 +8,10 @@ A call goes through, in order:
 3. admission (:mod:`radstream.ocr.admission`) -- RESOURCE_EXHAUSTED when the queue is full,
    DEADLINE_EXCEEDED when the call's deadline passes while it waits; nothing has run yet;
 4. in an engine thread: decoding (:mod:`radstream.ocr.images`; INVALID_ARGUMENT for a refused
-   image) and the engine (INTERNAL, ``ERROR_CODE_OCR_ENGINE_FAILED``, when it raises).
+   image) and the engine (INTERNAL, ``ERROR_CODE_OCR_ENGINE_FAILED``, when it raises;
+   UNAVAILABLE, ``ERROR_CODE_DEPENDENCY_UNAVAILABLE``, when it raises a
+   :class:`~radstream.common.errors.TransientError`: the kserve engine's model server away,
+   which the client retries).
 
 Decoding runs inside the slot on purpose: a decoded image is many times its encoded size, so
 only the calls that hold a slot hold one. A ``ref`` image is fetched from the PHI store after
@@ -310,6 +313,14 @@ class TextRecognitionService(ocr_pb2_grpc.TextRecognitionServicer):
                 reason="blob_store_unavailable",
             ) from exc
         except _EngineFailed as failed:
+            if isinstance(failed.error, TransientError):  # kserve's model server away
+                raise _CallFailed(
+                    grpc.StatusCode.UNAVAILABLE,
+                    _Codes.ERROR_CODE_DEPENDENCY_UNAVAILABLE,
+                    f"the engine's backend did not answer ({type(failed.error).__name__}); "
+                    "retry later",
+                    reason="engine_unavailable",
+                ) from failed.error
             log.error(
                 "ocr engine failed: %s",
                 failed.described,

@@ -81,6 +81,8 @@ _RETRYABLE = frozenset(
     }
 )
 _NOT_FOUND = frozenset({"StatusCode.NOT_FOUND", "404"})
+# A readiness probe's question to the server; the probe itself gives up after 2 s.
+_READY_TIMEOUT_S = 1.5
 
 
 class KServeUnavailableError(TransientError):
@@ -124,6 +126,8 @@ class _Transport(Protocol):
         self, model: KServeModel, signature: _Signature, tensor: FloatArray
     ) -> FloatArray: ...
 
+    def ready(self, timeout_s: float) -> bool: ...
+
 
 def _signature(inputs: Sequence[dict[str, Any]], outputs: Sequence[dict[str, Any]]) -> _Signature:
     if len(inputs) != 1 or len(outputs) != 1:
@@ -166,6 +170,9 @@ class _GrpcTransport:
         )
         return np.asarray(result.as_numpy(signature.output), dtype=np.float32)
 
+    def ready(self, timeout_s: float) -> bool:
+        return bool(self._client.is_server_ready(client_timeout=timeout_s))
+
 
 class _HttpTransport:
     """tritonclient's HTTP client; one per thread (it is not thread-safe)."""
@@ -203,6 +210,9 @@ class _HttpTransport:
             outputs=[self._module.InferRequestedOutput(signature.output, binary_data=self._binary)],
         )
         return np.asarray(result.as_numpy(signature.output), dtype=np.float32)
+
+    def ready(self, timeout_s: float) -> bool:  # the client's own timeouts bound it
+        return bool(self._client().is_server_ready())
 
 
 def _transport(url: str, *, timeout_s: float, binary_tensors: bool) -> tuple[_Transport, str]:
@@ -282,6 +292,14 @@ class KServeEngine:
     def concurrent(self) -> bool:
         """True: requests from many threads go out at once, and the server batches them."""
         return True
+
+    def check_backend(self) -> None:
+        """Return when the model server says it is ready (its models loaded); one cheap call.
+
+        Raises :class:`KServeUnavailableError` otherwise (the ocr service's readiness check).
+        """
+        if not self._call(self.detector, lambda: self._transport.ready(_READY_TIMEOUT_S)):
+            raise KServeUnavailableError(f"the model server at {self.url} is not ready")
 
     def detect(self, image: Image, *, max_side: int = 0) -> list[TextRegion]:
         """The detector alone: boxes with DB scores, no text."""

@@ -148,6 +148,10 @@ def test_serves_threads_at_once(mlserver: MLServer) -> None:
     assert [[r.box for r in result] for result in results] == [[r.box for r in expected]] * 3
 
 
+def test_the_backend_probe_passes_while_the_server_is_ready(remote: KServeEngine) -> None:
+    remote.check_backend()  # the ocr service's readiness: returns, MLServer and its models ready
+
+
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_server_away_is_a_transient_error(scheme: str) -> None:
     url = f"{scheme}://127.0.0.1:{free_loopback_port()}"  # nothing listens there
@@ -156,6 +160,8 @@ def test_server_away_is_a_transient_error(scheme: str) -> None:
         engine.detect(GRAY)
     assert isinstance(caught.value, TransientError)
     assert url in str(caught.value)
+    with pytest.raises(KServeUnavailableError, match="unavailable"):
+        engine.check_backend()
 
 
 @pytest.mark.parametrize(
