@@ -8,7 +8,8 @@ saves on a cluster network) and asks for full resolution when ``max_side`` is 0,
 in-process engine reads it.
 
 The client is synchronous (deid's pixel stage runs in worker threads) and thread-safe (one
-gRPC channel, shared). Each call has a deadline, ``timeout_s``, that covers its retries; only
+gRPC channel, shared). The channel balances round robin over every address its target
+resolves to (a headless Service's pods; ``dns:///ocr:50051``), not gRPC's default of one. Each call has a deadline, ``timeout_s``, that covers its retries; only
 UNAVAILABLE is retried (the engine loading, a server restarting, a connection refused),
 with exponential backoff inside the deadline. Every other status is raised at once as an
 :class:`OcrCallError` whose message carries the status and the server's message, which starts
@@ -118,6 +119,9 @@ class OcrClient:
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # Every address the name resolves to gets calls in turn: the chart's headless
+            # Service resolves to each ocr pod (gRPC's default, pick_first, uses one of them).
+            ("grpc.lb_policy_name", "round_robin"),
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
