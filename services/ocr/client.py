@@ -9,11 +9,12 @@ in-process engine reads it.
 
 The client is synchronous (deid's pixel stage runs in worker threads) and thread-safe (one
 gRPC channel, shared). The channel balances round robin over every address its target
-resolves to (a headless Service's pods; ``dns:///ocr:50051``), not gRPC's default of one. Each call has a deadline, ``timeout_s``, that covers its retries; only
-UNAVAILABLE is retried (the engine loading, a server restarting, a connection refused),
-with exponential backoff inside the deadline. Every other status is raised at once as an
-:class:`OcrCallError` whose message carries the status and the server's message, which starts
-with the ErrorCode name and quotes no text or pixels.
+resolves to (a headless Service's pods; ``dns:///ocr:50051``), not gRPC's default of one.
+Each call has a deadline, ``timeout_s``, that covers its retries; only UNAVAILABLE is retried
+(the engine loading, a server restarting, a connection refused), with exponential backoff
+inside the deadline. Every other status is raised at once as an :class:`OcrCallError` whose
+message carries the status and the server's message, which starts with the ErrorCode name and
+quotes no text or pixels.
 """
 
 from __future__ import annotations
