@@ -384,7 +384,15 @@ def deid(  # noqa: PLR0917 -- one parameter per command-line option
         typer.Option(
             "--ocr-engine",
             help="OCR engine that checks and reads the pixels: rapidocr (default), tesseract, "
-            "easyocr or kserve; default RADSTREAM_DEID_OCR_ENGINE.",
+            "easyocr or kserve (with --ocr-url); default RADSTREAM_DEID_OCR_ENGINE.",
+        ),
+    ] = None,
+    ocr_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ocr-url",
+            help="The kserve engine's model server, its KServe v2 endpoint (Triton: "
+            "grpc://host:8001, or http://host:8000); default RADSTREAM_DEID_OCR_KSERVE_URL.",
         ),
     ] = None,
     leak_rate: Annotated[
@@ -420,8 +428,7 @@ def deid(  # noqa: PLR0917 -- one parameter per command-line option
         settings = _deid_settings(key_file)
         if options is not None:
             settings = settings.model_copy(update={"options": parse_options(options)})
-        if ocr_engine is not None:
-            settings = settings.model_copy(update={"ocr_engine": ocr_engine})
+        settings = _with_ocr(settings, ocr_engine, ocr_url)
         if leak_rate is not None:
             if not 0.0 < leak_rate < 1.0:
                 raise typer.BadParameter("--leak-rate must lie strictly between 0 and 1")
@@ -505,6 +512,19 @@ def _threshold_line(threshold: RiskThreshold) -> str:
         f"{bound}: risk threshold {threshold.value:.3f} from {threshold.n_calibration} "
         f"PHI-bearing calibration instances ({threshold.engine}){review}{stale}"
     )
+
+
+def _with_ocr(settings: DeidSettings, engine: str | None, url: str | None) -> DeidSettings:
+    """``settings`` with the OCR engine and the kserve engine's URL the options give."""
+    if engine is not None:
+        settings = settings.model_copy(update={"ocr_engine": engine})
+    if url is not None:
+        if settings.ocr_engine != "kserve":
+            raise typer.BadParameter(
+                "--ocr-url names the kserve engine's model server; add --ocr-engine kserve"
+            )
+        settings = settings.model_copy(update={"ocr_kserve_url": url})
+    return settings
 
 
 def _deid_settings(key_file: Path | None) -> DeidSettings:

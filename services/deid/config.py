@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEAK_RATE",
     "DEID_COPIES",
+    "KSERVE_OCR_ENGINE",
     "MIN_KEY_BYTES",
     "REMOTE_OCR_ENGINE",
     "DeidSettings",
@@ -46,6 +47,8 @@ DEFAULT_LEAK_RATE = 0.01  # radstream.deid.pixels.risk.DEFAULT_LEAK_RATE, withou
 # RADSTREAM_DEID_OCR_ENGINE's value for an ocr service (RADSTREAM_OCR_CLIENT_*, the Helm chart's
 # services.deid.ocr.via: service) instead of an engine in this process.
 REMOTE_OCR_ENGINE = "grpc"
+# The engine whose models run on a KServe v2 model server, named by RADSTREAM_DEID_OCR_KSERVE_URL.
+KSERVE_OCR_ENGINE = "kserve"
 
 MIN_KEY_BYTES = 32
 # Copies of an instance the service holds at its peak, measured with tracemalloc on a 200 MB
@@ -88,6 +91,8 @@ class DeidSettings(RadstreamSettings):
     group_id: str = "deid"
     # The pixel stage: every instance with pixel data is checked for text and cleaned.
     ocr_engine: str = "rapidocr"  # radstream.ocr.engines.ENGINE_NAMES, or REMOTE_OCR_ENGINE
+    # The kserve engine's model server (KServe v2: Triton's grpc://host:8001); kserve only.
+    ocr_kserve_url: str = ""
     pixel_mode: PixelPolicyMode = PixelPolicyMode.REMOVE_PHI
     pixel_padding: int = Field(default=DEFAULT_PADDING, ge=0, le=64)
     # The rate of PHI-bearing instances released with PHI readable that the calibrated risk
@@ -192,6 +197,14 @@ class DeidSettings(RadstreamSettings):
             return GrpcOcrEngine.from_settings(self.ocr_client)
         from radstream.ocr.engines import shared_engine  # noqa: PLC0415
 
+        if self.ocr_engine == KSERVE_OCR_ENGINE:
+            if not self.ocr_kserve_url:
+                raise DeidConfigurationError(
+                    "RADSTREAM_DEID_OCR_ENGINE is kserve: set RADSTREAM_DEID_OCR_KSERVE_URL "
+                    "(radstream deid: --ocr-url) to the model server's KServe v2 endpoint "
+                    "(Triton: grpc://host:8001)"
+                )
+            return shared_engine(self.ocr_engine, url=self.ocr_kserve_url)
         return shared_engine(self.ocr_engine)
 
     def pixel_stage(self, clean_text: TextCleaner) -> PixelStage:
@@ -203,7 +216,8 @@ class DeidSettings(RadstreamSettings):
         Raises
         ------
         MisconfiguredError
-            An unknown engine name; MissingExtraError when its extra is not installed.
+            An unknown engine name, kserve without its URL; MissingExtraError when its extra
+            is not installed.
         """
         # Imported here: engines, OpenCV and the risk model load only where pixels are read.
         from radstream.deid.clean import PresidioTextCleaner  # noqa: PLC0415

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CALIBRATED_AS",
     "CONFORMAL_RISK_CONTROL",
     "FAIL_CLOSED",
     "CalibrationRecord",
@@ -199,10 +200,23 @@ def pipeline_fingerprint() -> str:
     return digest.hexdigest()
 
 
+# Engines that read with another engine's calibrated pipeline, and whose calibration they use.
+# kserve runs RapidOCR's own ONNX files (radstream.ocr.triton_repository copies them from the
+# rapidocr wheel into Triton's repository) with the same PpOcrParameters and the same pre- and
+# post-processing in process; only the tensors travel. tests/integration/ocr/
+# test_kserve_engine.py checks that it reads box for box, text for text what rapidocr reads, so
+# rapidocr's risks and leaks are kserve's (for a server that serves that repository).
+CALIBRATED_AS: dict[str, str] = {"kserve": "rapidocr"}
+
+
 def load_calibration(engine: str) -> CalibrationSet | None:
-    """The calibration shipped for ``engine`` (``<engine>.json`` beside this module), or None."""
+    """The calibration shipped for ``engine`` (``<engine>.json`` beside this module), or None.
+
+    An engine in :data:`CALIBRATED_AS` gets the calibration of the engine it reads as.
+    """
+    name = CALIBRATED_AS.get(engine, engine)
     try:
-        text = resources.files(__name__).joinpath(f"{engine}.json").read_text(encoding="utf-8")
+        text = resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError):
         return None
     return CalibrationSet.from_dict(json.loads(text))
