@@ -60,6 +60,9 @@ SAFE_EXTRA_KEYS: Final[frozenset[str]] = frozenset(
         "check",
         "component",
         "count",
+        # deid's review decisions: the decision's label (approve, amend, reject, unspecified)
+        # and what became of it (released, held_again, ...), enum values only.
+        "decision",
         "duration_ms",
         "error_code",
         "error_type",
@@ -74,6 +77,7 @@ SAFE_EXTRA_KEYS: Final[frozenset[str]] = frozenset(
         "offset",
         "partition",
         "port",
+        "result",
         "service",
         "sha256",
         "size",

@@ -139,6 +139,14 @@ class TestExtraFields:
         line = log.last()
         assert {key: line[key] for key in fields} == fields
 
+    def test_a_review_decisions_label_and_result_are_kept(self, log: Captured) -> None:
+        fields = {"decision": "approve", "result": "held_again"}  # deid's enum values
+
+        log.logger.info("review decision acted on", extra=fields)
+
+        line = log.last()
+        assert {key: line[key] for key in fields} == fields
+
     def test_other_fields_are_redacted(self, log: Captured) -> None:
         log.logger.info("handled", extra={"patient_name": "DOE^JOHN", "mrn": "MRN12345678"})
 
