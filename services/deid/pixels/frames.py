@@ -36,6 +36,7 @@ that still has one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,15 +158,32 @@ class DecodedFrames:
     def background(self, index: int) -> Pixels:
         """The value a filled box gets in frame ``index``: black as displayed.
 
-        The minimum stored value (MONOCHROME1: the maximum, which displays black); RGB and
-        palette frames get zeros (black for RGB; the palette's first entry, which the stage
-        checks is dark before it relies on it).
+        The minimum stored value (MONOCHROME1: the maximum, which displays black); zeros for
+        RGB; for palette colour the index whose colour in the palette is darkest (index 0 is
+        not black in every palette: an inverted grey palette makes it white).
         """
         frame = self.frames[index]
-        if self.colour or self.photometric == "PALETTE COLOR":
-            return np.zeros(frame.shape[-1:] if self.colour else (), dtype=frame.dtype)
+        if self.colour:
+            return np.zeros(frame.shape[-1:], dtype=frame.dtype)
+        if self.photometric == "PALETTE COLOR":
+            return np.asarray(self._darkest_palette_index, dtype=frame.dtype)
         value = frame.max() if self.photometric == "MONOCHROME1" else frame.min()
         return np.asarray(value, dtype=frame.dtype)
+
+    @functools.cached_property
+    def _darkest_palette_index(self) -> int:
+        """The stored value whose palette colour has the lowest luma (the first of equals).
+
+        Every value Bits Stored allows is looked up (at most 65,536), so entries outside the
+        table's range count as the table maps them (to its first or last colour).
+        """
+        if self.palette is None:
+            return 0
+        dtype = self.frames.dtype
+        count = min(1 << max(1, self.bits_stored), int(np.iinfo(dtype).max) + 1)
+        colours = apply_color_lut(np.arange(count, dtype=dtype), self.palette)
+        luma = np.asarray(colours, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+        return int(np.argmin(luma))
 
 
 def decode_frames(ds: Dataset) -> DecodedFrames:
