@@ -64,8 +64,12 @@ class _Weights:
     # is kept unless it happens to sit in a filled box. As strong as a misread.
     unread_regions: float = 0.6
     # Text where this modality does not put annotations (over anatomy, mid-image) is what the
-    # header-matching rules and the border-first triage were not shaped for.
-    unusual_layout: float = 0.4
+    # header-matching rules, the field splitting and the border-first triage were not shaped
+    # for: on the synthetic calibration split most proposals that still showed PHI had some.
+    unusual_layout: float = 0.6
+    # The feature is the *share* of read boxes inside the image; one interior box among eight
+    # is already the whole worry (a name over the anatomy is not diluted by seven settings).
+    unusual_layout_saturation: float = 8.0
     # Frames not checked are frames not read; a cine loop whose overlay changes mid-loop leaks
     # in the frames skipped. Scaled by the fraction skipped.
     unsampled_frames: float = 0.5
@@ -94,12 +98,13 @@ def risk_score(features: RiskFeatures) -> float:
     if features.text_found:
         near = 1.0 - min(1.0, _unit(features.nearest_phi_margin) / NEAR_THRESHOLD_MARGIN)
         unread = 1.0 - WEIGHTS.unread_halving ** max(0, features.unread_regions)
+        layout = min(1.0, _unit(features.unusual_layout) * WEIGHTS.unusual_layout_saturation)
         signals += [
             (WEIGHTS.text_present, 1.0),
             (WEIGHTS.low_confidence, 1.0 - _unit(features.min_recognition_confidence)),
             (WEIGHTS.near_phi_threshold, near),
             (WEIGHTS.unread_regions, unread),
-            (WEIGHTS.unusual_layout, _unit(features.unusual_layout)),
+            (WEIGHTS.unusual_layout, layout),
         ]
     keep = 1.0
     for weight, signal in signals:
