@@ -537,7 +537,9 @@ def evaluate_run(
     summary = summarize(
         split, verdicts, engine=engine_name, seconds=seconds, leak_rate_bound=leak_rate
     )
-    return summary, verdicts
+    shipped = load_calibration(engine_name)
+    current = shipped is not None and shipped.source.get("pipeline") == pipeline_fingerprint()
+    return dataclasses.replace(summary, calibration_current=current), verdicts
 
 
 def calibrate(
@@ -647,9 +649,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         leak_rate=arguments.leak_rate,
         seconds=seconds,
     )
-    shipped = load_calibration(arguments.engine)
-    current = shipped is not None and shipped.source.get("pipeline") == fingerprint
-    summary = dataclasses.replace(summary, calibration_current=current)
     print(summary.table())
     target = arguments.json or arguments.work_dir / "eval-deid.json"
     _write_private(target, json.dumps(summary.to_dict(), indent=2) + "\n")
