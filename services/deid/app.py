@@ -232,18 +232,13 @@ async def _handle(
         await _raise_review_task(bus, worker, chosen, manifest, gathered, caused_by=event)
     await bus.publish(
         chosen.completed,
-        deid_pb2.DeidCompleted(
-            study_instance_uid=study.study_instance_uid,
-            study_revision=study.revision,
-            pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
-            results=gathered.results,
-            profile=worker.profile.name,
-            options=_option_codes(worker),
-            software_version=SoftwareVersions().radstream,
-            audit_record=audit_ref.to_proto(),
-            burned_in_text_model=_text_model(worker),
+        _completed(
+            worker,
+            gathered,
+            study_uid=study.study_instance_uid,
+            revision=study.revision,
+            audit_ref=audit_ref,
             review_task_id=review_task_id,
-            completed_at=_now(),
         ),
         caused_by=event,
     )
@@ -574,17 +569,13 @@ async def _on_decision(
     audit_ref = await worker.stores.phi.put(_json(audit), media_type=JSON_MEDIA_TYPE)
     await bus.publish(
         chosen.completed,
-        deid_pb2.DeidCompleted(
-            study_instance_uid=manifest.study_instance_uid,
-            study_revision=manifest.study_revision,
-            pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
-            results=gathered.results,
-            profile=worker.profile.name,
-            options=_option_codes(worker),
-            software_version=SoftwareVersions().radstream,
-            audit_record=audit_ref.to_proto(),
+        _completed(
+            worker,
+            gathered,
+            study_uid=manifest.study_instance_uid,
+            revision=manifest.study_revision,
+            audit_ref=audit_ref,
             review_task_id=held_again,
-            completed_at=_now(),
         ),
         caused_by=event,
         event_id=derived_id(plan.task_id, label, chosen.completed.name),
@@ -656,6 +647,31 @@ async def _store_records(
             }
         ),
         media_type=JSON_MEDIA_TYPE,
+    )
+
+
+def _completed(
+    worker: DeidWorker,
+    gathered: _StudyResult,
+    *,
+    study_uid: str,
+    revision: int,
+    audit_ref: BlobRef,
+    review_task_id: str,
+) -> deid_pb2.DeidCompleted:
+    """The study's result event, after an event or after a reviewer's decision."""
+    return deid_pb2.DeidCompleted(
+        study_instance_uid=study_uid,
+        study_revision=revision,
+        pseudonymous_study_instance_uid=gathered.pseudonymous_study_uid,
+        results=gathered.results,
+        profile=worker.profile.name,
+        options=_option_codes(worker),
+        software_version=SoftwareVersions().radstream,
+        audit_record=audit_ref.to_proto(),
+        burned_in_text_model=_text_model(worker),
+        review_task_id=review_task_id,
+        completed_at=_now(),
     )
 
 

@@ -214,6 +214,9 @@ async def test_a_held_ultrasound_is_released_with_the_reviewers_boxes_filled_and
     [result] = after.results
     assert result.outcome == Completed.OUTCOME_RELEASED
     assert "released_after_review" in result.reasons
+    # The result after review names the reader and the option like the first one.
+    assert after.burned_in_text_model.name.startswith("rapidocr")
+    assert "113101" in after.options
     assert result.released.blob.uri.startswith(deid.stores.release.root_uri)
     released = dcmread(
         io.BytesIO(
