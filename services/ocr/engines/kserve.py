@@ -28,6 +28,7 @@ tensors do not fit PP-OCR's is a :class:`KServeModelMismatchError` (both
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -151,6 +152,9 @@ class _GrpcTransport:
         self._module = grpcclient
         self._client = grpcclient.InferenceServerClient(address, ssl=ssl)
         self._timeout_s = timeout_s
+        # Closed when the transport goes, or at exit while gRPC's modules are still loaded:
+        # tritonclient's own __del__ runs after them at interpreter shutdown and fails.
+        weakref.finalize(self, self._client.close)
 
     def signature(self, model: KServeModel) -> _Signature:
         answer = self._client.get_model_metadata(
