@@ -40,7 +40,6 @@ __all__ = [
     "OcrEngineFailedError",
     "OcrRefusedError",
     "OcrUnavailableError",
-    "grpc_engine",
     "raw_image",
 ]
 
@@ -359,18 +358,3 @@ class GrpcOcrEngine:
                 max_side=max_side if max_side > 0 else -1,
             ),
         )
-
-
-def grpc_engine(
-    *, target: str | None = None, languages: Sequence[str] = (), timeout_s: float | None = None
-) -> GrpcOcrEngine:
-    """A remote engine as ``RADSTREAM_OCR_CLIENT_*`` configures it (the engine registry's "grpc").
-
-    ``target`` and ``timeout_s`` override the settings; TLS files are read now.
-    """
-    overrides: dict[str, Any] = {}
-    if target is not None:
-        overrides["target"] = target
-    if timeout_s is not None:
-        overrides["timeout_s"] = timeout_s
-    return GrpcOcrEngine.from_settings(OcrClientSettings(**overrides), languages=languages)

@@ -33,7 +33,6 @@ from radstream.deid.pixels.findings import RiskFeatures
 
 __all__ = [
     "DEFAULT_LEAK_RATE",
-    "DEFAULT_THRESHOLD",
     "FAIL_CLOSED",
     "NEAR_THRESHOLD_MARGIN",
     "WEIGHTS",
@@ -136,6 +135,3 @@ def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr"
         )
     return conformal_threshold(calibration, leak_rate)
 
-
-DEFAULT_THRESHOLD = threshold_for(DEFAULT_LEAK_RATE, "rapidocr")
-"""The threshold for the default leak rate (1%) and the default engine (RapidOCR)."""

@@ -16,13 +16,13 @@ import pytest
 
 from radstream.common.errors import PoisonEventError, TransientError
 from radstream.contracts.v1 import ocr_pb2
+from radstream.deid.config import REMOTE_OCR_ENGINE, DeidSettings
 from radstream.ocr.client import (
     GrpcOcrEngine,
     OcrClient,
     OcrEngineFailedError,
     OcrRefusedError,
     OcrUnavailableError,
-    grpc_engine,
     raw_image,
 )
 from radstream.ocr.config import OcrClientSettings
@@ -127,12 +127,12 @@ def test_nothing_listening_is_unavailable_after_the_retries() -> None:
     assert len(sleeps.slept) == 1
 
 
-async def test_the_registry_factory_builds_the_remote_engine_from_the_environment(
-    monkeypatch,
-) -> None:
+async def test_deid_builds_the_remote_engine_from_the_environment(monkeypatch) -> None:
     async with serving(ScriptedEngine(REGIONS)) as ocr:
         monkeypatch.setenv("RADSTREAM_OCR_CLIENT_TARGET", ocr.server.address)
-        remote = grpc_engine(languages=["en"], timeout_s=5)
+        monkeypatch.setenv("RADSTREAM_OCR_CLIENT_TIMEOUT_S", "5")
+        remote = DeidSettings(ocr_engine=REMOTE_OCR_ENGINE).ocr()
+        assert isinstance(remote, GrpcOcrEngine)
         found = await asyncio.to_thread(remote.detect, np.zeros((20, 60), np.uint8))
         remote.client.close()
 

@@ -15,7 +15,6 @@ from radstream.deid.pixels.calibration import (
 )
 from radstream.deid.pixels.risk import (
     DEFAULT_LEAK_RATE,
-    DEFAULT_THRESHOLD,
     FAIL_CLOSED,
     threshold_for,
 )
@@ -161,7 +160,7 @@ def test_the_shipped_calibration_guarantees_the_default_rate_on_its_own_split() 
     assert calibration is not None
     assert calibration.source["split"] == "calibration"  # never the held-out seeds
     threshold = threshold_for(DEFAULT_LEAK_RATE, "rapidocr")
-    assert threshold == DEFAULT_THRESHOLD
+    assert (threshold.engine, threshold.leak_rate) == ("rapidocr", DEFAULT_LEAK_RATE)
     assert not threshold.fail_closed
     n = threshold.n_calibration
     assert n == len(calibration.phi_bearing) >= 99
