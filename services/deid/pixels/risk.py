@@ -134,4 +134,3 @@ def threshold_for(leak_rate: float = DEFAULT_LEAK_RATE, engine: str = "rapidocr"
             value=0.0, leak_rate=leak_rate, engine=engine, n_calibration=0, method=FAIL_CLOSED
         )
     return conformal_threshold(calibration, leak_rate)
-

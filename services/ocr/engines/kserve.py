@@ -153,8 +153,8 @@ class _GrpcTransport:
         self._client = grpcclient.InferenceServerClient(address, ssl=ssl)
         self._timeout_s = timeout_s
         # Closed when the transport goes, or at exit while gRPC's modules are still loaded:
-        # tritonclient's own __del__ runs after them at interpreter shutdown and fails.
-        weakref.finalize(self, self._client.close)
+        # tritonclient's own __del__ closes again, after them at interpreter shutdown, and fails.
+        weakref.finalize(self, _close_once, self._client)
 
     def signature(self, model: KServeModel) -> _Signature:
         answer = self._client.get_model_metadata(
@@ -176,6 +176,12 @@ class _GrpcTransport:
 
     def ready(self, timeout_s: float) -> bool:
         return bool(self._client.is_server_ready(client_timeout=timeout_s))
+
+
+def _close_once(client: Any) -> None:
+    """Close a tritonclient gRPC client; its later ``__del__`` then closes nothing."""
+    client.close()
+    client.close = lambda: None
 
 
 class _HttpTransport:
