@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, private_dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -23,8 +23,15 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import IS, DSdecimal, DSfloat, PersonName
 
 from radstream.deid.elements import format_tag
+from radstream.dicom.raw_header import RawDataset, RawElement, RawInstance
 
-__all__ = ["HeaderValue", "dictionary_vr_or_un", "format_tag", "header_values"]
+__all__ = [
+    "HeaderValue",
+    "dictionary_vr_or_un",
+    "format_tag",
+    "header_values",
+    "raw_header_values",
+]
 
 # Sample data and other bulk binary: never text, and far too big to scan for it.
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010, 0x54001010, 0x56000020})
@@ -34,6 +41,16 @@ _BINARY_NUMBERS = {
     "US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q",
     "FL": "f", "FD": "d", "AT": "L",
 }  # fmt: skip
+# String VRs (PS3.5 6.2): those decoded with the Specific Character Set, and those holding one
+# value whatever backslashes they contain.
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
+     "UR", "UT"}
+)  # fmt: skip
+_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
+_PN_DELIMITERS = {0x5C, 0x5E, 0x3D}
+_TEXT_DELIMITERS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 _TEXT_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _ASCII_RUN = re.compile(rb"[\x20-\x7e]{3,}")
 _LATIN_RUN = re.compile(rb"[\x20-\x7e\xc0-\xff]{3,}")
@@ -227,3 +244,118 @@ def _printable_runs(value: bytes) -> tuple[str, ...]:
     runs |= {run.decode("latin_1") for run in _LATIN_RUN.findall(value)}
     runs |= {run[1:] for run in runs if len(run) > 3}
     return tuple(sorted(runs))
+
+
+def raw_header_values(
+    instance: RawInstance, *, include_meta: bool = False, numbers: bool = False
+) -> Iterator[HeaderValue]:
+    """:func:`header_values` of a file read by radstream's own codec, without pydicom.
+
+    The same values, paths, keywords, VRs and flags as :func:`header_values` gives for the same
+    bytes parsed by pydicom (a test holds the two walks to that), so the verifier searches what
+    is written without a second full parse. Numeric values are searched as the file holds their
+    bytes, which is what :func:`header_values` rebuilds from pydicom's numbers.
+    """
+    if include_meta:
+        yield from _walk_raw(instance.meta, "", (), ["iso8859"], numbers=numbers)
+    encodings = _raw_encodings_of(instance.dataset, ["iso8859"])
+    yield from _walk_raw(instance.dataset, "", (), encodings, numbers=numbers)
+
+
+def _raw_encodings_of(ds: RawDataset, inherited: list[str]) -> list[str]:
+    element = ds.get(0x00080005)
+    if element is None:
+        return inherited
+    try:
+        terms = [term.strip(" \x00") for term in element.value.decode("latin_1").split("\\")]
+        return list(convert_encodings(terms[0] if len(terms) == 1 else terms))
+    except Exception:  # a broken charset must not stop the walk
+        return ["latin_1"]
+
+
+def _walk_raw(
+    ds: RawDataset,
+    prefix: str,
+    parents: tuple[str, ...],
+    encodings: list[str],
+    *,
+    numbers: bool,
+) -> Iterator[HeaderValue]:
+    for element in ds.elements:
+        facts = _tag_facts(element.tag)
+        if facts is None:  # sample data and other bulk binary
+            continue
+        tag_text, keyword, dictionary_vr = facts
+        path = prefix + tag_text
+        if element.items is not None:
+            for index, item in enumerate(element.items):
+                yield from _walk_raw(
+                    item,
+                    f"{path}[{index}]/",
+                    (*parents, keyword),
+                    _raw_encodings_of(item, encodings),
+                    numbers=numbers,
+                )
+            continue
+        vr = element.vr if element.vr != "UN" else _known_vr(ds, element.tag, dictionary_vr)
+        found = _raw_element_texts(element, vr, encodings, numbers=numbers)
+        if found is not None:
+            texts, from_bytes, binary = found
+            texts = tuple(text for text in texts if text.strip(" \x00"))
+            if texts:
+                yield HeaderValue(
+                    path=path,
+                    tag=element.tag,
+                    keyword=keyword,
+                    vr=vr,
+                    texts=texts,
+                    parents=parents,
+                    from_bytes=from_bytes,
+                    binary=binary,
+                )
+
+
+def _known_vr(ds: RawDataset, tag: int, dictionary_vr: str) -> str:
+    """The VR pydicom reads a ``UN`` element in: the public or private dictionary's, if known."""
+    if not (tag >> 16) & 1:
+        return dictionary_vr.split(" or ", 1)[0]
+    block = tag & 0xFFFF
+    if 0x0010 <= block <= 0x00FF:
+        return "LO"  # a private creator
+    creator = ds.get((tag & 0xFFFF0000) | (block >> 8))
+    if creator is None:
+        return "UN"
+    try:
+        known = private_dictionary_VR(tag, creator.value.decode("latin_1").strip(" \x00"))
+    except KeyError:
+        return "UN"
+    return str(known).split(" or ", 1)[0]
+
+
+def _raw_element_texts(
+    element: RawElement, vr: str, encodings: list[str], *, numbers: bool
+) -> tuple[tuple[str, ...], bool, bool] | None:
+    """As :func:`_element_texts`, from the value's bytes."""
+    value = element.value
+    if not value:
+        return None
+    if vr in _BINARY_NUMBERS:
+        if not numbers:
+            return None
+        runs = _printable_runs(value)
+        return (runs, True, True) if runs else None
+    if vr not in _STRING_VRS:
+        return _bytes_texts(value, vr, encodings)
+    if vr in _CHARSET_VRS:
+        delimiters = _PN_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
+        try:
+            text = decode_bytes(value, encodings, delimiters)
+        except Exception:  # an undecodable value is still searched as latin-1
+            text = value.decode("latin_1")
+    else:
+        text = value.decode("latin_1")
+    if vr == "PN":  # pydicom leaves out empty trailing component groups
+        text = text.rstrip(" \x00=")
+    if vr in _SINGLE_VALUED_VRS:
+        return (text.rstrip(" \x00"),), False, False
+    return tuple(part.strip(" \x00") for part in text.split("\\")), False, False

@@ -65,6 +65,7 @@ from radstream.deid.profile import (
 )
 from radstream.deid.verify import ResidualPhi, find_residual_phi
 from radstream.dicom.errors import InvalidInstanceError
+from radstream.dicom.raw_header import RawInstance, read_raw_instance
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 from radstream.ocr.engine import Box
 
@@ -281,12 +282,7 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
     progress.step = "write"
     written = _encode(result.dataset)
     progress.step = "verify"
-    try:
-        reread = read_instance(written, limits=limits)
-    except InvalidInstanceError as exc:
-        raise OutputNotReadableError(
-            f"the de-identified output does not read back ({type(exc).__name__}: {exc})"
-        ) from exc
+    reread = _read_back(written, limits)
     residuals = find_residual_phi(
         reread,
         phi,
@@ -299,6 +295,37 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
         progress.pixel_report = stage.verify(inspection, reread)
     progress.written = written
     return assessment, residuals
+
+
+def _read_back(written: bytes, limits: ReaderLimits) -> RawInstance:
+    """The output as written, read back strictly by radstream's own codec.
+
+    The structure is walked strictly (every length, item and delimiter, as for input) and every
+    value's bytes are handed to the verifier, which searches them as pydicom would read them
+    (:func:`~radstream.deid.header.raw_header_values`). pydicom parses the output only where
+    the pixel stage must decode what it redacted: a second full parse of every slice cost as
+    much as de-identifying it.
+
+    Raises
+    ------
+    OutputNotReadableError
+        The output's structure is broken or it names no SOP instance.
+    """
+    try:
+        reread = read_raw_instance(written, limits)
+    except InvalidInstanceError as exc:
+        raise OutputNotReadableError(
+            f"the de-identified output does not read back ({type(exc).__name__}: {exc})"
+        ) from exc
+    missing = [name for tag, name in _SOP_IDENTITY if not reread.text(tag)]
+    if missing:
+        raise OutputNotReadableError(
+            f"the de-identified output has no {' or '.join(missing)}, so it is not storable"
+        )
+    return reread
+
+
+_SOP_IDENTITY = ((0x00080016, "SOPClassUID"), (0x00080018, "SOPInstanceUID"))
 
 
 def rejected_unread(

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import count
@@ -50,10 +50,16 @@ from pydicom.dataset import Dataset
 
 from radstream.deid.clean import REPLACEMENT_TOKENS
 from radstream.deid.defined_terms import is_defined_term
-from radstream.deid.header import HeaderValue, dictionary_vr_or_un, header_values
+from radstream.deid.header import (
+    HeaderValue,
+    dictionary_vr_or_un,
+    header_values,
+    raw_header_values,
+)
 from radstream.deid.phi import PhiCategory, PhiValue, PhiValues
 from radstream.deid.recognizers import is_clinical_vocabulary, is_clinical_word
 from radstream.deid.variants import fold, normalise, tokens, value_pattern, variants
+from radstream.dicom.raw_header import RawInstance
 
 __all__ = ["ResidualPhi", "find_residual_phi"]
 
@@ -154,14 +160,20 @@ class _Search:
 
 
 def find_residual_phi(
-    output: Dataset, phi: PhiValues, *, allowed: Iterable[str] = (), retained_uids: bool = False
+    output: Dataset | RawInstance,
+    phi: PhiValues,
+    *,
+    allowed: Iterable[str] = (),
+    retained_uids: bool = False,
 ) -> list[ResidualPhi]:
     """Every place in ``output`` where a value of ``phi`` (or a variant of it) is found again.
 
     Parameters
     ----------
     output
-        The de-identified dataset (file meta included when it has one).
+        The de-identified dataset (file meta included when it has one), parsed by pydicom or,
+        as the pipeline reads what it wrote, by radstream's own codec
+        (:func:`~radstream.dicom.raw_header.read_raw_instance`): both give the same values.
     phi
         The values collected from the original header.
     allowed
@@ -172,11 +184,15 @@ def find_residual_phi(
         Many vendors build UIDs from the date and the device serial number, so an original UID
         "contains" both; that is the option's known cost, not a failure of de-identification.
     """
-    search = _search_for(_without_equipment_names(phi, output))
+    if isinstance(output, RawInstance):
+        every = list(raw_header_values(output, include_meta=True, numbers=True))
+    else:
+        every = list(header_values(output, include_meta=True, numbers=True))
+    search = _search_for(_without_equipment_names(phi, every))
     allowed_texts = {text.strip() for text in allowed}
     found: dict[tuple[str, str], MatchKind] = {}
     windows: dict[str, set[str]] = defaultdict(set)  # normalised window -> paths
-    searched = _searched_values(output, retained_uids=retained_uids)
+    searched = _searched_values(every, retained_uids=retained_uids)
     instance_codes = _instance_codes(searched)
     for item in searched:
         coded = _standard_coded_string(item)
@@ -207,7 +223,7 @@ def find_residual_phi(
     ]
 
 
-def _without_equipment_names(phi: PhiValues, output: Dataset) -> PhiValues:
+def _without_equipment_names(phi: PhiValues, output: Sequence[HeaderValue]) -> PhiValues:
     """``phi`` less the IDs and institutions spelled with the equipment maker's words.
 
     A station called "TERASON_US" or an institution called "TOSHIBA" names the equipment, which
@@ -215,8 +231,10 @@ def _without_equipment_names(phi: PhiValues, output: Dataset) -> PhiValues:
     """
     maker_words = frozenset(
         word.casefold()
-        for keyword in ("Manufacturer", "ManufacturerModelName")
-        for word in tokens(_text_of(output, keyword))
+        for item in output
+        if item.tag in _MAKER_TAGS and not item.parents
+        for text in item.texts
+        for word in tokens(text)
     )
     if not maker_words:
         return phi
@@ -272,16 +290,11 @@ def _without_words(text: str, words: frozenset[str]) -> str:
 _WORD_RUN = re.compile(r"[^\W_]+")
 
 
-def _text_of(ds: Dataset, keyword: str) -> str:
-    try:
-        return str(ds.get(keyword, "") or "")
-    except Exception:  # an unreadable Manufacturer only means no names are excused
-        return ""
+_MAKER_TAGS = frozenset({0x00080070, 0x00081090})  # Manufacturer, ManufacturerModelName
 
 
-def _searched_values(output: Dataset, *, retained_uids: bool) -> list[HeaderValue]:
-    """The values of ``output`` that could carry PHI (see the module docstring for the rest)."""
-    every = list(header_values(output, include_meta=True, numbers=True))
+def _searched_values(every: Sequence[HeaderValue], *, retained_uids: bool) -> list[HeaderValue]:
+    """The values of the output that could carry PHI (see the module docstring for the rest)."""
     standard_codes = {
         _item_path(item.path)
         for item in every

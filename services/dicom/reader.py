@@ -68,6 +68,14 @@ class ReaderLimits:
             if getattr(self, name) <= 0:
                 raise ValueError(f"ReaderLimits.{name} must be positive")
 
+    def layout_limits(self) -> LayoutLimits:
+        """The same limits, as :func:`~radstream.dicom.layout.scan_layout` takes them."""
+        return LayoutLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_element_bytes=self.max_element_bytes,
+            max_private_bytes=self.max_private_bytes,
+        )
+
 
 DEFAULT_READER_LIMITS = ReaderLimits()
 
@@ -90,14 +98,7 @@ def read_instance(data: bytes, *, limits: ReaderLimits = DEFAULT_READER_LIMITS) 
     OversizedFileError, OversizedElementError, OversizedPrivateDataError
         A size limit is exceeded.
     """
-    layout = scan_layout(
-        data,
-        LayoutLimits(
-            max_file_bytes=limits.max_file_bytes,
-            max_element_bytes=limits.max_element_bytes,
-            max_private_bytes=limits.max_private_bytes,
-        ),
-    )
+    layout = scan_layout(data, limits.layout_limits())
     dataset = _parse(data)
     _require_sop_identity(dataset)
     _check_pixel_data_length(dataset, layout)

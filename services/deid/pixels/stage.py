@@ -71,6 +71,7 @@ from radstream.deid.pixels.triage import (
     triage,
 )
 from radstream.deid.pixels.verify import verify_pixels
+from radstream.dicom.raw_header import RawInstance
 from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
 __all__ = [
@@ -415,7 +416,7 @@ class PixelStage:
 
     # -- 4. verify --------------------------------------------------------------------------
 
-    def verify(self, inspection: PixelInspection, written: Dataset) -> PixelReport:
+    def verify(self, inspection: PixelInspection, written: Dataset | RawInstance) -> PixelReport:
         """Verify the re-read output, weigh the risk, decide; the report of the instance."""
         decoded = inspection.decoded
         frames_total = decoded.count if decoded is not None else 0

@@ -43,6 +43,7 @@ from radstream.deid.pixels.frames import (
     overlay_images,
 )
 from radstream.deid.pixels.reading import read_lines
+from radstream.dicom.raw_header import RawInstance
 from radstream.ocr.engine import Box, Image, OcrEngine, TextRegion
 
 __all__ = ["PixelVerification", "verify_pixels"]
@@ -79,7 +80,7 @@ class _Reader:
 
 
 def verify_pixels(
-    written: Dataset,
+    written: Dataset | RawInstance,
     *,
     original_pixels: bytes | None,
     expected: npt.NDArray[np.generic] | None,
@@ -111,7 +112,7 @@ def verify_pixels(
 
 
 def _check(
-    written: Dataset,
+    written: Dataset | RawInstance,
     original_pixels: bytes | None,
     expected: npt.NDArray[np.generic] | None,
     filled: Mapping[int, Sequence[Box]],
@@ -119,17 +120,23 @@ def _check(
     *,
     read_every_frame: bool = False,
 ) -> tuple[str, list[PixelFinding], int]:
-    """The reason the output fails ("" when it passes), the PHI read, the frames read."""
-    if "IconImageSequence" in written:  # the stage removes it; here only if something failed
+    """The reason the output fails ("" when it passes), the PHI read, the frames read.
+
+    ``written`` read by radstream's codec is parsed by pydicom only to decode redacted frames or
+    overlays left in it: an unchanged CT slice is checked from its bytes alone.
+    """
+    tags = written.top_level_tags if isinstance(written, RawInstance) else written.keys()
+    if _ICON_IMAGE_SEQUENCE in tags:  # the stage removes it; here only if something failed
         return "icon_image_left", [], 0
-    found = _leftover_overlays(written, reader)
+    overlays = any(_is_overlay_data(int(tag)) for tag in tags)
+    found = _leftover_overlays(_parsed(written), reader) if overlays else []
     frames_read = 0
     unchanged = expected is None and original_pixels is not None
     if unchanged and _pixel_bytes(written) != original_pixels:
         return "pixel_output_mismatch", found, 0
     if expected is not None or read_every_frame:
         try:
-            decoded = decode_frames(written)
+            decoded = decode_frames(_parsed(written))
         except PixelFormatError:
             return "pixel_data_not_decodable", found, 0
         if expected is not None and (
@@ -161,7 +168,26 @@ def _read_every_frame(decoded: DecodedFrames, reader: _Reader) -> tuple[list[Pix
     return found, len(read)
 
 
-def _pixel_bytes(ds: Dataset) -> bytes | None:
+_ICON_IMAGE_SEQUENCE = 0x00880200
+_PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+
+
+def _parsed(written: Dataset | RawInstance) -> Dataset:
+    return written.parsed if isinstance(written, RawInstance) else written
+
+
+def _is_overlay_data(tag: int) -> bool:
+    """(60xx,3000) Overlay Data, the even groups 6000-601E."""
+    return (tag >> 16) & 0xFF01 == 0x6000 and tag & 0xFFFF == 0x3000
+
+
+def _pixel_bytes(ds: Dataset | RawInstance) -> bytes | None:
+    if isinstance(ds, RawInstance):
+        for tag in _PIXEL_DATA_TAGS:
+            element = ds.dataset.get(tag)
+            if element is not None:
+                return element.value
+        return None
     for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if keyword in ds:
             value = ds[keyword].value
