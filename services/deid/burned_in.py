@@ -313,6 +313,6 @@ def _has_overlay_or_graphics(ds: Dataset) -> bool:
     """Overlay planes (60xx,3000) or graphic annotations: someone drew on this image."""
     if "GraphicAnnotationSequence" in ds:
         return True
-    return any(
-        0x6000 <= element.tag.group <= 0x601E and element.tag.element == 0x3000 for element in ds
-    )
+    # The tags alone: iterating a Dataset yields its elements, fetching (converting) each one.
+    tags = ds.keys()
+    return any(0x6000 <= tag >> 16 <= 0x601E and tag & 0xFFFF == 0x3000 for tag in tags)
