@@ -356,10 +356,13 @@ def _flagged_windows(gray: Image, settings: ScreenSettings) -> npt.NDArray[np.bo
     """Per 16-px cell: whether the 32x32 window starting there looks like text."""
     contrast = _stroke_contrast(gray, settings)
     rows = _strokes(gray, contrast, along_rows=True, width=settings.max_stroke_width)
+    flagged = _window_counts(rows) >= settings.min_row_strokes
+    if not flagged.any():
+        # A window needs both counts: without one busy with stems, bars cannot flag any (the
+        # usual CT slice stops here, at half the screen's cost).
+        return flagged
     columns = _strokes(gray, contrast, along_rows=False, width=settings.max_stroke_width)
-    row_counts = _window_counts(rows)
-    column_counts = _window_counts(columns)
-    return (row_counts >= settings.min_row_strokes) & (column_counts >= settings.min_column_strokes)
+    return flagged & (_window_counts(columns) >= settings.min_column_strokes)
 
 
 def _stroke_contrast(gray: Image, settings: ScreenSettings) -> int:
