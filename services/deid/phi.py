@@ -13,11 +13,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from radstream.deid.elements import format_tag
-from radstream.deid.header import HeaderValue, dictionary_vr_or_un, header_values
+from radstream.deid.header import (
+    HeaderValue,
+    dictionary_vr_or_un,
+    header_values,
+    raw_header_values,
+)
+from radstream.dicom.raw_header import RawInstance
 
 __all__ = [
     "PhiCategory",
@@ -212,7 +218,7 @@ def category_for_kind(kind: str) -> PhiCategory:
 
 
 def collect_phi_values(
-    ds: Dataset,
+    ds: Dataset | RawInstance,
     *,
     include_dates: bool = True,
     include_institution: bool = True,
@@ -223,7 +229,8 @@ def collect_phi_values(
     Parameters
     ----------
     ds
-        The original (identified) header.
+        The original (identified) header, parsed by pydicom or read by radstream's own codec
+        (:func:`~radstream.dicom.raw_header.read_raw_instance`), which give the same values.
     include_dates
         Add every date (DA, and the date part of DT); pass False when the profile retains
         dates. The patient's birth date is collected either way.
@@ -236,7 +243,8 @@ def collect_phi_values(
     """
     scope = _Scope(dates=include_dates, institution=include_institution, device=include_device)
     found: dict[tuple[str, str], PhiValue] = {}
-    for item in header_values(ds):
+    every = raw_header_values(ds) if isinstance(ds, RawInstance) else header_values(ds)
+    for item in every:
         decision = None if item.binary else _phi_kind(item, scope)
         if decision is None:
             continue
@@ -255,7 +263,7 @@ def collect_phi_values(
     # An institution or station named like (part of) the equipment maker ("TOSHIBA" for
     # "TOSHIBA_MEC") names the equipment, which the profile keeps in Manufacturer; it
     # identifies no one, and collecting it would hold every instance from that scanner.
-    makers = {_alphanumeric(_text_of(ds, keyword)) for keyword in _EQUIPMENT_KEYWORDS} - {""}
+    makers = {_alphanumeric(_maker_text(ds, keyword)) for keyword in _EQUIPMENT_KEYWORDS} - {""}
     return PhiValues(
         values=tuple(
             value
@@ -275,7 +283,10 @@ def _alphanumeric(text: str) -> str:
 _NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 
 
-def _text_of(ds: Dataset, keyword: str) -> str:
+def _maker_text(ds: Dataset | RawInstance, keyword: str) -> str:
+    if isinstance(ds, RawInstance):
+        element = ds.dataset.get(tag_for_keyword(keyword) or 0)
+        return element.value.decode("latin_1").strip(" \x00") if element is not None else ""
     try:
         return str(ds.get(keyword, "") or "")
     except Exception:  # an unreadable Manufacturer only means nothing is excused

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NoReturn
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
@@ -65,7 +66,7 @@ from radstream.deid.profile import (
 )
 from radstream.deid.verify import ResidualPhi, find_residual_phi
 from radstream.dicom.errors import InvalidInstanceError
-from radstream.dicom.raw_header import RawInstance, read_raw_instance
+from radstream.dicom.raw_header import RawInstance, read_instance_lazily, read_raw_instance
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 from radstream.ocr.engine import Box
 
@@ -203,19 +204,25 @@ def deidentify_instance(
     if reviewed_boxes is not None and not isinstance(pixel_policy, PixelStage):
         raise ValueError("reviewed_boxes need a PixelStage as the pixel policy")
     started = datetime.now(UTC)
+    run = (data, profile, keys, clean_text, pixel_policy, limits, reviewed_boxes)
     progress = _Progress()
     try:
         # pydicom's warnings quote values; configure_logging routes them to the log as their
         # category and place (no catch_warnings: this runs in worker threads).
-        assessment, residuals = _run(
-            data, progress, profile, keys, clean_text, pixel_policy, limits, reviewed_boxes
-        )
+        assessment, residuals = _run(progress, *run, lazily=True)
     except TransientError as exc:  # not the instance's fault: nothing released, try again
-        if progress.step in _OCR_STEPS and not isinstance(exc, OcrEngineUnavailableError):
-            raise OcrEngineUnavailableError(progress.step, type(exc).__name__) from exc
-        raise
-    except Exception as exc:  # fail closed: whatever went wrong, nothing is released
-        return _rejected(data, exc, progress, profile, pixel_policy, started)
+        _raise_transient(exc, progress)
+    except Exception:
+        # The lazy read leaves pydicom's conversion of each element to its first use; whatever
+        # failed is judged by the strict reader, which converts every element up front and
+        # names the one it cannot parse (the same outcome as before the lazy read existed).
+        progress = _Progress()
+        try:
+            assessment, residuals = _run(progress, *run, lazily=False)
+        except TransientError as exc:
+            _raise_transient(exc, progress)
+        except Exception as exc:  # fail closed: whatever went wrong, nothing is released
+            return _rejected(data, exc, progress, profile, pixel_policy, started)
     report = progress.pixel_report
     pixel_held = report is not None and report.decision is PixelDecision.HELD
     reasons = (
@@ -229,6 +236,13 @@ def deidentify_instance(
     return replace(
         outcome, pixel_assessment=assessment, residual_phi=tuple(residuals), pixel_report=report
     )
+
+
+def _raise_transient(exc: TransientError, progress: _Progress) -> NoReturn:
+    """Raise a transient failure in ``progress.step`` on (an OCR outage by its name)."""
+    if progress.step in _OCR_STEPS and not isinstance(exc, OcrEngineUnavailableError):
+        raise OcrEngineUnavailableError(progress.step, type(exc).__name__) from exc
+    raise exc
 
 
 # The steps that call the OCR engine (through the pixel policy).
@@ -252,22 +266,33 @@ def _pixel_hold_reasons(report: PixelReport) -> tuple[str, ...]:
 
 
 def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_instance
-    data: bytes,
     progress: _Progress,
+    data: bytes,
     profile: DeidProfile,
     keys: DeidKeys,
     clean_text: TextCleaner,
     pixel_policy: PixelPolicy,
     limits: ReaderLimits,
-    reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
+    reviewed_boxes: Mapping[int, Sequence[Box]] | None,
+    *,
+    lazily: bool,
 ) -> tuple[PixelAssessment, list[ResidualPhi]]:
-    """Run every step, recording progress; raise on the first failure."""
-    original = read_instance(data, limits=limits)
+    """Run every step, recording progress; raise on the first failure.
+
+    ``lazily``: read with :func:`~radstream.dicom.raw_header.read_instance_lazily` (the PHI
+    values from radstream's codec, pydicom converting each element when first used); else
+    with the strict reader, which converts every element first.
+    """
+    values: Dataset | RawInstance
+    if lazily:
+        original, values = read_instance_lazily(data, limits)
+    else:
+        original = values = read_instance(data, limits=limits)
     progress.original = original
     progress.step = "assess_pixels"
     assessment = pixel_policy.assess(original)
     progress.step = "collect_phi"
-    phi = _collect_phi(original, profile)
+    phi = _collect_phi(values, profile)
     stage = pixel_policy if isinstance(pixel_policy, PixelStage) else None
     inspection: PixelInspection | None = None
     if stage is not None and not assessment.hold:
@@ -280,6 +305,8 @@ def _run(  # noqa: PLR0917 -- the steps' inputs, passed through from deidentify_
         progress.step = "clean_pixels"
         stage.clean(inspection, result.dataset)
     progress.step = "write"
+    if lazily:
+        _convert_kept(result.dataset)
     written = _encode(result.dataset)
     progress.step = "verify"
     reread = _read_back(written, limits)
@@ -360,7 +387,7 @@ def rejected_unread(
     return InstanceOutcome.rejected(instance_error, audit)
 
 
-def _collect_phi(original: Dataset, profile: DeidProfile) -> PhiValues:
+def _collect_phi(original: Dataset | RawInstance, profile: DeidProfile) -> PhiValues:
     """Collect the PHI values the verifier must not find, minus what the options keep."""
     options = profile.options
     return collect_phi_values(
@@ -369,6 +396,18 @@ def _collect_phi(original: Dataset, profile: DeidProfile) -> PhiValues:
         include_institution=ProfileOption.RETAIN_INSTITUTION_IDENTITY not in options,
         include_device=ProfileOption.RETAIN_DEVICE_IDENTITY not in options,
     )
+
+
+def _convert_kept(dataset: Dataset) -> None:
+    """Have pydicom convert every element the profile kept, before it is written.
+
+    pydicom writes an element it never converted by copying its bytes; converted, each value
+    is encoded again from what was parsed, so a value that cannot be written in its VR is
+    refused, naming its tag, as the strict read's conversion of every element ensured. Only
+    the kept elements are converted: the removed ones never are.
+    """
+    for _ in dataset.iterall():
+        pass
 
 
 def _encode(dataset: Dataset) -> bytes:

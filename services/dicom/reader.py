@@ -33,7 +33,9 @@ __all__ = [
     "DEFAULT_READER_LIMITS",
     "SUPPORTED_TRANSFER_SYNTAXES",
     "ReaderLimits",
+    "parse_dataset",
     "read_instance",
+    "require_whole",
 ]
 
 MiB = 1024 * 1024
@@ -99,9 +101,8 @@ def read_instance(data: bytes, *, limits: ReaderLimits = DEFAULT_READER_LIMITS) 
         A size limit is exceeded.
     """
     layout = scan_layout(data, limits.layout_limits())
-    dataset = _parse(data)
-    _require_sop_identity(dataset)
-    _check_pixel_data_length(dataset, layout)
+    dataset = parse_dataset(data)
+    require_whole(dataset, layout)
     return dataset
 
 
@@ -118,15 +119,30 @@ def _require_sop_identity(dataset: Dataset) -> None:
         )
 
 
-def _parse(data: bytes) -> Dataset:
-    """Read with pydicom and convert every element now, so no parse error surfaces later."""
+def require_whole(dataset: Dataset, layout: Layout) -> None:
+    """The checks :func:`read_instance` makes on the parsed data set (SOP identity, pixels).
+
+    For readers that parse with :func:`parse_dataset` themselves
+    (:func:`~radstream.dicom.raw_header.read_instance_lazily`).
+    """
+    _require_sop_identity(dataset)
+    _check_pixel_data_length(dataset, layout)
+
+
+def parse_dataset(data: bytes, *, convert: bool = True) -> Dataset:
+    """Read with pydicom; ``convert``: every element now, so no parse error surfaces later.
+
+    Without ``convert`` pydicom converts each element when it is first used (its default);
+    only :func:`~radstream.dicom.raw_header.read_instance_lazily` asks for that, having
+    proved every value convertible from the bytes.
+    """
     position = "the data set"
     try:
         # pydicom warns (and logs) with values quoted from the file. No catch_warnings here: it
         # swaps process-wide state and this runs in worker threads. configure_logging routes
         # warnings to the log as their category and place; pydicom's own log lines are withheld.
         dataset = dcmread(io.BytesIO(data))
-        for element in dataset.iterall():
+        for element in dataset.iterall() if convert else ():
             position = f"element {element.tag}"
     except InvalidDicomError as exc:
         raise MissingFileMetaError(
