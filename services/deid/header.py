@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag, private_dictionary_VR
@@ -56,9 +56,12 @@ _ASCII_RUN = re.compile(rb"[\x20-\x7e]{3,}")
 _LATIN_RUN = re.compile(rb"[\x20-\x7e\xc0-\xff]{3,}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class HeaderValue:
-    """The text of one element, wherever it sits in the header."""
+class HeaderValue(NamedTuple):
+    """The text of one element, wherever it sits in the header.
+
+    A named tuple: every walk builds one per element, and a frozen dataclass costs several
+    times as much to build.
+    """
 
     path: str  # "(0008,1115)[0]/(0008,1155)"
     tag: int

@@ -19,9 +19,9 @@ sequence; a private creator is ``LO``; another private element read implicitly i
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -54,29 +54,37 @@ _TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
 _LONG = {True: struct.Struct("<L"), False: struct.Struct(">L")}
 _SHORT = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 _ITEM_HEADER = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
+# Sample data, kept as a view of the file (see RawElement).
+_SAMPLE_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 # Encapsulated or bulk data: never items of data sets (as radstream.dicom.layout_walk).
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010, 0x54001010, 0x56000020, 0x00420011})
 
 
-@dataclass(frozen=True, slots=True)
-class RawElement:
+class RawElement(NamedTuple):
     """One element as the file holds it.
 
     ``vr`` is the explicit VR, or for implicit VR the dictionary's (an ambiguous one such as
     ``US or SS`` resolved to its first choice), ``LO`` for a private creator and ``UN`` for an
     element the dictionary does not know. ``value`` is the value's bytes (for encapsulated pixel
-    data, its items as written); a sequence has ``items`` and an empty ``value``.
+    data, its items as written); a sequence has ``items`` and an empty ``value``. Sample data
+    (Pixel Data, Float and Double Float Pixel Data) is not copied: ``value`` is empty and
+    ``samples`` a view of the file's bytes -- copying half a megabyte per CT slice cost more
+    than reading the rest of its header.
     """
 
     tag: int
     vr: str
     value: bytes
     items: tuple[RawDataset, ...] | None = None
+    samples: memoryview | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RawDataset:
-    """The elements of a data set or sequence item, in file order."""
+class RawDataset(NamedTuple):
+    """The elements of a data set or sequence item, in file order.
+
+    Named tuples, not dataclasses, here and in :class:`RawElement`: a CT slice has a hundred
+    elements, and a frozen dataclass costs several times a tuple to build.
+    """
 
     elements: tuple[RawElement, ...]
 
@@ -86,9 +94,6 @@ class RawDataset:
             if element.tag == tag:
                 return element
         return None
-
-    def __iter__(self) -> Iterator[RawElement]:
-        return iter(self.elements)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,10 +128,14 @@ class RawInstance:
         return tuple(element.tag for element in self.dataset.elements)
 
     @property
-    def pixel_data(self) -> bytes | None:
+    def pixel_data(self) -> memoryview | None:
         """The top-level Pixel Data's bytes (encapsulated: its items), None without any."""
-        element = self.dataset.get(PIXEL_DATA)
-        return None if element is None else element.value
+        return self.samples(PIXEL_DATA)
+
+    def samples(self, tag: int) -> memoryview | None:
+        """The bytes of the top-level sample data ``tag`` (a view, not a copy), or None."""
+        element = self.dataset.get(tag)
+        return None if element is None else element.samples
 
     def text(self, tag: int) -> str:
         """A top-level value read as ASCII, padding stripped; "" when absent (for UIDs, codes)."""
@@ -248,6 +257,7 @@ class _Reader:
 
     def __init__(self, data: bytes, *, little: bool) -> None:
         self.data = data
+        self.view = memoryview(data)
         self.little = little
 
     def dataset(
@@ -296,6 +306,8 @@ class _Reader:
                 holds_datasets = tag not in _BULK_TAGS and (known == "SQ" or not known)
             if not holds_datasets:  # encapsulated data: fragments up to the delimiter
                 after = self._fragments_end(start, end)
+                if tag in _SAMPLE_TAGS:
+                    return RawElement(tag, vr, b"", None, self.view[start : after - 8]), after
                 return RawElement(tag, vr, data[start : after - 8]), after
             # PS3.5 6.2.2: a UN element of undefined length holds an implicit VR LE sequence.
             nested_implicit = implicit or (explicit and vr == "UN")
@@ -312,6 +324,8 @@ class _Reader:
             nested_implicit = implicit or un_sequence
             items, _ = self.items(start, after, tag, implicit=nested_implicit, bounded=True)
             return RawElement(tag, "SQ", b"", items), after
+        if tag in _SAMPLE_TAGS:
+            return RawElement(tag, vr, b"", None, self.view[start:after]), after
         return RawElement(tag, vr, data[start:after]), after
 
     def items(
