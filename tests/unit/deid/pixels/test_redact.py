@@ -24,13 +24,20 @@ def change(*regions: Box, height: int = 128, width: int = 128) -> FrameChange:
 
 
 class TestThePlan:
-    def test_frame_zeros_boxes_follow_into_frames_where_they_are_unchanged(self) -> None:
+    def test_frame_zeros_boxes_are_filled_in_every_frame_changed_there_or_not(self) -> None:
         changes = [None, change(), change(SECTOR), change(Box(0, 0, 128, 16))]
         plan = plan_fills({0: (BANNER,)}, changes)
         assert plan[0] == (BANNER,)
         assert plan[1] == (BANNER,)  # identical to frame 0
         assert plan[2] == (BANNER,)  # only the sector changed
-        assert 3 not in plan  # the banner itself changed: frame 3's own check decides
+        # The banner's own cells changed (a label over a moving sector): it may still be
+        # there, drawn over new pixels, so it is filled all the same (fail closed).
+        assert plan[3] == (BANNER,)
+
+    def test_a_label_over_a_cines_moving_sector_is_filled_in_every_frame(self) -> None:
+        label = Box(40, 60, 50, 12)  # inside the sector, whose cells change in every frame
+        plan = plan_fills({0: (label,)}, [None, change(SECTOR), change(SECTOR)])
+        assert plan == {0: (label,), 1: (label,), 2: (label,)}
 
     def test_a_box_partly_in_changed_cells_is_still_filled(self) -> None:
         plan = plan_fills({0: (BANNER,)}, [None, change(Box(0, 0, 32, 16))])
