@@ -15,7 +15,9 @@ Three kinds of evidence, the strongest decides the box's ``phi_score``:
 * **patterns** that need no header: our recognizers (MRN, accession, ``LAST^FIRST``, "Dr.
   Name", YYYYMMDD) and Presidio's (dates, phone numbers, e-mail, SSN; contacts at least 0.6),
   a bare run of six or more digits, which on a burned-in banner is a record or accession
-  number, and a clock time, which dates the image to the second (0.6 each);
+  number, a clock time, which dates the image to the second, and whatever follows a label
+  that only PHI follows ("ID:", "MRN", "Pt:", "DOB", "Acc:" ...), so a misread ID or name
+  beside its label is still PHI (0.6 each);
 * **Presidio's NER** (spaCy) on the line: PERSON, ORGANIZATION, LOCATION, DATE_TIME. The small
   model reads device annotations badly ("Adv Breast" is a PERSON, "THI" an ORGANIZATION), so
   a name-like finding is trimmed of clinical words and of :data:`ANNOTATION_TERMS` (probe
@@ -90,6 +92,15 @@ _CALENDAR = re.compile(
 # A clock time: burned in beside the date, it dates the image to the second (the header
 # cleaner removes clock times too).
 _CLOCK = re.compile(r"(?<![\d.])\d{1,2}:[0-5]\d(?::[0-5]\d)?(?:\s*[AaPp]\.?[Mm]\.?)?(?![\d.])")
+# A value after a field label that only PHI follows ("ID: MR8_39", "Pt: 0C0NNELL"): a misread
+# that no longer matches the header is still the patient's ID or name. The label alone ("DOB",
+# a context box beside a value read separately) is not evidence; the value needs two letters
+# or digits.
+_PHI_LABEL = re.compile(
+    r"(?:^|(?<=\s))(?:pt|patient|name|id|mrn|pid|dob|born|birth|acc|accession|ref|referring)"
+    r"(?![a-z])\s*[:#.]?\s*(?=[^\W_]).*?[^\W_].*?[^\W_]",
+    re.IGNORECASE,
+)
 _NAME_LIKE = frozenset({"PERSON", "ORGANIZATION", "LOCATION"})
 _PATTERN_ENTITIES = frozenset(
     {
@@ -164,6 +175,8 @@ class PhiClassifier:
         found = [_Evidence("ID_NUMBER", 0.6, "pattern") for _ in _DIGIT_RUN.finditer(text)][:1]
         if _CLOCK.search(text):
             found.append(_Evidence("DATE_TIME", 0.6, "pattern"))
+        if _PHI_LABEL.search(text):
+            found.append(_Evidence("LABELLED_VALUE", 0.6, "pattern"))
         if self._analyzer is not None:
             results = self._analyzer.analyze(
                 text=text, language="en", entities=_ANALYZED_ENTITIES, score_threshold=0.15

@@ -114,6 +114,27 @@ class TestWithoutTheHeader:
         assert phi and kind in kinds
 
 
+class TestAValueBesideAPhiLabel:
+    """What follows "ID:", "Pt:", "DOB" ... is PHI even when OCR misread it past matching."""
+
+    @pytest.mark.parametrize(
+        "text",
+        ["ID:MR8_39", "ID: 0OO4_711", "Pt: D0E J4NF", "PID 3815_51", "DOB1958/O8/l6", "Acc: A1l_8"],
+    )
+    def test_a_misread_value_after_its_label_is_phi(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and "LABELLED_VALUE" in kinds
+
+    @pytest.mark.parametrize("text", ["ID:", "DOB", "Acc:", "Name:", "Pt: x"])
+    def test_a_label_without_a_value_is_not(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert not phi, kinds
+
+    @pytest.mark.parametrize("text", ["Idle 5", "Refresh 30Hz", "Pidgin 12", "Reference 5"])
+    def test_words_that_begin_like_a_label_are_not_labels(self, text: str) -> None:
+        assert "LABELLED_VALUE" not in verdict_on(text)[1]
+
+
 class TestAnnotationsAreKept:
     @pytest.mark.parametrize(
         "text",
