@@ -62,7 +62,7 @@ class RiskFeatures:
     min_recognition_confidence: float = 1.0  # lowest confidence over boxes read
     nearest_phi_margin: float = 1.0  # smallest |phi_score - threshold| over boxes
     unread_regions: int = 0  # detected boxes the recognizer returned nothing (or junk) for
-    unusual_layout: float = 0.0  # text outside the borders where this modality puts it
+    unusual_layout: float = 0.0  # share of read boxes kept (not PHI) inside the image
     frames_sampled_fraction: float = 1.0  # frames checked / frames present
     verification_failed: bool = False  # re-OCR of the output still read PHI
     boxes: int = 0

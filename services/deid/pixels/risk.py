@@ -62,11 +62,13 @@ class _Weights:
     # Text detected but not read (or read as junk) cannot be classified at all; whatever it is
     # is kept unless it happens to sit in a filled box. As strong as a misread.
     unread_regions: float = 0.6
-    # Text where this modality does not put annotations (over anatomy, mid-image) is what the
-    # header-matching rules, the field splitting and the border-first triage were not shaped
-    # for: on the synthetic calibration split most proposals that still showed PHI had some.
+    # Text kept where this modality does not put annotations (over anatomy, mid-image) is what
+    # the header-matching rules, the field splitting and the border-first triage were not
+    # shaped for: a name read in part ("g Clinic"), a misread number. Interior text the stage
+    # filled is gone and verified gone; it no longer counts (on the synthetic calibration split
+    # the interior text of clean proposals was almost all filled PHI).
     unusual_layout: float = 0.6
-    # The feature is the *share* of read boxes inside the image; one interior box among eight
+    # The feature is the *share* of read boxes kept inside the image; one such box among eight
     # is already the whole worry (a name over the anatomy is not diluted by seven settings).
     unusual_layout_saturation: float = 8.0
     # Frames not checked are frames not read; a cine loop whose overlay changes mid-loop leaks

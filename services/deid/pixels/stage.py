@@ -326,13 +326,23 @@ class PixelStage:
     def _fields_of(
         self, line: PixelFinding, fields: list[Field], texts: list[str], phi: PhiValues
     ) -> list[PixelFinding]:
-        """The fields' findings, or the whole line around its ink when they cannot decide."""
+        """The fields' findings, or the whole line around its ink when they cannot decide.
+
+        They decide when some field is PHI, the rest read together is not, and every header
+        value the whole line matched is matched by a PHI field alone: a date drawn "SEP 26
+        2023" in a monospaced font falls into three fields of which only the year looks like
+        a date, and filling the year alone would leave the day and month readable.
+        """
         whole = [replace(line, box=_union([field.box for field in fields]))]
         if not all(_legible(text) for text in texts):
             return whole
         verdicts = [self.classifier.classify(text, phi) for text in texts]
         rest = " ".join(t for t, verdict in zip(texts, verdicts, strict=True) if not verdict.phi)
         if not any(v.phi for v in verdicts) or (rest and self.classifier.classify(rest, phi).phi):
+            return whole
+        header_kinds = {value.kind for value in phi.values}
+        matched = header_kinds.intersection(line.phi_kinds)
+        if not matched <= {kind for v in verdicts if v.phi for kind in v.kinds}:
             return whole
         return [
             replace(
@@ -494,9 +504,12 @@ class PixelStage:
         detected = _detected(inspection)
         interior = 0.0
         if read and decoded is not None:
-            interior = sum(1 for f in read if _inside(f.box, decoded.width, decoded.height)) / len(
-                read
+            # Text inside the image that is filled is gone (and verified gone); what worries is
+            # the text there that is kept: a name read in part, a misread number left as it was.
+            kept_inside = sum(
+                1 for f in read if not f.phi and _inside(f.box, decoded.width, decoded.height)
             )
+            interior = kept_inside / len(read)
         frames_total = decoded.count if decoded is not None else 1
         return RiskFeatures(
             text_found=bool(inspection.findings) or detected,

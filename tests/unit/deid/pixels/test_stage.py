@@ -14,6 +14,7 @@ from pydicom.uid import JPEGBaseline8Bit
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY
 from radstream.deid.pipeline import InstanceStatus
 from radstream.deid.pixels.calibration import FAIL_CLOSED, RiskThreshold
+from radstream.deid.pixels.fields import ink_fields, read_fields
 from radstream.deid.pixels.findings import PixelDecision
 from radstream.deid.pixels.frames import decode_frames
 from radstream.deid.pixels.settings import PixelPolicyMode, PixelSettings
@@ -210,6 +211,60 @@ class TestMultiFrame:
         assert report.risk_features.frames_sampled_fraction == 1.0  # every frame covered
         # Frames 1-5 were checked only where they changed: never whole by the recognizer.
         assert sum(1 for h, w in counting.recognize_calls if (h, w) == (240, 320)) <= 2
+
+
+class TestADateDrawnWithWideSpaces:
+    """A monospaced "SEP 26 2023" falls into three fields; only the year looks like a date."""
+
+    def study_on(self, date: str) -> Dataset:
+        def header(ds: Dataset) -> None:
+            ds.StudyDate = date
+
+        frame = np.full((1, 300, 400), 20, np.uint8)
+        self.inks = []
+        x = 8
+        for word in ("SEP", "26", "2023"):
+            ink = burn(frame[0], word, (x, 8), 11, 230)
+            self.inks.append(ink)
+            x = ink.right + 12  # wider than a word space: a field of its own
+        return us_instance(frame, customize=header)
+
+    def test_its_fields_are_read_apart(self) -> None:
+        ds = self.study_on("20230926")
+        image = decode_frames(ds).display(0)
+        fields = ink_fields(image, Box(0, 0, 400, 40))
+        assert len(fields) == 3
+        texts = read_fields(engine(), image, fields, (0,))
+        assert [stage().classifier.classify(text, phi_of(ds)).phi for text in texts] == [
+            False,
+            False,
+            True,
+        ]
+
+    def test_the_whole_date_is_filled_day_and_month_too(self) -> None:
+        ds = self.study_on("20230926")
+        outcome = deidentify(ds, stage())
+        output = decode_frames(written(outcome)).frames[0]
+        for ink in self.inks:  # filled with the frame's background, the darkest value
+            assert (output[ink.y : ink.bottom, ink.x : ink.right] == 20).all()
+
+
+class TestTextInsideTheImage:
+    """The unusual-layout signal counts the text kept over the anatomy, not the text filled."""
+
+    def test_a_name_over_the_anatomy_that_was_filled_does_not_count(self) -> None:
+        pixels = ct_slice(1)
+        burn(pixels, "DOE^JANE", (180, 230), 14, 4095)
+        report = deidentify(ct_instance(pixels), stage()).pixel_report
+        assert report.redacted_boxes  # read and filled
+        assert report.risk_features.unusual_layout == 0.0
+
+    def test_text_kept_over_the_anatomy_does(self) -> None:
+        pixels = ct_slice(1)
+        burn(pixels, "SUPINE", (190, 230), 14, 4095)
+        report = deidentify(ct_instance(pixels), stage()).pixel_report
+        assert not report.redacted_boxes
+        assert report.risk_features.unusual_layout > 0.0
 
 
 class TestWhatCannotBeRead:
