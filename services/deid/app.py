@@ -297,9 +297,14 @@ async def _process_instance(
             await _store_outputs(worker, outcome, result, gathered, reviewed_boxes=reviewed_boxes)
     except (OverBudgetError, OversizedFileError) as exc:  # never fetched: this instance only
         outcome = _unread(worker, ref, exc)
-    worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
+    # An instance is counted once, when it is first decided: what a reviewer's decision made of
+    # it is counted by radstream_deid_review_decisions (held, then released, is one instance).
+    first_decision = reviewed_boxes is None
+    if first_decision:
+        worker.metrics.observe(outcome.status.value, time.perf_counter() - started)
     if outcome.pixel_report is not None:
-        worker.metrics.pixel_report(outcome.pixel_report)
+        if first_decision:
+            worker.metrics.pixel_report(outcome.pixel_report)
         _set_pixel_fields(result, outcome.pixel_report)
     result.outcome = _OUTCOMES[outcome.status]
     result.reasons.extend(outcome.reasons)

@@ -100,6 +100,12 @@ class Deid:
         records = await read_records(self.kafka, self.topics.completed.name, count, timeout)
         return [Completed.FromString(record.value) for record in records]
 
+    def instances(self, outcome: str) -> float:
+        value = self.registry.get_sample_value(
+            "radstream_deid_instances_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
     def decisions(self, decision: str, result: str) -> float:
         value = self.registry.get_sample_value(
             "radstream_deid_review_decisions_total", {"decision": decision, "result": result}
@@ -237,6 +243,10 @@ async def test_a_held_ultrasound_is_released_with_the_reviewers_boxes_filled_and
         assert np.ptp(filled) == 0
     original = dcmread(GREYSCALE)
     assert not (pixels == original.pixel_array).all()
+    # One instance, counted once, as first decided; the review's result is counted apart.
+    assert deid.instances("held") == 1
+    assert deid.instances("released") == 0
+    assert deid.decisions("approve", "released") == 1
 
     # Read again, the released pixels show no PHI of the original's header.
     engine = shared_engine("rapidocr")
