@@ -15,7 +15,9 @@ Three kinds of evidence, the strongest decides the box's ``phi_score``:
 * **patterns** that need no header: our recognizers (MRN, accession, ``LAST^FIRST``, "Dr.
   Name", YYYYMMDD) and Presidio's (dates, phone numbers, e-mail, SSN; contacts at least 0.6),
   a bare run of six or more digits, which on a burned-in banner is a record or accession
-  number, a clock time, which dates the image to the second, and whatever follows a label
+  number, a calendar date (three numbers with one separator, or a month's name beside a
+  day, "0CT" for "OCT" included), a clock time, which dates the image to the second, and
+  whatever follows a label
   that only PHI follows ("ID:", "MRN", "Pt:", "DOB", "Acc:" ...), so a misread ID or name
   beside its label is still PHI (0.6 each);
 * **Presidio's NER** (spaCy) on the line: PERSON, ORGANIZATION, LOCATION, DATE_TIME. The small
@@ -92,6 +94,20 @@ _CALENDAR = re.compile(
 # A clock time: burned in beside the date, it dates the image to the second (the header
 # cleaner removes clock times too).
 _CLOCK = re.compile(r"(?<![\d.])\d{1,2}:[0-5]\d(?::[0-5]\d)?(?:\s*[AaPp]\.?[Mm]\.?)?(?![\d.])")
+# A calendar date on its own, whatever Presidio makes of it ("Prior Nov 01 2016", "Prior02/23/
+# 2011" and "13-0CT-2022" were no DATE_TIME to it): three numbers with one separator repeated,
+# or a month's name beside a day. OCR reads an O as a zero ("0CT", "N0V"). A day and a month
+# identify as well as the whole date (HIPAA keeps only the year).
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|[o0]ct(?:[o0]ber)?|n[o0]v(?:ember)?|dec(?:ember)?)"
+)
+_DATE = re.compile(
+    r"(?<![\d.])\d{1,4}\s?([/.\-])\s?\d{1,2}\s?\1\s?\d{2,4}(?![\d.])"  # 02/23/2011, 1987-08-13
+    rf"|(?<![^\W\d_]){_MONTH}\.?[\s\-/]?\d{{1,2}}(?!\d)"  # Nov 01, SEP-26
+    rf"|(?<![\d.])\d{{1,2}}[\s\-/.]?{_MONTH}(?![^\W\d_])",  # 13-OCT, 04 Jul
+    re.IGNORECASE,
+)
 # A value after a field label that only PHI follows ("ID: MR8_39", "Pt: 0C0NNELL"): a misread
 # that no longer matches the header is still the patient's ID or name. The label alone ("DOB",
 # a context box beside a value read separately) is not evidence; the value needs two letters
@@ -173,7 +189,7 @@ class PhiClassifier:
 
     def _recognized(self, text: str) -> list[_Evidence]:
         found = [_Evidence("ID_NUMBER", 0.6, "pattern") for _ in _DIGIT_RUN.finditer(text)][:1]
-        if _CLOCK.search(text):
+        if _CLOCK.search(text) or _DATE.search(text):
             found.append(_Evidence("DATE_TIME", 0.6, "pattern"))
         if _PHI_LABEL.search(text):
             found.append(_Evidence("LABELLED_VALUE", 0.6, "pattern"))

@@ -114,6 +114,33 @@ class TestWithoutTheHeader:
         assert phi and kind in kinds
 
 
+class TestCalendarDatesWithoutTheHeader:
+    """A prior study's date is in no header; Presidio missed these, a date's shape does not."""
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Prior Nov 01 2016",
+            "Prior02/23/2011",
+            "13-0CT-2022",
+            "Sep 19",
+            "04 Jul",
+            "1987-08-13",
+            "28.12.1974",
+        ],
+    )
+    def test_a_date_or_a_day_and_month_is_phi(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert phi and "DATE_TIME" in kinds
+
+    @pytest.mark.parametrize(
+        "text", ["SL 0.62 mm", "v3.10.0", "DECUB 2", "Page 1 of 1", "77 kV  25.8 mAs", "Octopus 5"]
+    )
+    def test_numbers_and_words_that_are_not_dates_are_not(self, text: str) -> None:
+        phi, kinds = verdict_on(text)
+        assert not phi, kinds
+
+
 class TestAValueBesideAPhiLabel:
     """What follows "ID:", "Pt:", "DOB" ... is PHI even when OCR misread it past matching."""
 
