@@ -328,10 +328,12 @@ class PixelStage:
     ) -> list[PixelFinding]:
         """The fields' findings, or the whole line around its ink when they cannot decide.
 
-        They decide when some field is PHI, the rest read together is not, and every header
-        value the whole line matched is matched by a PHI field alone: a date drawn "SEP 26
-        2023" in a monospaced font falls into three fields of which only the year looks like
-        a date, and filling the year alone would leave the day and month readable.
+        They decide when some field is PHI, the rest read together is not, and every kind of
+        evidence the whole line gave (a header value, a titled name, a date) is given by the
+        PHI fields alone: a date drawn "SEP 26 2023" in a monospaced font falls into three
+        fields of which only the year looks like a date, and "Ref: Dr. Sofia Lindqvist" into
+        "Ref: Dr." (a label with a value) and a name Presidio does not know without its title;
+        filling the year or the title alone would leave the rest readable.
         """
         whole = [replace(line, box=_union([field.box for field in fields]))]
         if not all(_legible(text) for text in texts):
@@ -340,9 +342,7 @@ class PixelStage:
         rest = " ".join(t for t, verdict in zip(texts, verdicts, strict=True) if not verdict.phi)
         if not any(v.phi for v in verdicts) or (rest and self.classifier.classify(rest, phi).phi):
             return whole
-        header_kinds = {value.kind for value in phi.values}
-        matched = header_kinds.intersection(line.phi_kinds)
-        if not matched <= {kind for v in verdicts if v.phi for kind in v.kinds}:
+        if not set(line.phi_kinds) <= {kind for v in verdicts if v.phi for kind in v.kinds}:
             return whole
         return [
             replace(

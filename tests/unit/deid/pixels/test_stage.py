@@ -249,6 +249,18 @@ class TestADateDrawnWithWideSpaces:
             assert (output[ink.y : ink.bottom, ink.x : ink.right] == 20).all()
 
 
+class TestALineWhoseFieldsDoNotExplainIt:
+    def test_a_referring_physician_after_a_label_and_title_is_filled_whole(self) -> None:
+        # "Ref: Dr." is a label with a value; the name alone is no PERSON to Presidio's small
+        # model: split, the title would be filled and the name kept.
+        frame = np.full((1, 300, 400), 20, np.uint8)
+        label = burn(frame[0], "Ref: Dr.", (8, 8), 13, 230)
+        name = burn(frame[0], "Sofia Lindqvist", (label.right + 16, 8), 13, 230)
+        output = decode_frames(written(deidentify(us_instance(frame), stage()))).frames[0]
+        for ink in (label, name):
+            assert (output[ink.y : ink.bottom, ink.x : ink.right] == 20).all()
+
+
 class TestTextInsideTheImage:
     """The unusual-layout signal counts the text kept over the anatomy, not the text filled."""
 
