@@ -59,7 +59,7 @@ from radstream.common.topics import Topic
 from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2, review_pb2
 from radstream.deid.audit import Digest, SoftwareVersions
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
-from radstream.deid.config import DEID_COPIES, DeidSettings
+from radstream.deid.config import DEID_COPIES, DEID_PIXEL_COPIES, DeidSettings
 from radstream.deid.errors import DeidConfigurationError, InvalidStudyEventError
 from radstream.deid.metrics import DeidMetrics, deid_metrics
 from radstream.deid.pipeline import (
@@ -92,7 +92,8 @@ from radstream.deid.review_decisions import (
 from radstream.deid.review_preview import render_preview
 from radstream.deid.review_store import ReviewTaskIndex, open_review_index
 from radstream.deid.review_tasks import HeldForReview, ReviewManifest, review_task
-from radstream.dicom.errors import OversizedFileError
+from radstream.dicom.errors import InvalidInstanceError, OversizedFileError
+from radstream.dicom.raw_header import decoded_pixel_bytes, read_raw_instance
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
 from radstream.ocr.engine import Box
 
@@ -150,7 +151,9 @@ class DeidWorker:
     """What de-identifying an instance needs: the core's inputs, the stores, the metrics.
 
     ``budget`` is the process's budget of bytes in flight (None: unbounded); an instance
-    weighs its size times ``copies``, the copies of it the pipeline holds at once.
+    weighs its size times ``copies``, the copies of it the pipeline holds at once, and with the
+    pixel stage its decoded frames times ``pixel_copies`` where they outweigh the file
+    (:func:`instance_weight`).
     ``spool_dir`` is where blobs fetched from S3 wait on disk. ``review_index`` finds a review
     task's manifest by its id; without one, decisions are not consumed.
     """
@@ -164,6 +167,7 @@ class DeidWorker:
     limits: ReaderLimits = DEFAULT_READER_LIMITS
     budget: MemoryBudget | None = None
     copies: float = DEID_COPIES
+    pixel_copies: float = DEID_PIXEL_COPIES
     spool_dir: Path | None = None
     review_index: ReviewTaskIndex | None = None
 
@@ -289,12 +293,21 @@ async def _process_instance(
     result = deid_pb2.DeidCompleted.InstanceResult(original=ref)
     try:
         # Held from before the blob is read until its outputs are stored: concurrent large
-        # instances wait here instead of adding up past the memory limit.
-        async with _reservation(worker, ref):
-            outcome = await _deidentify(worker, ref, reviewed_boxes=reviewed_boxes)
-            if reviewed_boxes is not None:
-                outcome = _after_review(outcome)
-            await _store_outputs(worker, outcome, result, gathered, reviewed_boxes=reviewed_boxes)
+        # instances wait here instead of adding up past the memory limit. An instance whose
+        # decoded frames weigh more than its blob (compressed pixels) is let go and reserved
+        # again at its full weight: nothing waits for memory while holding some.
+        weight = _blob_weight(worker, ref)
+        while True:
+            async with _reservation(worker, weight):
+                decided = await _deidentify(worker, ref, weight, reviewed_boxes=reviewed_boxes)
+                if isinstance(decided, _HeavierThanReserved):
+                    weight = decided.weight
+                    continue
+                outcome = _after_review(decided) if reviewed_boxes is not None else decided
+                await _store_outputs(
+                    worker, outcome, result, gathered, reviewed_boxes=reviewed_boxes
+                )
+                break
     except (OverBudgetError, OversizedFileError) as exc:  # never fetched: this instance only
         outcome = _unread(worker, ref, exc)
     # An instance is counted once, when it is first decided: what a reviewer's decision made of
@@ -429,10 +442,8 @@ def _render(
     return render_preview(dataset, findings, boxes=[(frame, box, True) for frame, box in extra])
 
 
-def _reservation(
-    worker: DeidWorker, ref: common_pb2.InstanceRef
-) -> contextlib.AbstractAsyncContextManager[None]:
-    """Reserve the instance's weight in the memory budget, refusing what the limit refuses.
+def _blob_weight(worker: DeidWorker, ref: common_pb2.InstanceRef) -> int:
+    """The instance's weight as far as its blob tells, refusing what the file limit refuses.
 
     The size comes from the ref, which the store verifies the blob against before anything
     is handed out, so a blob larger than the limit is never read at all. A deflated data set
@@ -447,11 +458,52 @@ def _reservation(
             f"{worker.limits.max_file_bytes}; raise RADSTREAM_DEID_MAX_FILE_BYTES (the memory "
             "budget permitting) if such files are expected"
         )
-    if worker.budget is None:
-        return contextlib.nullcontext()
     if ref.transfer_syntax_uid == _DEFLATED:
         size = max(size, worker.limits.max_file_bytes)
-    return worker.budget.reserve(math.ceil(size * worker.copies))
+    return math.ceil(size * worker.copies)
+
+
+def _reservation(worker: DeidWorker, weight: int) -> contextlib.AbstractAsyncContextManager[None]:
+    """Hold ``weight`` bytes of the memory budget (nothing to hold without a budget).
+
+    Raises
+    ------
+    OverBudgetError
+        ``weight`` is more than the whole budget: the instance can never be handled here.
+    """
+    if worker.budget is None:
+        return contextlib.nullcontext()
+    return worker.budget.reserve(weight)
+
+
+@dataclass(frozen=True)
+class _HeavierThanReserved:
+    """The instance, read, weighs more than was reserved for it: ``weight`` bytes."""
+
+    weight: int
+
+
+def instance_weight(worker: DeidWorker, data: bytes) -> int:
+    """Bytes the pipeline holds at its peak for ``data``: its copies, and its decoded frames.
+
+    ``copies`` of the file (input, pydicom's data set, output, ...; with the pixel stage the
+    service's copies include native frames redacted, as the stage reads native pixels in
+    place: ``DEID_STAGE_COPIES``); with the pixel stage, compressed frames also weigh
+    ``pixel_copies`` times their decoded size (a JPEG cine decodes to twenty times its bytes,
+    and colour conversion works in floating point). Read from the header by radstream's codec
+    without decoding anything; a file it cannot read weighs its copies (the pipeline refuses
+    it without decoding either).
+    """
+    weight = len(data) * worker.copies
+    if not isinstance(worker.pixel_policy, PixelStage):
+        return math.ceil(weight)
+    try:
+        instance = read_raw_instance(data, worker.limits)
+    except InvalidInstanceError:
+        return math.ceil(weight)
+    if not instance.layout.pixel_data_encapsulated:
+        return math.ceil(weight)
+    return math.ceil(weight + decoded_pixel_bytes(instance) * worker.pixel_copies)
 
 
 def _unread(
@@ -464,19 +516,23 @@ def _unread(
 async def _deidentify(
     worker: DeidWorker,
     ref: common_pb2.InstanceRef,
+    reserved: float,
     *,
     reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
-) -> InstanceOutcome:
+) -> InstanceOutcome | _HeavierThanReserved:
     """Fetch and de-identify one instance; an unfetchable blob is a REJECTED outcome.
 
     The blob comes as a verified file (the filesystem store's own, or S3's download in the
     spool directory) and is read into memory once, inside the instance's reservation: no
     transient copies from the download or the verification on top of the pipeline's own.
+    An instance heavier than ``reserved`` is not processed (see :func:`instance_weight`).
     """
+    if worker.budget is None:
+        reserved = math.inf
     try:
         blob_ref = BlobRef.from_proto(ref.blob, default_media_type=DICOM_MEDIA_TYPE)
         async with worker.stores.phi.open_file(blob_ref, spool_dir=worker.spool_dir) as file:
-            return await asyncio.to_thread(_deidentify_file, worker, file, reviewed_boxes)
+            return await asyncio.to_thread(_deidentify_file, worker, file, reviewed_boxes, reserved)
     except PoisonEventError as exc:  # missing, damaged or foreign blob: this instance only
         return _unread(worker, ref, exc)
 
@@ -485,14 +541,18 @@ def _deidentify_file(
     worker: DeidWorker,
     file: BinaryIO,
     reviewed_boxes: Mapping[int, Sequence[Box]] | None = None,
-) -> InstanceOutcome:
+    reserved: float = math.inf,
+) -> InstanceOutcome | _HeavierThanReserved:
     """De-identify the instance in ``file`` (runs in a worker thread).
 
     Read as ``bytes``, not mapped: pydicom keeps the buffer it parsed, and parsing a mapped
     file would copy all of it into that buffer, while ``bytes`` are shared.
     """
+    data = file.read()
+    if reserved != math.inf and (weight := instance_weight(worker, data)) > reserved:
+        return _HeavierThanReserved(weight)
     return deidentify_instance(
-        file.read(),
+        data,
         profile=worker.profile,
         keys=worker.keys,
         clean_text=worker.clean_text,

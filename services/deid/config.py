@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEAK_RATE",
     "DEID_COPIES",
+    "DEID_PIXEL_COPIES",
+    "DEID_STAGE_COPIES",
     "KSERVE_OCR_ENGINE",
     "MIN_KEY_BYTES",
     "REMOTE_OCR_ENGINE",
@@ -53,8 +55,18 @@ KSERVE_OCR_ENGINE = "kserve"
 MIN_KEY_BYTES = 32
 # Copies of an instance the service holds at its peak, measured with tracemalloc on a 200 MB
 # instance (tests/bench/memory_peak.py): the input bytes, pydicom's data set, the written
-# output and the output read back for verification.
+# output and the output read back for verification (no pixel stage).
 DEID_COPIES = 4
+# The same with the pixel stage (the service's): a native instance whose text it fills holds the
+# redacted frames too, 5.01 copies measured on deid-data's 30-frame ultrasound cine
+# (python -m tests.bench.memory_peak --pixels). Compressed pixels weigh more: DEID_PIXEL_COPIES.
+DEID_STAGE_COPIES = 5
+# Copies of an instance's decoded frames the pixel stage holds at its peak, on top of the file's
+# copies, when the pixel data is compressed (native pixels are read in place). Measured with
+# tracemalloc on deid-data's 30-frame RGB cine as JPEG baseline, 2.2 MiB decoding to 41 MiB:
+# 375 MiB at the peak, 9.11 times the decoded frames (decoded, converted from YBR in floating
+# point, redacted, written native; python -m tests.bench.memory_peak --pixels).
+DEID_PIXEL_COPIES = 9.5
 
 
 def parse_options(value: object) -> frozenset[ProfileOption]:
@@ -162,8 +174,11 @@ class DeidSettings(RadstreamSettings):
             raise DeidConfigurationError(f"RADSTREAM_DEID_OPTIONS: {exc}") from exc
 
     def memory_plan(self) -> MemoryPlan:
-        """The memory budget (setting, container limit or fallback) with deid's copies."""
-        return plan_memory(self.memory, copies=DEID_COPIES)
+        """The memory budget (setting, container limit or fallback) with deid's copies.
+
+        The service runs the pixel stage, so an instance weighs its copies with the stage's.
+        """
+        return plan_memory(self.memory, copies=DEID_STAGE_COPIES)
 
     def reader_limits(self) -> ReaderLimits:
         """Size limits for incoming instances; the file limit within the memory budget.

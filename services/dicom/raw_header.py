@@ -41,6 +41,7 @@ __all__ = [
     "RawDataset",
     "RawElement",
     "RawInstance",
+    "decoded_pixel_bytes",
     "read_instance_lazily",
     "read_raw_instance",
 ]
@@ -176,6 +177,24 @@ def read_raw_instance(data: bytes, limits: ReaderLimits = DEFAULT_READER_LIMITS)
     return RawInstance(
         data=data, limits=limits, layout=layout, meta=meta, dataset=dataset, little_endian=little
     )
+
+
+def decoded_pixel_bytes(instance: RawInstance) -> int:
+    """Bytes the top-level frames take decoded, one array element per sample; 0 if unknown.
+
+    Rows x Columns x Number of Frames x Samples per Pixel x whole bytes per sample (a 1-bit
+    sample decodes to a byte), from the header alone: nothing is decoded. 0 without Pixel
+    Data, or when an attribute is missing or unreadable (the decoder refuses such files too).
+    """
+    if not instance.has(PIXEL_DATA):
+        return 0
+    rows, columns = instance.number(0x00280010), instance.number(0x00280011)
+    bits, samples = instance.number(0x00280100), instance.number(0x00280002)
+    if not (rows and columns and bits and samples):
+        return 0
+    frames_text = instance.text(0x00280008)
+    frames = int(frames_text) if frames_text.isdigit() else 1
+    return rows * columns * max(frames, 1) * samples * max(1, -(-bits // 8))
 
 
 def read_instance_lazily(

@@ -11,6 +11,7 @@ instance built before tracing starts, and prints its peak divided by the instanc
   input, what the receiver holds while the instance is checked and stored.
 * **STOW-RS part, in memory / spooled** -- the multipart reader fed 64 KiB chunks as an ASGI
   server hands them over, without and with a spool directory, then the part's content read back.
+* **deid pixel stage** (``--pixels``, alone) -- see :func:`pixel_peak`.
 * **C-STORE, in memory / spooled** -- the instance sent over a real association on loopback by
   pynetdicom in a child process, into the SCP and its receiver (filesystem store, SQLite
   assembly), with pynetdicom's own buffering and with the SCP's spool directory.
@@ -20,16 +21,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import deid_data
 from pydicom.dataset import Dataset
 
 from radstream.deid.app import DeidWorker, _deidentify_file
+from radstream.deid.config import DeidSettings
 from radstream.deid.profile import DeidKeys, DeidProfile
 from radstream.dicom import ReaderLimits
+from radstream.dicom.raw_header import decoded_pixel_bytes, read_raw_instance
 from radstream.ingest.multipart import MultipartReader
 from radstream.ingest.receipt import _inspect
 from tests.unit.deid.study_builder import (
@@ -95,10 +100,51 @@ def c_store_peak(data: bytes, scratch: Path, *, spooled: bool) -> int:
     return asyncio.run(run())
 
 
+def pixel_peak(scratch: Path) -> None:
+    """``--pixels``: the pixel stage's peak on a compressed cine, in copies of its frames.
+
+    deid-data's 30-frame native ultrasound cine, and the same compressed to JPEG baseline by
+    dcmtk's ``dcmcjpeg`` (the Debian package), each through ``_deidentify_file`` with the
+    production pixel stage: what ``DEID_COPIES`` (native) and ``DEID_PIXEL_COPIES``
+    (compressed) state.
+    """
+    native = Path(deid_data.__file__).parent / "data" / "ultrasounds" / "ultrasound-multiframe.dcm"
+    compressed = scratch / "cine-jpeg.dcm"
+    subprocess.run(["dcmcjpeg", "+eb", str(native), str(compressed)], check=True)
+    cleaner = shared_text_cleaner()
+    worker = DeidWorker(
+        profile=DeidProfile(),
+        keys=DeidKeys.from_secret(TEST_KEYS_SECRET),
+        clean_text=cleaner,
+        stores=None,  # type: ignore[arg-type] -- not used by _deidentify_file
+        metrics=None,  # type: ignore[arg-type]
+        pixel_policy=DeidSettings().pixel_stage(cleaner),
+    )
+    for path in (native, compressed):
+        data = path.read_bytes()
+        decoded = decoded_pixel_bytes(read_raw_instance(data))
+        with open(path, "rb") as blob:
+            _deidentify_file(worker, blob)  # the engine's models load outside the trace
+        with open(path, "rb") as blob:
+            peak = traced(lambda blob=blob: _deidentify_file(worker, blob))  # type: ignore[misc]
+        print(
+            f"{path.name:28} file {len(data) / MiB:6.1f} MiB, frames {decoded / MiB:6.1f} MiB: "
+            f"peak {peak / MiB:7.1f} MiB = {peak / len(data):5.2f} files = "
+            f"{peak / decoded:5.2f} decoded frames"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="instance size in MiB")
+    parser.add_argument(
+        "--pixels", action="store_true", help="only the pixel stage on a native and a JPEG cine"
+    )
     args = parser.parse_args()
+    if args.pixels:
+        with tempfile.TemporaryDirectory() as scratch:
+            pixel_peak(Path(scratch))
+        return
     data = large_instance(args.mb * MiB)
     size = len(data)
     limits = ReaderLimits(max_file_bytes=size * 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radstream.common.memory_budget import MemoryBudgetExceededError
-from radstream.deid.config import DEID_COPIES, DeidSettings
+from radstream.deid.config import DEID_STAGE_COPIES, DeidSettings
 
 MiB = 1024 * 1024
 
@@ -15,7 +15,7 @@ def test_the_file_limit_defaults_to_the_budget_over_the_copies(
 ) -> None:
     monkeypatch.setenv("RADSTREAM_MEMORY_BUDGET_BYTES", str(1536 * MiB))
     limits = DeidSettings().reader_limits()
-    assert limits.max_file_bytes == 1536 * MiB // DEID_COPIES
+    assert limits.max_file_bytes == 1536 * MiB // DEID_STAGE_COPIES
 
 
 def test_a_file_limit_the_budget_cannot_hold_is_refused_at_startup(

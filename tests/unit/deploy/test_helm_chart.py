@@ -844,15 +844,15 @@ def quantity_bytes(text: str) -> int:
     return int(match[1]) * 1024 ** {"Mi": 2, "Gi": 3}[match[2]]
 
 
-@pytest.mark.parametrize(("service", "copies"), [("ingest", 2), ("deid", 4)])
+@pytest.mark.parametrize(("service", "copies"), [("ingest", 2), ("deid", 5)])
 def test_the_default_memory_limits_accept_instances_of_a_gib(
     service: str, copies: int, tmp_path: Path
 ) -> None:
     from radstream.common.memory_budget import MemorySettings, plan_memory
-    from radstream.deid.config import DEID_COPIES
+    from radstream.deid.config import DEID_STAGE_COPIES
     from radstream.ingest.config import INGEST_COPIES
 
-    assert {"ingest": INGEST_COPIES, "deid": DEID_COPIES}[service] == copies
+    assert {"ingest": INGEST_COPIES, "deid": DEID_STAGE_COPIES}[service] == copies
     limit = container(of_kind(render(MINIMAL), "Deployment")[service])["resources"]["limits"]
     (tmp_path / "memory.max").write_text(str(quantity_bytes(limit["memory"])))
 
