@@ -16,8 +16,9 @@ its result to its own output folder, which is emptied before each round, so I/O 
   options, as ``DeidSettings`` defaults; with the production Presidio text cleaner, which the
   Basic Profile never calls since it has no C action) -> ``dcmwrite``. This is the headline.
 * **radstream-pipeline** -- ``deidentify_instance`` on the file's bytes: strict reading, the
-  pixel policy, PHI collection, ``apply_profile``, writing, re-reading the output and searching
-  it for every PHI value of the original; the released bytes are written to the output folder.
+  pixel policy, PHI collection, ``apply_profile``, writing, reading the output back (its
+  structure walked strictly, every value read by radstream's codec) and searching it for every
+  PHI value of the original; the released bytes are written to the output folder.
   What fail-closed verification costs on top of the profile.
 * **radstream-pipeline-text** (``--no-text-check`` skips it) -- the same with the production
   pixel stage as the pixel policy (``DeidSettings().pixel_stage``: the text check on every
@@ -438,15 +439,21 @@ HOTSPOTS = (
     ("_top_text: identity lookups", "deid/profile.py", "_top_text"),
 )
 PIPELINE_HOTSPOTS = (
-    ("read_instance, twice (strict: every value decoded)", "dicom/reader.py", "read_instance"),
-    ("  of which scan_layout (structure check)", "dicom/layout.py", "scan_layout"),
+    ("read (strict structure, codec values, lazy pydicom)", "dicom/raw_header.py",
+     "read_instance_lazily"),
+    ("  of which scan_layout (structure check, input and output)", "dicom/layout.py",
+     "scan_layout"),
     ("pixel policy (assess)", "deid/burned_in.py", "assess"),
-    ("collect_phi_values", "deid/phi.py", "collect_phi_values"),
-    ("apply_profile (on decoded elements)", "deid/profile.py", "apply_profile"),
+    ("collect_phi_values (from the codec's values)", "deid/phi.py", "collect_phi_values"),
+    ("pixel stage: text check (inspect)", "deid/pixels/stage.py", "inspect"),
+    ("apply_profile", "deid/profile.py", "apply_profile"),
+    ("kept elements converted before writing", "deid/pipeline.py", "_convert_kept"),
     ("_encode (dcmwrite to bytes)", "deid/pipeline.py", "_encode"),
+    ("read back (structure and codec values)", "deid/pipeline.py", "_read_back"),
     ("find_residual_phi (verification search)", "deid/verify.py", "find_residual_phi"),
-    ("outcome: digests, audit, re-identification record", "deid/pipeline.py", "_finished"),
-)
+    ("pixel stage: verify", "deid/pixels/stage.py", "verify"),
+    ("outcome: audit, re-identification record", "deid/pipeline.py", "_finished"),
+)  # fmt: skip
 
 
 def hotspot_shares(
