@@ -126,21 +126,38 @@ def _walk(
                         item, f"{path}[{index}]/", (*parents, keyword), item_encodings, order
                     )
                 continue
-        found = _element_texts(raw, vr, encodings, order)
-        if found is not None:
-            texts, from_bytes, binary = found
-            texts = tuple(text for text in texts if text.strip(" \x00"))
-            if texts:
-                yield HeaderValue(
-                    path=path,
-                    tag=tag,
-                    keyword=keyword,
-                    vr=vr,
-                    texts=texts,
-                    parents=parents,
-                    from_bytes=from_bytes,
-                    binary=binary,
-                )
+        value = _header_value(
+            path, tag, keyword, vr, parents, _element_texts(raw, vr, encodings, order)
+        )
+        if value is not None:
+            yield value
+
+
+def _header_value(  # noqa: PLR0917 -- the parts of a HeaderValue
+    path: str,
+    tag: int,
+    keyword: str,
+    vr: str,
+    parents: tuple[str, ...],
+    found: tuple[tuple[str, ...], bool, bool] | None,
+) -> HeaderValue | None:
+    """The value of one element with its non-blank ``found`` texts; None when there are none."""
+    if found is None:
+        return None
+    texts, from_bytes, binary = found
+    texts = tuple(text for text in texts if text.strip(" \x00"))
+    if not texts:
+        return None
+    return HeaderValue(
+        path=path,
+        tag=tag,
+        keyword=keyword,
+        vr=vr,
+        texts=texts,
+        parents=parents,
+        from_bytes=from_bytes,
+        binary=binary,
+    )
 
 
 @lru_cache(maxsize=16384)
@@ -302,20 +319,9 @@ def _walk_raw(
             continue
         vr = element.vr if element.vr != "UN" else _known_vr(ds, element.tag, dictionary_vr)
         found = _raw_element_texts(element, vr, encodings, numbers=numbers)
-        if found is not None:
-            texts, from_bytes, binary = found
-            texts = tuple(text for text in texts if text.strip(" \x00"))
-            if texts:
-                yield HeaderValue(
-                    path=path,
-                    tag=element.tag,
-                    keyword=keyword,
-                    vr=vr,
-                    texts=texts,
-                    parents=parents,
-                    from_bytes=from_bytes,
-                    binary=binary,
-                )
+        value = _header_value(path, element.tag, keyword, vr, parents, found)
+        if value is not None:
+            yield value
 
 
 def _known_vr(ds: RawDataset, tag: int, dictionary_vr: str) -> str:

@@ -13,8 +13,8 @@ from pydicom.uid import RLELossless
 
 from radstream.common.memory_budget import MemoryBudget, memory_budget_metrics
 from radstream.common.settings import KafkaSettings
-from radstream.contracts.v1 import deid_pb2, imaging_pb2
-from radstream.deid.app import DeidTopics, instance_weight
+from radstream.contracts.v1 import common_pb2, deid_pb2, imaging_pb2
+from radstream.deid.app import DeidTopics, DeidWorker, instance_weight
 from radstream.deid.config import DEID_COPIES, DEID_PIXEL_COPIES
 from radstream.deid.metrics import deid_metrics
 from radstream.deid.pixels.calibration import FAIL_CLOSED, RiskThreshold
@@ -69,18 +69,9 @@ async def test_instances_the_budget_or_the_limit_cannot_hold_are_rejected_unread
     ]
     # The huge instance's blob is gone: had deid fetched it, the reason would be blob_not_found.
     await stores.phi.delete(await stores.phi.put(huge))
-    deid_bus, ingest_bus = deid_and_ingest_buses(
-        kafka_settings, idempotency_dsn, worker, deid_topics, registry=CollectorRegistry()
+    small_result, heavy_result, huge_result = await _study_results(
+        kafka_settings, deid_topics, idempotency_dsn, worker, refs
     )
-    study = imaging_pb2.StudyReceived(
-        study_instance_uid=STUDY_UID, patient_id=PATIENT_ID, instances=refs, revision=0
-    )
-
-    async with running(ingest_bus), running(deid_bus):
-        await ingest_bus.publish(deid_topics.study_received, study)
-        [record] = await read_records(kafka_settings, deid_topics.completed.name, 1)
-
-    small_result, heavy_result, huge_result = Completed.FromString(record.value).results
     assert small_result.outcome == Completed.OUTCOME_RELEASED
     # Rejected with the reason, once: the event completed, so nothing is redelivered.
     assert heavy_result.outcome == Completed.OUTCOME_REJECTED
@@ -149,6 +140,19 @@ async def _two_compressed_slices(
         )
         ref.transfer_syntax_uid = str(RLELossless)
         refs.append(ref)
+    results = await _study_results(kafka_settings, deid_topics, idempotency_dsn, worker, refs)
+    assert (budget.in_use, budget.waiting) == (0, 0)  # every reservation was given back
+    return results, budget
+
+
+async def _study_results(
+    kafka_settings: KafkaSettings,
+    deid_topics: DeidTopics,
+    idempotency_dsn: str,
+    worker: DeidWorker,
+    refs: list[common_pb2.InstanceRef],
+) -> list[Completed.InstanceResult]:
+    """Publish a study of ``refs`` and return deid's results, on the real broker."""
     deid_bus, ingest_bus = deid_and_ingest_buses(
         kafka_settings, idempotency_dsn, worker, deid_topics, registry=CollectorRegistry()
     )
@@ -158,9 +162,7 @@ async def _two_compressed_slices(
     async with running(ingest_bus), running(deid_bus):
         await ingest_bus.publish(deid_topics.study_received, study)
         [record] = await read_records(kafka_settings, deid_topics.completed.name, 1)
-    results = Completed.FromString(record.value).results
-    assert (budget.in_use, budget.waiting) == (0, 0)  # every reservation was given back
-    return list(results), budget
+    return list(Completed.FromString(record.value).results)
 
 
 def test_compressed_pixels_weigh_what_they_decode_to_not_what_they_are_stored_in(
