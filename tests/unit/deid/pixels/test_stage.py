@@ -249,6 +249,18 @@ class TestADateDrawnWithWideSpaces:
             assert (output[ink.y : ink.bottom, ink.x : ink.right] == 20).all()
 
 
+class TestAPriorStudysDateInTheTopBand:
+    def test_a_small_date_in_no_header_is_read_and_filled(self) -> None:
+        # 10 px DejaVu (8 px of ink) on a CT slice: found by the text check, read, and filled
+        # as a date by its shape -- the header has no prior study date to match.
+        pixels = ct_slice(0)
+        ink = burn(pixels, "Prior Nov 01 2016", (8, 6), 10, 4095)
+        outcome = deidentify(ct_instance(pixels), stage())
+        assert outcome.status is InstanceStatus.RELEASED, outcome.reasons
+        output = decode_frames(written(outcome)).frames[0]
+        assert (output[ink.y : ink.bottom, ink.x : ink.right] == output.min()).all()
+
+
 class TestALineWhoseFieldsDoNotExplainIt:
     def test_a_referring_physician_after_a_label_and_title_is_filled_whole(self) -> None:
         # "Ref: Dr." is a label with a value; the name alone is no PERSON to Presidio's small
