@@ -132,7 +132,7 @@ EVAL_DEID_COUNT ?= 200
 eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, non-PHI retention, leak rate (95% CI), review rate
 	$(BIN)/python -m radstream.deid.eval_pixels --count $(EVAL_DEID_COUNT)
 
-calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split
+calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split (800 instances, about 30 minutes)
 	$(BIN)/python -m radstream.deid.eval_pixels --calibrate
 
 demo: $(DEMO_STAMP) ## start a broker and every service, push sample data through, print what came out (installs only what it needs)
