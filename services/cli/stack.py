@@ -111,11 +111,15 @@ class LocalStack:
         self._exit.close()
 
 
+STOP_TIMEOUT_S = 15
+"""How long a service has to stop after SIGTERM before it is killed (each, in reverse order)."""
+
+
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
