@@ -78,7 +78,10 @@ def up(
             if not stack.running:
                 console.print("  (no services are registered yet: the broker and topics run)")
             console.print(f"Logs in {STATE_DIR / 'logs'}. Ctrl-C stops everything.")
-            signal.pause()
+            # Not signal.pause(): a Ctrl-C arriving just before it blocks is handled, and pause()
+            # then waits for another signal forever; sleep() returns to Python, which raises it.
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         pass  # Ctrl-C or SIGTERM at any point: the stack has been stopped on the way out
     except RadstreamError as exc:
