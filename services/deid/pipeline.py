@@ -38,9 +38,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import NoReturn
 
 from pydicom import dcmwrite
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from radstream.common.errors import RadstreamError, TransientError
@@ -69,6 +72,7 @@ from radstream.deid.verify import ResidualPhi, find_residual_phi
 from radstream.dicom.errors import InvalidInstanceError
 from radstream.dicom.raw_header import RawInstance, read_instance_lazily, read_raw_instance
 from radstream.dicom.reader import DEFAULT_READER_LIMITS, ReaderLimits, read_instance
+from radstream.dicom.writer import encode_part10
 from radstream.ocr.engine import Box
 
 __all__ = [
@@ -410,35 +414,65 @@ def _collect_phi(original: Dataset | RawInstance, profile: DeidProfile) -> PhiVa
 
 
 def _convert_kept(dataset: Dataset) -> None:
-    """Have pydicom convert every element the profile kept, before it is written.
+    """Have pydicom convert each kept element whose conversion can fail, before it is written.
 
-    pydicom writes an element it never converted by copying its bytes; converted, each value
-    is encoded again from what was parsed, so a value that cannot be written in its VR is
-    refused, naming its tag, as the strict read's conversion of every element ensured. Only
-    the kept elements are converted: the removed ones never are.
+    The writer copies an element carried over unconverted as it was read (the input's own
+    bytes). The lazy read proved every value's VR known and every binary number whole; what
+    only pydicom's conversion proves is a number string that reads as a number (IS, DS), and
+    the value of a ``UN`` element the dictionary knows (pydicom reads it in the known VR, and
+    writes it so). Those are converted here, so a kept value that cannot be read or written is
+    refused naming its tag, as the strict read's conversion of every element ensured; the
+    removed elements are never converted.
     """
-    for _ in dataset.iterall():
-        pass
+    for tag, elem in list(dataset._dict.items()):
+        if isinstance(elem, RawDataElement):
+            if _conversion_can_fail(elem):
+                dataset[tag]
+        elif elem.VR == "SQ":
+            for item in elem.value:
+                _convert_kept(item)
+
+
+def _conversion_can_fail(elem: RawDataElement) -> bool:
+    vr = elem.VR
+    if vr in ("IS", "DS"):
+        return True
+    if vr in (None, "UN"):
+        known = _dictionary_vr(int(elem.tag))
+        return known != "" if vr == "UN" else known in ("IS", "DS", "SQ") or " or " in known
+    return False
+
+
+@lru_cache(maxsize=16384)
+def _dictionary_vr(tag: int) -> str:
+    """The public dictionary's VR of ``tag``; "" for a private or unknown one."""
+    if (tag >> 16) & 1:
+        return ""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
 
 
 def _encode(dataset: Dataset) -> bytes:
     """Write a conformant Part 10 file (preamble, meta header) in the input's transfer syntax.
+
+    :func:`~radstream.dicom.writer.encode_part10` writes what ``dcmwrite`` writes, copying the
+    elements the profile carried over as read instead of walking them through pydicom's writer.
 
     Raises
     ------
     UnwritableElementError
         A kept element cannot be encoded in its VR; the error names the element, never its value.
     """
-    buffer = io.BytesIO()
     try:
-        dcmwrite(buffer, dataset, enforce_file_format=True)
+        return encode_part10(dataset)
     except _ENCODING_ERRORS as exc:
         where = _unwritable_element(dataset) or "an element"
         raise UnwritableElementError(
             f"{where} is kept by the profile but its value cannot be encoded in its VR "
             f"({type(exc).__name__}); correct the value at the source and send it again"
         ) from None
-    return buffer.getvalue()
 
 
 # What pydicom raises for a value it read leniently but cannot write (its own wrapper that adds
