@@ -45,6 +45,7 @@ from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.values import convert_DS_string, convert_IS_string
 
 from radstream.common.errors import RadstreamError, TransientError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
@@ -414,23 +415,31 @@ def _collect_phi(original: Dataset | RawInstance, profile: DeidProfile) -> PhiVa
 
 
 def _convert_kept(dataset: Dataset) -> None:
-    """Have pydicom convert each kept element whose conversion can fail, before it is written.
+    """Prove each kept element pydicom has not converted readable, before it is written.
 
     The writer copies an element carried over unconverted as it was read (the input's own
     bytes). The lazy read proved every value's VR known and every binary number whole; what
     only pydicom's conversion proves is a number string that reads as a number (IS, DS), and
     the value of a ``UN`` element the dictionary knows (pydicom reads it in the known VR, and
-    writes it so). Those are converted here, so a kept value that cannot be read or written is
+    writes it so). Number strings are read here by pydicom's own converters (the element stays
+    as read); the known ``UN`` elements are converted. So a kept value that cannot be read is
     refused naming its tag, as the strict read's conversion of every element ensured; the
     removed elements are never converted.
     """
     for tag, elem in list(dataset._dict.items()):
         if isinstance(elem, RawDataElement):
-            if _conversion_can_fail(elem):
-                dataset[tag]
+            vr = elem.VR
+            if vr in _NUMBER_STRINGS and elem.value is not None and elem.value.isascii():
+                _NUMBER_STRINGS[vr](elem.value, True)  # raises as the conversion would
+            elif _conversion_can_fail(elem):
+                dataset[tag]  # converts in place
         elif elem.VR == "SQ":
             for item in elem.value:
                 _convert_kept(item)
+
+
+# pydicom's converters of IS and DS bytes (ASCII values: what the conversion decodes them as).
+_NUMBER_STRINGS = {"IS": convert_IS_string, "DS": convert_DS_string}
 
 
 def _conversion_can_fail(elem: RawDataElement) -> bool:

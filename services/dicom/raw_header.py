@@ -233,18 +233,23 @@ _KNOWN_VRS = frozenset(
 
 
 def _require_convertible(ds: RawDataset, prefix: str) -> None:
-    """Raise where pydicom's conversion of an element would (see read_instance_lazily)."""
+    """Raise where pydicom's conversion of an element would (see read_instance_lazily).
+
+    The element's path is formatted only for the message: every element of every slice passes
+    through here, and building a path for each cost more than the checks.
+    """
     for element in ds.elements:
-        where = f"{prefix}{_tag_text(element.tag)}"
         if element.items is not None:
             for index, item in enumerate(element.items):
-                _require_convertible(item, f"{where}[{index}]/")
+                _require_convertible(item, f"{prefix}{_tag_text(element.tag)}[{index}]/")
             continue
         vr = element.vr
         if vr not in _KNOWN_VRS:
+            where = f"{prefix}{_tag_text(element.tag)}"
             raise MalformedDicomError(f"element {where} has a VR pydicom does not know")
         size = _NUMBER_SIZES.get(vr)
         if size and len(element.value) % size and " or " not in _dictionary_vr(element.tag):
+            where = f"{prefix}{_tag_text(element.tag)}"
             raise MalformedDicomError(
                 f"element {where} holds {len(element.value)} bytes, not a whole number of "
                 f"{vr} values"
