@@ -59,7 +59,10 @@ def up(
     services: Annotated[bool, typer.Option(help="Start the registered services too.")] = True,
 ) -> None:
     """Start a broker (unless RADSTREAM_KAFKA_BOOTSTRAP is set) and every service; Ctrl-C stops."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the same way as Ctrl-C
+    # Stop on SIGTERM as on Ctrl-C; and on Ctrl-C even when started by a parent that ignores
+    # SIGINT (Python leaves an inherited SIG_IGN in place, and the stack would never stop).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if services:
         _ephemeral_deid_key(warn=True)
     bootstrap = KafkaSettings().bootstrap

@@ -7,6 +7,7 @@ Used by ``radstream up`` and ``radstream demo``. Services run as child processes
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from radstream.common.embedded_broker import EmbeddedBroker, free_loopback_port
+from radstream.common.embedded_broker import EmbeddedBroker, die_with_parent, free_loopback_port
 from radstream.common.service import SERVICES, ServiceSpec
 from radstream.common.settings import EMBEDDED_BROKER_TUNING
 
@@ -92,6 +93,7 @@ class LocalStack:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_child_of_the_stack,  # noqa: PLW1509 -- signal resets and prctl only
         )
         self._exit.callback(_stop_process, process)
         return RunningService(
@@ -109,6 +111,20 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self._exit.close()
+
+
+def _child_of_the_stack() -> None:
+    """In a service's process before it runs: stop signals as by default, die with the stack.
+
+    Dispositions a parent ignored survive exec, so a stack started from a shell or test runner
+    that ignores SIGINT or SIGTERM would start services deaf to both; they are reset here. On
+    Linux the kernel also sends SIGTERM to the service when the stack's process dies, however
+    it dies, so a killed ``radstream up`` leaves no orphaned services behind (the signal is
+    tied to the thread that started them: a stack is started from the main thread).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()
 
 
 STOP_TIMEOUT_S = 15

@@ -124,10 +124,22 @@ def test_doctor_names_a_misconfigured_blob_store(operator_env) -> None:
     assert "FAIL" in blob_line
 
 
+def _ignoring_ctrl_c() -> None:
+    """As a shell starts a background job: SIGINT ignored, which exec keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_up_prints_connection_settings_and_stops_its_broker_on_ctrl_c(tmp_path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "RADSTREAM_KAFKA_BOOTSTRAP"}
+    # Started ignoring SIGINT, as from a script's background job or a runner that ignores it:
+    # Python keeps an inherited SIG_IGN, so up must take Ctrl-C back itself or never stop.
     process = subprocess.Popen(
-        [*RADSTREAM, "up"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        [*RADSTREAM, "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignoring_ctrl_c,  # noqa: PLW1509 -- one signal call
     )
     try:
         bootstrap = None
@@ -151,6 +163,41 @@ def test_up_prints_connection_settings_and_stops_its_broker_on_ctrl_c(tmp_path) 
         assert process.wait(timeout=STOP_TIMEOUT_S * (len(SERVICES) + 1)) == 0
         with pytest.raises(ConnectionRefusedError):
             metadata_broker_count(host, int(port))
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_up_takes_its_services_with_it(tmp_path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "RADSTREAM_KAFKA_BOOTSTRAP"}
+    process = subprocess.Popen(
+        [*RADSTREAM, "up"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops everything" not in process.stdout.readline():
+            assert time.monotonic() < deadline, "up never said it was up"
+        services = _children(process.pid)
+        assert len(services) >= len(SERVICES)  # the services (and the broker)
+        process.kill()  # no chance to stop anything itself
+        process.wait(timeout=10)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(_alive(pid) for pid in services) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in services if _alive(pid)], "services outlived their stack"
     finally:
         if process.poll() is None:
             process.kill()
