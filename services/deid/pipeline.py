@@ -38,11 +38,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import NoReturn
 
 from pydicom import dcmwrite
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.values import convert_DS_string, convert_IS_string
@@ -50,7 +48,7 @@ from pydicom.values import convert_DS_string, convert_IS_string
 from radstream.common.errors import RadstreamError, TransientError
 from radstream.deid.audit import AuditRecord, Digest, ReidentificationRecord
 from radstream.deid.burned_in import PixelAssessment, PixelPolicy
-from radstream.deid.elements import format_tag
+from radstream.deid.elements import format_tag, known_vr
 from radstream.deid.errors import (
     DeidError,
     OcrEngineUnavailableError,
@@ -447,20 +445,9 @@ def _conversion_can_fail(elem: RawDataElement) -> bool:
     if vr in ("IS", "DS"):
         return True
     if vr in (None, "UN"):
-        known = _dictionary_vr(int(elem.tag))
+        known = known_vr(int(elem.tag)) or ""
         return known != "" if vr == "UN" else known in ("IS", "DS", "SQ") or " or " in known
     return False
-
-
-@lru_cache(maxsize=16384)
-def _dictionary_vr(tag: int) -> str:
-    """The public dictionary's VR of ``tag``; "" for a private or unknown one."""
-    if (tag >> 16) & 1:
-        return ""
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return ""
 
 
 def _encode(dataset: Dataset) -> bytes:
