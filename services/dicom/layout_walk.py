@@ -27,14 +27,23 @@ from radstream.dicom.errors import (
 if TYPE_CHECKING:
     from radstream.dicom.layout import Layout, LayoutLimits
 
-__all__ = ["LONG_VRS", "UNDEFINED_LENGTH", "Encoding", "LayoutWalker", "is_vr"]
+__all__ = [
+    "BULK_TAGS",
+    "LONG_VRS",
+    "UNDEFINED_LENGTH",
+    "Encoding",
+    "LayoutWalker",
+    "dictionary_vr",
+    "is_vr",
+    "tag_text",
+]
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 ITEM = 0xFFFEE000
 ITEM_DELIMITER = 0xFFFEE00D
 SEQUENCE_DELIMITER = 0xFFFEE0DD
 # Elements whose size is bounded by the file limit only: images, waveforms, spectra, documents.
-_BULK_TAGS = frozenset(
+BULK_TAGS = frozenset(
     {
         0x7FE00008,  # Float Pixel Data
         0x7FE00009,  # Double Float Pixel Data
@@ -76,7 +85,7 @@ def is_vr(raw: bytes) -> bool:
 
 
 @lru_cache(maxsize=16384)
-def _dictionary_vr(tag: int) -> str:
+def dictionary_vr(tag: int) -> str:
     """The dictionary VR of ``tag``, "" when the dictionary does not know it (cached)."""
     try:
         return str(dictionary_VR(tag))
@@ -84,7 +93,8 @@ def _dictionary_vr(tag: int) -> str:
         return ""
 
 
-def _tag_text(tag: int) -> str:
+def tag_text(tag: int) -> str:
+    """``(gggg,eeee)`` in upper-case hex, for messages."""
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
@@ -146,7 +156,7 @@ class LayoutWalker:
                 raise MalformedDicomError(f"item delimiter outside an item at offset {position}")
             if tag in (ITEM, SEQUENCE_DELIMITER):
                 raise MalformedDicomError(
-                    f"item tag {_tag_text(tag)} where an element was expected at offset {position}"
+                    f"item tag {tag_text(tag)} where an element was expected at offset {position}"
                 )
             if note_order:
                 self._note_order(tag, previous)
@@ -204,7 +214,7 @@ class LayoutWalker:
             if vr in LONG_VRS:
                 if end - position < 12:
                     raise TruncatedDicomError(
-                        f"data ends inside the header of element {_tag_text(tag)} at offset "
+                        f"data ends inside the header of element {tag_text(tag)} at offset "
                         f"{position}"
                     )
                 (length,) = _LONG[encoding.little].unpack_from(data, position + 8)
@@ -218,7 +228,7 @@ class LayoutWalker:
         else:
             if start + length > end:
                 raise TruncatedDicomError(
-                    f"element {_tag_text(tag)} at offset {position} declares {length} bytes "
+                    f"element {tag_text(tag)} at offset {position} declares {length} bytes "
                     f"but only {end - start} remain"
                 )
             after = start + length
@@ -238,7 +248,7 @@ class LayoutWalker:
             return False
         if vr is not None:
             return vr == b"SQ"
-        return _dictionary_vr(tag) == "SQ"  # "" when unknown: an implicit private element of
+        return dictionary_vr(tag) == "SQ"  # "" when unknown: an implicit private element of
         # defined length is read by pydicom as bytes
 
     def items(
@@ -265,7 +275,7 @@ class LayoutWalker:
         while position < end:
             if end - position < 8:
                 raise TruncatedDicomError(
-                    f"data ends inside an item header of {_tag_text(tag)} at offset {position}"
+                    f"data ends inside an item header of {tag_text(tag)} at offset {position}"
                 )
             group, element, length = unpack_item(data, position)
             item_tag = group << 16 | element
@@ -274,7 +284,7 @@ class LayoutWalker:
                 return start
             if item_tag != ITEM:
                 raise MalformedDicomError(
-                    f"{_tag_text(tag)} holds {_tag_text(item_tag)} at offset {position} where "
+                    f"{tag_text(tag)} holds {tag_text(item_tag)} at offset {position} where "
                     "an item was expected"
                 )
             if length == UNDEFINED_LENGTH:
@@ -289,35 +299,33 @@ class LayoutWalker:
                 continue
             if start + length > end:
                 raise TruncatedDicomError(
-                    f"an item of {_tag_text(tag)} at offset {position} declares {length} bytes "
+                    f"an item of {tag_text(tag)} at offset {position} declares {length} bytes "
                     f"but only {end - start} remain"
                 )
             if self._holds_datasets(tag, vr):
                 self.dataset(start, start + length, nested, depth=depth + 1, in_private=in_private)
             position = start + length
         if not bounded:
-            raise TruncatedDicomError(
-                f"data ends before the sequence delimiter of {_tag_text(tag)}"
-            )
+            raise TruncatedDicomError(f"data ends before the sequence delimiter of {tag_text(tag)}")
         return position
 
     def _holds_datasets(self, tag: int, vr: bytes | None) -> bool:
         """Items of a sequence hold data sets; fragments of encapsulated data hold bytes."""
         if vr is not None:
             return vr in (b"SQ", b"UN")
-        if tag in _BULK_TAGS:
+        if tag in BULK_TAGS:
             return False
-        known = _dictionary_vr(tag)
+        known = dictionary_vr(tag)
         # An implicit private element made of items is a sequence (pydicom reads it so too).
         return known == "SQ" or not known
 
     def _measure(self, tag: int, size: int, *, private: bool, in_private: bool, depth: int) -> None:
         self.layout.element_count += 1
-        if tag not in _BULK_TAGS or depth > 0:
+        if tag not in BULK_TAGS or depth > 0:
             self.layout.largest_element = max(self.layout.largest_element, size)
             if size > self.limits.max_element_bytes:
                 raise OversizedElementError(
-                    f"element {_tag_text(tag)} spans {size} bytes, more than the limit of "
+                    f"element {tag_text(tag)} spans {size} bytes, more than the limit of "
                     f"{self.limits.max_element_bytes}; raise RADSTREAM_DEID_MAX_ELEMENT_BYTES "
                     "if such elements are expected"
                 )
@@ -326,6 +334,6 @@ class LayoutWalker:
             if self.layout.private_bytes > self.limits.max_private_bytes:
                 raise OversizedPrivateDataError(
                     f"private elements span more than {self.limits.max_private_bytes} bytes "
-                    f"(reached at {_tag_text(tag)}); raise RADSTREAM_DEID_MAX_PRIVATE_BYTES if "
+                    f"(reached at {tag_text(tag)}); raise RADSTREAM_DEID_MAX_PRIVATE_BYTES if "
                     "such private blocks are expected"
                 )

@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import NamedTuple
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from radstream.dicom.errors import MalformedDicomError
 from radstream.dicom.layout import Layout, scan_layout
-from radstream.dicom.layout_walk import LONG_VRS, UNDEFINED_LENGTH, is_vr
+from radstream.dicom.layout_walk import (
+    BULK_TAGS,
+    LONG_VRS,
+    UNDEFINED_LENGTH,
+    dictionary_vr,
+    is_vr,
+    tag_text,
+)
 from radstream.dicom.reader import (
     DEFAULT_READER_LIMITS,
     ReaderLimits,
@@ -57,8 +63,6 @@ _SHORT = {True: struct.Struct("<H"), False: struct.Struct(">H")}
 _ITEM_HEADER = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}
 # Sample data, kept as a view of the file (see RawElement).
 _SAMPLE_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-# Encapsulated or bulk data: never items of data sets (as radstream.dicom.layout_walk).
-_BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010, 0x54001010, 0x56000020, 0x00420011})
 
 
 class RawElement(NamedTuple):
@@ -241,15 +245,15 @@ def _require_convertible(ds: RawDataset, prefix: str) -> None:
     for element in ds.elements:
         if element.items is not None:
             for index, item in enumerate(element.items):
-                _require_convertible(item, f"{prefix}{_tag_text(element.tag)}[{index}]/")
+                _require_convertible(item, f"{prefix}{tag_text(element.tag)}[{index}]/")
             continue
         vr = element.vr
         if vr not in _KNOWN_VRS:
-            where = f"{prefix}{_tag_text(element.tag)}"
+            where = f"{prefix}{tag_text(element.tag)}"
             raise MalformedDicomError(f"element {where} has a VR pydicom does not know")
         size = _NUMBER_SIZES.get(vr)
-        if size and len(element.value) % size and " or " not in _dictionary_vr(element.tag):
-            where = f"{prefix}{_tag_text(element.tag)}"
+        if size and len(element.value) % size and " or " not in dictionary_vr(element.tag):
+            where = f"{prefix}{tag_text(element.tag)}"
             raise MalformedDicomError(
                 f"element {where} holds {len(element.value)} bytes, not a whole number of "
                 f"{vr} values"
@@ -257,22 +261,11 @@ def _require_convertible(ds: RawDataset, prefix: str) -> None:
 
 
 @lru_cache(maxsize=16384)
-def _dictionary_vr(tag: int) -> str:
-    """The public dictionary's VR of ``tag``; "" when it does not know it."""
-    if (tag >> 16) & 1:
-        return ""
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return ""
-
-
-@lru_cache(maxsize=16384)
 def _implicit_vr(tag: int) -> str:
     """The VR pydicom gives ``tag`` read implicitly (see the module docstring)."""
     if (tag >> 16) & 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF:
         return "LO"  # a private creator
-    vr = _dictionary_vr(tag) or "UN"
+    vr = dictionary_vr(tag) or "UN"
     return vr.split(" or ", 1)[0]
 
 
@@ -326,8 +319,8 @@ class _Reader:
             if explicit:
                 holds_datasets = vr in ("SQ", "UN")
             else:
-                known = _dictionary_vr(tag)
-                holds_datasets = tag not in _BULK_TAGS and (known == "SQ" or not known)
+                known = dictionary_vr(tag)
+                holds_datasets = tag not in BULK_TAGS and (known == "SQ" or not known)
             if not holds_datasets:  # encapsulated data: fragments up to the delimiter
                 after = self._fragments_end(start, end)
                 if tag in _SAMPLE_TAGS:
@@ -338,7 +331,7 @@ class _Reader:
             items, after = self.items(start, end, tag, implicit=nested_implicit, bounded=False)
             return RawElement(tag, "SQ", b"", items), after
         after = start + length
-        known = _dictionary_vr(tag)
+        known = dictionary_vr(tag)
         # An explicit UN of a tag the dictionary calls SQ is read by pydicom as an implicit VR
         # sequence (PS3.5 6.2.2 again); scan_layout took it for bytes, so an item here that is
         # broken raises rather than hiding.
@@ -366,7 +359,7 @@ class _Reader:
             if item_tag == _SEQUENCE_DELIMITER and not bounded:
                 return tuple(found), start
             if item_tag != _ITEM:
-                raise MalformedDicomError(f"an item of {_tag_text(tag)} is not an item")
+                raise MalformedDicomError(f"an item of {tag_text(tag)} is not an item")
             if length == UNDEFINED_LENGTH:
                 item, position = self.dataset(start, end, implicit=implicit, in_item=True)
             else:
@@ -386,7 +379,3 @@ class _Reader:
                 return position
             position += length
         raise MalformedDicomError("encapsulated data ends without its sequence delimiter")
-
-
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
