@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 # What `make demo` needs (the embedded broker, ingest, deid), and everything for `make test`.
-DEMO_EXTRAS := local,deid,ingest
+DEMO_EXTRAS := local,deid,ingest,restructure
 EXTRAS := $(DEMO_EXTRAS),easyocr,kserve,postgres,s3,bench,dev
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed

@@ -1,0 +1,1 @@
+"""The report templates radstream ships (YAML, see radstream.restructure.template)."""
