@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import deid_data
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
@@ -33,14 +31,9 @@ from tests.unit.deid.study_builder import (
     shared_text_cleaner,
     with_unknown_elements,
 )
+from tests.unit.dicom.sample_files import SAMPLE_FILES
 
 KEYS = DeidKeys.from_secret(TEST_KEYS_SECRET)
-SAMPLE_FILES = sorted(
-    [
-        *(Path(pydicom.__file__).parent / "data").rglob("*.dcm"),
-        *Path(deid_data.__file__).parent.rglob("*.dcm"),
-    ]
-)
 
 
 @pytest.fixture(scope="module")

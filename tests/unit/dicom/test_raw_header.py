@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import deid_data
 import pydicom
 import pytest
 from pydicom import dcmread
@@ -30,24 +29,7 @@ from radstream.dicom.errors import InvalidInstanceError, TruncatedDicomError
 from radstream.dicom.raw_header import read_raw_instance
 from radstream.dicom.reader import read_instance
 from tests.unit.deid.study_builder import PATIENT_NAME, instance_bytes, synthetic_instance, to_bytes
-
-SAMPLE_FILES = sorted(
-    [
-        *(Path(pydicom.__file__).parent / "data").rglob("*.dcm"),
-        *Path(deid_data.__file__).parent.rglob("*.dcm"),
-    ]
-)
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_instance(path.read_bytes())
-    except InvalidInstanceError:
-        return False
-    return True
-
-
-READABLE = [path for path in SAMPLE_FILES if _readable(path)]
+from tests.unit.dicom.sample_files import READABLE, SAMPLE_FILES
 
 Value = tuple[str, str, str, tuple[str, ...], tuple[str, ...], bool]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import deid_data
-import pydicom
 import pytest
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
@@ -23,7 +21,6 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from radstream.deid.phi import PhiValues
 from radstream.deid.profile import DeidKeys, DeidProfile, apply_profile
 from radstream.dicom import writer
-from radstream.dicom.errors import InvalidInstanceError
 from radstream.dicom.reader import parse_dataset, read_instance
 from radstream.dicom.writer import encode_part10
 from tests.unit.deid.study_builder import (
@@ -33,24 +30,7 @@ from tests.unit.deid.study_builder import (
     synthetic_instance,
     to_bytes,
 )
-
-SAMPLE_FILES = sorted(
-    [
-        *(Path(pydicom.__file__).parent / "data").rglob("*.dcm"),
-        *Path(deid_data.__file__).parent.rglob("*.dcm"),
-    ]
-)
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_instance(path.read_bytes())
-    except InvalidInstanceError:
-        return False
-    return True
-
-
-READABLE = [path for path in SAMPLE_FILES if _readable(path)]
+from tests.unit.dicom.sample_files import READABLE
 
 
 def _dcmwrite(dataset: Dataset) -> bytes:
