@@ -17,7 +17,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench eval-deid calibrate-deid demo docs lock clean
+.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench eval-deid eval-restructure calibrate-deid demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -131,6 +131,9 @@ bench: install peers-venv ## benchmarks: bus vs bare aiokafka, deid vs dicognito
 EVAL_DEID_COUNT ?= 200
 eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, non-PHI retention, leak rate (95% CI), review rate
 	$(BIN)/python -m radstream.deid.eval_pixels --count $(EVAL_DEID_COUNT)
+
+eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (reads ../shared/data/openi): finding and attribute F1, RESULT line
+	$(BIN)/python -m radstream.restructure.eval_radrestruct --split val
 
 calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split (800 instances, about 30 minutes)
 	$(BIN)/python -m radstream.deid.eval_pixels --calibrate
