@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 # What `make demo` needs (the embedded broker, ingest, deid), and everything for `make test`.
 DEMO_EXTRAS := local,deid,ingest,restructure
-EXTRAS := $(DEMO_EXTRAS),easyocr,kserve,postgres,s3,bench,dev
+EXTRAS := $(DEMO_EXTRAS),easyocr,kserve,postgres,s3,bench,train,dev
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
@@ -17,7 +17,7 @@ DEB_STAMP := .build/debian-packages.stamp
 DEB_LIST := deploy/debian-packages.txt
 TYPECHECK_ROOT := .build/typecheck
 
-.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench eval-deid eval-restructure calibrate-deid demo docs lock clean
+.PHONY: help peers-venv install debian-packages annex-e proto proto-check lint fmt type check test test-unit test-integration fuzz bench eval-deid eval-restructure train-restructure calibrate-deid demo docs lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
@@ -134,6 +134,9 @@ eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, no
 
 eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (reads ../shared/data/openi): finding and attribute F1, RESULT line
 	$(BIN)/python -m radstream.restructure.eval_radrestruct --split val
+
+train-restructure: $(STAMP) ## retrain the shipped chest radiograph classifier on Rad-ReStruct's train split (reads ../shared/data/openi, ~3 min)
+	$(BIN)/python -m radstream.restructure.classifier
 
 calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split (800 instances, about 30 minutes)
 	$(BIN)/python -m radstream.deid.eval_pixels --calibrate

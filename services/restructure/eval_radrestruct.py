@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from radstream.restructure.classifier import load_classifier
+from radstream.restructure.hybrid import HybridBackend
 from radstream.restructure.rules import RulesBackend
 from radstream.restructure.structured import FindingStatus, StructuredReport
 from radstream.restructure.template import load_template
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.eval_radrestruct")
     parser.add_argument("--split", default="val", choices=("train", "val"))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--backend", default="hybrid", choices=("rules", "hybrid"))
     parser.add_argument(
         "--uncertain-as-present", action="store_true", help="count hedged findings as present"
     )
@@ -130,7 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no {args.data}: this evaluation reads the shared Rad-ReStruct data set")
         return 2
     template = load_template("chest-xray-radrestruct")
-    backend = RulesBackend(template)
+    backend: RulesBackend | HybridBackend = RulesBackend(template)
+    if args.backend == "hybrid":
+        classifier = load_classifier(template.id)
+        if classifier is None:
+            print(f"no classifier is shipped for {template.id}; train one (make train-restructure)")
+            return 2
+        backend = HybridBackend(template, classifier)
     records = [
         json.loads(line)
         for line in args.data.read_text(encoding="utf-8").splitlines()

@@ -1,0 +1,1 @@
+"""Trained components radstream ships (see radstream.restructure.classifier)."""
