@@ -8,8 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 # What `make demo` needs (the embedded broker, ingest, deid), and everything for `make test`.
-DEMO_EXTRAS := local,deid,ingest,restructure
-EXTRAS := $(DEMO_EXTRAS),easyocr,kserve,postgres,s3,bench,train,dev
+DEMO_EXTRAS := local,deid,ingest
+EXTRAS := $(DEMO_EXTRAS),restructure,easyocr,kserve,postgres,s3,bench,train,dev
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 PIP_INSTALL = $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
@@ -132,10 +132,10 @@ EVAL_DEID_COUNT ?= 200
 eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, non-PHI retention, leak rate (95% CI), review rate
 	$(BIN)/python -m radstream.deid.eval_pixels --count $(EVAL_DEID_COUNT)
 
-eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (reads ../shared/data/openi): finding and attribute F1, RESULT line
+eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (reads evaluation data outside the repository, ../shared/data/openi): F1s, RESULT line
 	$(BIN)/python -m radstream.restructure.eval_radrestruct --split val
 
-train-restructure: $(STAMP) ## retrain the shipped chest radiograph classifier on Rad-ReStruct's train split (reads ../shared/data/openi, ~3 min)
+train-restructure: $(STAMP) ## retrain the shipped chest radiograph classifier on Rad-ReStruct's train split (reads evaluation data outside the repository, ../shared/data/openi)
 	$(BIN)/python -m radstream.restructure.classifier
 
 calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split (800 instances, about 30 minutes)

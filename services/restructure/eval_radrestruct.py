@@ -1,9 +1,9 @@
 """Evaluation on Rad-ReStruct: chest radiograph reports no one here wrote, with structured labels.
 
 ``python -m radstream.restructure.eval_radrestruct [--split val] [--data FILE]`` (``make
-eval-restructure``) reads ``radrestruct_dev.jsonl`` (by default from ``../shared/data/openi/``,
-the evaluation data kept out of this repository), structures each report's findings and
-impression into the ``chest-xray-radrestruct`` template, and scores against the labels:
+eval-restructure``) reads ``radrestruct_dev.jsonl`` from the shared folder beside the checkout
+(evaluation data outside the repository, ``../shared/data/openi/``), structures each report's
+findings and impression into the ``chest-xray-radrestruct`` template, and scores the labels:
 
 * finding presence: a finding is its template path; predicted present vs labelled present,
   micro precision, recall and F1, and per area;
@@ -36,7 +36,8 @@ from radstream.restructure.template import load_template
 
 __all__ = ["Scores", "score"]
 
-DEFAULT_DATA = Path("../shared/data/openi/radrestruct_dev.jsonl")
+_SHARED = "../shared/data/openi"  # evaluation data outside the repository
+DEFAULT_DATA = Path(_SHARED) / "radrestruct_dev.jsonl"
 Record = dict[str, Any]  # one line of radrestruct_dev.jsonl
 _EMPTY_VALUES = frozenset({"no selection", "unspecified"})
 
