@@ -15,7 +15,7 @@ import re
 from dataclasses import replace
 
 from radstream.restructure.classifier import FindingClassifier, features
-from radstream.restructure.rules import RulesBackend
+from radstream.restructure.rules import RulesBackend, attribute_values
 from radstream.restructure.structured import (
     FindingResult,
     FindingStatus,
@@ -76,6 +76,7 @@ class HybridBackend:
                             path=path,
                             status=FindingStatus.PRESENT,
                             evidence=evidence,
+                            attributes=self._attributes(report, path, evidence),
                             confidence=round(probability, 4),
                         )
                     )
@@ -89,6 +90,21 @@ class HybridBackend:
                 model_version=str(self.classifier.trained_on.get("sha256", ""))[:12],
             ),
         )
+
+    def _attributes(
+        self, report: str, path: tuple[str, ...], evidence: tuple[Span, ...]
+    ) -> dict[str, tuple[str, ...]]:
+        """The attribute values the grounding sentences state (as the rules backend reads them)."""
+        text = normalize(report)
+        found: dict[str, list[str]] = {}
+        for attribute in self.template.attributes_of(path):
+            for span in evidence:
+                for value in attribute_values(
+                    attribute, span.of(text), self.template.value_synonyms
+                ):
+                    if value not in found.setdefault(attribute.name, []):
+                        found[attribute.name].append(value)
+        return {name: tuple(values) for name, values in found.items() if values}
 
     def _grounding(self, report: str, tokens: list[str], path: tuple[str, ...]) -> tuple[Span, ...]:
         """The sentences holding the affirmed words that pushed ``path`` most towards present."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,52 @@ from radstream.restructure.template import (
 __all__ = ["from_radrestruct", "to_radrestruct"]
 
 TEMPLATE_ID = "chest-xray-radrestruct"
+# How chest radiograph reports state Rad-ReStruct's attribute values in other words: a base is
+# its lower lobe, an apex its upper lobe, "bibasilar" both lower lobes, the lingula counts as the
+# middle lobe in Rad-ReStruct's labels; low volumes are hypoinflation, hyperinflated lungs
+# hyperdistention. Radiology usage, not taken from the labels.
+VALUE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "left lower lobe": (
+        "left base", "left basilar", "left lung base", "left basal", "bibasilar", "bibasal",
+        "both bases", "bilateral bases", "bilateral lower lobes", "left lower lung",
+        "left retrocardiac", "retrocardiac",
+    ),
+    "right lower lobe": (
+        "right base", "right basilar", "right lung base", "right basal", "bibasilar",
+        "bibasal", "both bases", "bilateral bases", "bilateral lower lobes", "right lower lung",
+    ),
+    "middle lobe": ("right middle lobe", "lingula", "lingular", "right middle"),
+    "left upper lobe": (
+        "left apex", "left apical", "left lung apex", "left upper lung", "biapical",
+        "bilateral apices", "both apices", "bilateral upper lobes",
+    ),
+    "right upper lobe": (
+        "right apex", "right apical", "right lung apex", "right upper lung", "biapical",
+        "bilateral apices", "both apices", "bilateral upper lobes",
+    ),
+    "hypoinflation": ("low lung volumes", "low volumes", "hypoinflated", "hypoventilatory"),
+    "hyperdistention": (
+        "hyperinflated", "hyperinflation", "hyperexpanded", "hyperexpansion",
+        "hyperaerated", "hyperlucent",
+    ),
+    "thoracic vertebrae": ("thoracic spine", "thoracolumbar", "midthoracic", "lower thoracic"),
+    "lumbar vertebrae": ("lumbar spine",),
+    "cervical vertebrae": ("cervical spine",),
+    "right pleural space": ("right pleural", "right-sided pleural", "right effusion"),
+    "left pleural space": ("left pleural", "left-sided pleural", "left effusion"),
+}  # fmt: skip
 _SUB_AREAS = "sub_areas"
 _INFOS = "infos"
 
 
 def from_radrestruct(areas: Sequence[Mapping[str, Any]]) -> Template:
-    """The template the Rad-ReStruct JSON describes."""
+    """The template the Rad-ReStruct JSON describes (with the value synonyms its values have)."""
+    options = {
+        option
+        for infos in _all_infos(areas)
+        for spec in infos.values()
+        for option in spec.get("options", ())
+    }
     return parse_template(
         {
             "id": TEMPLATE_ID,
@@ -59,10 +99,24 @@ def from_radrestruct(areas: Sequence[Mapping[str, Any]]) -> Template:
                 "third_party/radrestruct/LICENSE.txt"
             ),
             "sections": ["indication", "comparison", "findings", "impression"],
+            "value_synonyms": {k: v for k, v in VALUE_SYNONYMS.items() if k in options},
             "areas": [_area(area) for area in areas],
         },
         origin="the Rad-ReStruct template",
     )
+
+
+def _all_infos(content: Any) -> Iterator[Mapping[str, Any]]:
+    """Every ``infos`` mapping anywhere in Rad-ReStruct's JSON."""
+    if isinstance(content, Mapping):
+        for key, value in content.items():
+            if key == _INFOS and isinstance(value, Mapping):
+                yield value
+            else:
+                yield from _all_infos(value)
+    elif isinstance(content, list | tuple):
+        for item in content:
+            yield from _all_infos(item)
 
 
 def _area(area: Mapping[str, Any]) -> dict[str, Any]:

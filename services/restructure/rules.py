@@ -13,7 +13,7 @@ report was ever labelled with, and is the baseline every other backend is measur
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from radstream.restructure.assertions import Assertion, assertion_of
@@ -111,7 +111,9 @@ class RulesBackend:
             finding.historical = finding.historical and assertion is Assertion.HISTORICAL
             if status is not FindingStatus.ABSENT:
                 for attribute in self.template.attributes_of(mention.path):
-                    values = _values(attribute, sentence_text)
+                    values = attribute_values(
+                        attribute, sentence_text, self.template.value_synonyms
+                    )
                     if values:
                         known = finding.attributes.setdefault(attribute.name, [])
                         known.extend(v for v in values if v not in known)
@@ -128,8 +130,10 @@ def _outermost(mentions: Iterable[Mention]) -> list[Mention]:
     return kept
 
 
-def _values(attribute: Attribute, sentence: str) -> list[str]:
-    """The attribute's values the sentence states."""
+def attribute_values(
+    attribute: Attribute, sentence: str, synonyms: Mapping[str, tuple[str, ...]] | None = None
+) -> list[str]:
+    """The attribute's values the sentence states, by their words or the template's synonyms."""
     if attribute.answer_type is AnswerType.MEASUREMENT:
         return [f"{m.group(1)} {m.group(2).lower()}" for m in _MEASURE.finditer(sentence)]
     if attribute.answer_type is AnswerType.TEXT:
@@ -139,7 +143,10 @@ def _values(attribute: Attribute, sentence: str) -> list[str]:
         option
         for option in sorted(attribute.options, key=len, reverse=True)
         if option not in ("no selection", "unspecified")
-        and re.search(rf"(?<!\w){re.escape(option.lower())}(?!\w)", lowered)
+        and any(
+            re.search(rf"(?<!\w){re.escape(phrase.lower())}(?!\w)", lowered)
+            for phrase in (option, *(synonyms or {}).get(option, ()))
+        )
     ]
     if attribute.answer_type is AnswerType.SINGLE:
         return values[:1]  # the longest ("right upper lobe" over "right")

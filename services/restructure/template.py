@@ -148,6 +148,9 @@ class Template(_Frozen):
     source: str = ""  # where the structure comes from, and its licence
     codes: tuple[Code, ...] = ()  # the template's own codes (procedure, LOINC document type)
     sections: tuple[_Name, ...] = ("history", "technique", "comparison", "findings", "impression")
+    # How reports state an attribute value besides its own words, for every attribute that has
+    # the value: "left lower lobe" -> "left base", "bibasilar".
+    value_synonyms: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     areas: tuple[Node, ...]
 
     @model_validator(mode="after")
@@ -158,6 +161,13 @@ class Template(_Frozen):
         names = [area.name for area in self.areas]
         if len(set(names)) != len(names):
             raise ValueError("two areas have the same name")
+        options = {
+            option for _, node in self.findings() for a in node.attributes for option in a.options
+        }
+        options |= {o for area in self.areas for a in _all_attributes(area) for o in a.options}
+        unknown = sorted(set(self.value_synonyms) - options)
+        if unknown:
+            raise ValueError(f"value_synonyms name values no attribute has: {', '.join(unknown)}")
         return self
 
     def findings(self) -> Iterator[tuple[Path, Node]]:
@@ -194,6 +204,12 @@ class Template(_Frozen):
             nodes = node.children
         own = {attribute.name for attribute in self.node(path).attributes}
         return tuple(a for a in inherited if a.name not in own) + self.node(path).attributes
+
+
+def _all_attributes(node: Node) -> Iterator[Attribute]:
+    yield from node.attributes
+    for child in node.children:
+        yield from _all_attributes(child)
 
 
 def _findings(node: Node, path: Path) -> Iterator[tuple[Path, Node]]:

@@ -108,3 +108,13 @@ def test_a_finding_without_evidence_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="no evidence"):
         FindingResult(path=("liver",), status=FindingStatus.PRESENT, evidence=())
     assert FindingResult(path=("liver",), status=FindingStatus.ABSENT, evidence=(Span(0, 1),))
+
+
+def test_a_value_stated_in_other_words_is_read_through_the_template_s_value_synonyms() -> None:
+    template = load_template("chest-xray-radrestruct")
+    assert "left base" in template.value_synonyms["left lower lobe"]
+    backend = RulesBackend(template)
+    found = _by_path(backend.structure("FINDINGS: Patchy opacity at the left base."))
+    opacity = found[("respiratory system", "sub_areas", "lung", "signs", "opacity")]
+    assert "left lower lobe" in opacity.attributes["body_region"]
+    assert "patchy" in opacity.attributes["attributes"]

@@ -159,6 +159,7 @@ def _ct_abdomen_document() -> dict:
             "without options",
         ),
         (lambda d: d.update(unknown_key=1), "unknown_key"),
+        (lambda d: d.update(value_synonyms={"left base lobe": ["x"]}), "left base lobe"),
     ],
 )
 def test_a_broken_template_is_refused_saying_what_is_wrong(break_it: object, said: str) -> None:
