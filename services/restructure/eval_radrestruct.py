@@ -10,6 +10,8 @@ findings and impression into the ``chest-xray-radrestruct`` template, and scores
 * attributes: (path, attribute, value) triples of the present findings, values other than
   "no selection" and "unspecified";
 * format-valid rate: reports whose output is a well-formed instance of the template;
+* validation issues by kind (:mod:`radstream.restructure.validation`), and how many reports
+  they send to review;
 * ms per report.
 
 It ends with one line: ``RESULT finding_f1=<x> attr_f1=<x> format_valid=<pct> ms_per_report=<x>``.
@@ -33,6 +35,7 @@ from radstream.restructure.hybrid import HybridBackend
 from radstream.restructure.rules import RulesBackend
 from radstream.restructure.structured import FindingStatus, StructuredReport
 from radstream.restructure.template import load_template
+from radstream.restructure.validation import needs_review, validate
 
 __all__ = ["Scores", "score"]
 
@@ -149,12 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = [record for record in records if record["split"] == args.split]
     findings, triples, per_area = Scores(), Scores(), Counter[str]()
     areas: dict[str, Scores] = {}
-    valid, seconds = 0, 0.0
+    valid, seconds, reviewed = 0, 0.0, 0
+    issues = Counter[str]()
     for record in records:
         started = time.perf_counter()
         structured = backend.structure(report_text(record))
         seconds += time.perf_counter() - started
         valid += all(template.node(f.path) is not None for f in structured.findings)
+        found = validate(report_text(record), structured, template)
+        issues.update(f"{issue.kind} ({issue.severity})" for issue in found)
+        reviewed += needs_review(found)
         predicted = _predicted(structured, uncertain_as_present=args.uncertain_as_present)
         gold = _gold_findings(record)
         findings += score(predicted, gold)
@@ -176,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {area:22} {scores.precision:6.3f} {scores.recall:6.3f} {scores.f1:6.3f}   "
             f"{scores.tp}/{scores.fp}/{scores.fn}"
         )
+    print(
+        "validation issues by kind: "
+        + (", ".join(f"{k} {v}" for k, v in issues.most_common()) or "none")
+    )
+    print(f"sent to review: {reviewed} of {len(records)} reports")
     ms = 1000 * seconds / max(1, len(records))
     print(
         f"RESULT finding_f1={findings.f1:.3f} attr_f1={triples.f1:.3f} "
