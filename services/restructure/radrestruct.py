@@ -158,8 +158,14 @@ def _container(
     return node
 
 
+# Findings that are critical results on a chest radiograph (communicated when found).
+CRITICAL_FINDINGS = frozenset({"pneumothorax"})
+
+
 def _finding(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     node: dict[str, Any] = {"name": name, "kind": NodeKind.FINDING}
+    if name in CRITICAL_FINDINGS:
+        node["critical"] = True
     attributes = _attributes(spec.get(_INFOS, {}))
     if attributes:
         node["attributes"] = attributes

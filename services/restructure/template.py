@@ -119,11 +119,14 @@ class Node(_Frozen):
     codes: tuple[Code, ...] = ()
     synonyms: tuple[str, ...] = ()  # how reports name it besides its name ("gall bladder")
     description: str = ""
+    critical: bool = False  # a critical result: the report must say it was communicated
 
     @model_validator(mode="after")
     def _shape_fits_the_kind(self) -> Node:
         if self.kind is NodeKind.FINDING and self.children:
             raise ValueError(f"finding {self.name!r} has children")
+        if self.critical and self.kind is not NodeKind.FINDING:
+            raise ValueError(f"{self.kind} {self.name!r} is marked critical; only findings are")
         if self.kind is not NodeKind.FINDING and not self.children:
             raise ValueError(f"{self.kind} {self.name!r} has no children")
         names = [child.name for child in self.children]
