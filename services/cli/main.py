@@ -27,6 +27,7 @@ from radstream.cli.demo_senders import (
 from radstream.cli.doctor import Status, run_checks
 from radstream.cli.render import render_record
 from radstream.cli.replay import DEFAULT_GROUP, KINDS, Action, Selection, replay
+from radstream.cli.restructure_cli import restructure
 from radstream.cli.stack import STATE_DIR, LocalStack
 from radstream.cli.tail import records
 from radstream.common.errors import MisconfiguredError, RadstreamError, TransientError
@@ -557,6 +558,9 @@ def _deid_summary(summary: BatchSummary) -> Table:
         table.add_row(f"[{colour[status]}]{status.value}[/]", str(count), why)
     table.add_row("total", str(len(summary.entries)), "")
     return table
+
+
+app.command(name="restructure")(restructure)
 
 
 def main() -> None:

@@ -219,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m radstream.restructure.classifier [DATA.jsonl]``: train the chest classifier."""
     import argparse  # noqa: PLC0415
 
-    from radstream.restructure.eval_radrestruct import DEFAULT_DATA, report_text  # noqa: PLC0415
+    from radstream.restructure.batch import report_text  # noqa: PLC0415
+    from radstream.restructure.eval_radrestruct import DEFAULT_DATA  # noqa: PLC0415
     from radstream.restructure.template import load_template  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.classifier")

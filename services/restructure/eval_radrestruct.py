@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from radstream.restructure.batch import report_text
 from radstream.restructure.classifier import load_classifier
 from radstream.restructure.hybrid import HybridBackend
 from radstream.restructure.rules import RulesBackend
@@ -111,16 +112,6 @@ def _predicted_triples(
         for attribute, values in finding.attributes.items()
         for value in values
     }
-
-
-def report_text(record: Record) -> str:
-    """The report as a radiologist wrote it: its findings and impression, with headings."""
-    parts = []
-    if record.get("findings"):
-        parts.append(f"FINDINGS: {record['findings']}")
-    if record.get("impression"):
-        parts.append(f"IMPRESSION: {record['impression']}")
-    return "\n".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
