@@ -73,7 +73,7 @@ from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.clean import CleanerStats, PresidioTextCleaner, build_text_cleaner
 from radstream.deid.config import DeidSettings
 from radstream.deid.phi import PhiValues, collect_phi_values
-from radstream.deid.pipeline import deidentify_instance
+from radstream.deid.pipeline import InstanceOutcome, deidentify_instance
 from radstream.deid.profile import DeidKeys, DeidProfile, ProfileOption, apply_profile
 from radstream.deid.rules import annex_e_coverage
 from radstream.deid.verify import forget_searches
@@ -310,15 +310,19 @@ class RadstreamPipelineTool:
         self.statuses.clear()
         forget_searches()  # every round starts cold, as a new series would
 
+    def deidentify(self, data: bytes, pixel_policy: PixelPolicy | None = None) -> InstanceOutcome:
+        """``deidentify_instance`` with this tool's settings (another pixel policy if given)."""
+        return deidentify_instance(
+            data,
+            profile=self.profile,
+            keys=self.keys,
+            clean_text=self.cleaner,
+            pixel_policy=pixel_policy or self.pixel_policy,
+        )
+
     def run(self, inputs: Sequence[Path], out_dir: Path) -> None:
         for path in inputs:
-            outcome = deidentify_instance(
-                path.read_bytes(),
-                profile=self.profile,
-                keys=self.keys,
-                clean_text=self.cleaner,
-                pixel_policy=self.pixel_policy,
-            )
+            outcome = self.deidentify(path.read_bytes())
             self.statuses[outcome.status.value] += 1
             if outcome.output is not None:
                 (out_dir / path.name).write_bytes(outcome.output)
@@ -528,13 +532,7 @@ def profile_pipeline(tool: RadstreamPipelineTool, inputs: Sequence[Path]) -> dic
 
     def one_pass() -> None:
         for item in data:
-            deidentify_instance(
-                item,
-                profile=tool.profile,
-                keys=tool.keys,
-                clean_text=tool.cleaner,
-                pixel_policy=tool.pixel_policy,
-            )
+            tool.deidentify(item)
 
     forget_searches()
     started = time.perf_counter()

@@ -25,7 +25,6 @@ from typing import Any
 from radstream.deid import pipeline
 from radstream.deid.burned_in import DEFAULT_PIXEL_POLICY, PixelPolicy
 from radstream.deid.config import DeidSettings
-from radstream.deid.pipeline import deidentify_instance
 from radstream.deid.pixels.stage import PixelStage
 from radstream.deid.verify import forget_searches
 from tests.bench.bench_deid import QUICK, RadstreamPipelineTool, warm_cleaner, write_inputs
@@ -85,13 +84,7 @@ def measure(
             with timed_steps(spent):
                 started = time.thread_time()
                 for item in data:
-                    deidentify_instance(
-                        item,
-                        profile=tool.profile,
-                        keys=tool.keys,
-                        clean_text=tool.cleaner,
-                        pixel_policy=policy,
-                    )
+                    tool.deidentify(item, policy)
                 spent[TOTAL] = time.thread_time() - started
             for label, seconds in spent.items():
                 ms = 1000 * seconds / len(data)
