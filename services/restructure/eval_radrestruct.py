@@ -9,7 +9,8 @@ findings and impression into the ``chest-xray-radrestruct`` template, and scores
   micro precision, recall and F1, and per area;
 * attributes: (path, attribute, value) triples of the present findings, values other than
   "no selection" and "unspecified";
-* format-valid rate: reports whose output is a well-formed instance of the template;
+* format-valid rate: reports whose output is a well-formed instance of the template (every
+  finding a finding of it, every value one its attribute allows);
 * validation issues by kind (:mod:`radstream.restructure.validation`), and how many reports
   they send to review;
 * ms per report.
@@ -35,7 +36,7 @@ from radstream.restructure.classifier import load_classifier
 from radstream.restructure.hybrid import HybridBackend
 from radstream.restructure.rules import RulesBackend
 from radstream.restructure.structured import FindingStatus, StructuredReport
-from radstream.restructure.template import load_template
+from radstream.restructure.template import NodeKind, Template, load_template
 from radstream.restructure.validation import needs_review, validate
 
 __all__ = ["Scores", "score"]
@@ -114,6 +115,25 @@ def _predicted_triples(
     }
 
 
+def _format_valid(structured: StructuredReport, template: Template) -> bool:
+    """Whether every finding is a finding of the template with values its attributes allow."""
+    for finding in structured.findings:
+        try:
+            node = template.node(finding.path)
+        except KeyError:
+            return False
+        if node.kind is not NodeKind.FINDING:
+            return False
+        allowed = {a.name: a for a in template.attributes_of(finding.path)}
+        for name, values in finding.attributes.items():
+            attribute = allowed.get(name)
+            if attribute is None:
+                return False
+            if attribute.options and not set(values) <= set(attribute.options):
+                return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m radstream.restructure.eval_radrestruct``."""
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.eval_radrestruct")
@@ -149,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         structured = backend.structure(report_text(record))
         seconds += time.perf_counter() - started
-        valid += all(template.node(f.path) is not None for f in structured.findings)
+        valid += _format_valid(structured, template)
         found = validate(report_text(record), structured, template)
         issues.update(f"{issue.kind} ({issue.severity})" for issue in found)
         reviewed += needs_review(found)
