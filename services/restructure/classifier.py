@@ -149,14 +149,15 @@ def train(
     labels: Sequence[set[tuple[str, ...]]],
     template: Template,
     *,
-    c: float = 20.0,
+    c_grid: Sequence[float] = (10.0, 20.0, 40.0),
     folds: int = 5,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one head per finding with two or more positive reports; returns the JSON document.
 
-    The decision threshold is the one that maximizes micro F1 over out-of-fold predictions on
-    ``reports`` (the training split: nothing of the evaluation split is seen).
+    The regularization (from ``c_grid``) and the decision threshold are the pair that maximizes
+    micro F1 over out-of-fold predictions on ``reports`` (the training split: nothing of the
+    evaluation split is seen).
     """
     import numpy as np  # noqa: PLC0415 -- the training stack is not needed to classify
     from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
@@ -172,15 +173,21 @@ def train(
     matrix = vectorizer.fit_transform(docs)
     targets = {p: np.array([p in label for label in labels]) for p in paths}
     trained = [p for p in paths if targets[p].sum() >= 2]
-    out_of_fold = np.zeros((len(reports), len(trained)))
-    for fit, held in KFold(folds, shuffle=True, random_state=0).split(matrix):
-        for column, path in enumerate(trained):
-            y = targets[path][fit]
-            if y.any() and not y.all():
-                model = LogisticRegression(C=c, max_iter=3000).fit(matrix[fit], y)
-                out_of_fold[held, column] = model.predict_proba(matrix[held])[:, 1]
     truth = np.stack([targets[p] for p in trained], axis=1)
-    threshold = max(np.arange(0.05, 0.61, 0.01), key=lambda t: _micro_f1(out_of_fold >= t, truth))
+    best: tuple[float, float, float] = (-1.0, 0.0, 0.0)  # (cv micro F1, C, threshold)
+    for c in c_grid:
+        out_of_fold = np.zeros((len(reports), len(trained)))
+        for fit, held in KFold(folds, shuffle=True, random_state=0).split(matrix):
+            for column, path in enumerate(trained):
+                y = targets[path][fit]
+                if y.any() and not y.all():
+                    model = LogisticRegression(C=c, max_iter=3000).fit(matrix[fit], y)
+                    out_of_fold[held, column] = model.predict_proba(matrix[held])[:, 1]
+        for t in np.arange(0.05, 0.61, 0.01):
+            score = _micro_f1(out_of_fold >= t, truth)
+            if score > best[0]:
+                best = (score, c, float(t))
+    cv_f1, c, threshold = best
     heads = []
     for path in trained:
         model = LogisticRegression(C=c, max_iter=3000).fit(matrix, targets[path])
@@ -198,9 +205,15 @@ def train(
         "format": FORMAT,
         "template": template.id,
         "template_version": template.version,
-        "trained_on": {**(source or {}), "reports": len(reports), "c": c, "folds": folds},
-        "threshold": round(float(threshold), 2),
-        "cv_micro_f1": round(_micro_f1(out_of_fold >= threshold, truth), 4),
+        "trained_on": {
+            **(source or {}),
+            "reports": len(reports),
+            "c": c,
+            "c_grid": list(c_grid),
+            "folds": folds,
+        },
+        "threshold": round(threshold, 2),
+        "cv_micro_f1": round(cv_f1, 4),
         "paths": [list(p) for p in paths],
         "vocabulary": vocabulary,
         "idf": [round(float(v), 5) for v in vectorizer.idf_],
@@ -225,7 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.classifier")
     parser.add_argument("data", type=Path, nargs="?", default=DEFAULT_DATA)
-    parser.add_argument("--c", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     raw = args.data.read_bytes()
@@ -236,7 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         [report_text(r) for r in train_split],
         [{tuple(e["path"]) for e in r["structured"]} for r in train_split],
         template,
-        c=args.c,
         source={
             "data": args.data.name,
             "sha256": hashlib.sha256(raw).hexdigest(),
@@ -248,8 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with gzip.open(out, "wt", encoding="utf-8") as stream:
         json.dump(document, stream, separators=(",", ":"))
     print(
-        f"{len(document['heads'])} finding heads, threshold {document['threshold']} "
-        f"(cross-validated micro F1 {document['cv_micro_f1']}), {out} {out.stat().st_size} bytes"
+        f"{len(document['heads'])} finding heads, C {document['trained_on']['c']}, threshold "
+        f"{document['threshold']} (cross-validated micro F1 {document['cv_micro_f1']}), {out} "
+        f"{out.stat().st_size} bytes"
     )
     return 0
 

@@ -64,7 +64,7 @@ class HybridBackend:
                 continue
             present = probability >= self.classifier.threshold
             if ruled_finding is not None:
-                status = FindingStatus.PRESENT if present else _not_present(ruled_finding)
+                status = _status(present=present, ruled=ruled_finding.status)
                 results.append(
                     replace(ruled_finding, status=status, confidence=round(probability, 4))
                 )
@@ -126,8 +126,13 @@ class HybridBackend:
         return tuple(spans)
 
 
-def _not_present(finding: FindingResult) -> FindingStatus:
-    """A named finding the classifier doubts: negated stays absent, the rest is uncertain."""
-    return (
-        FindingStatus.ABSENT if finding.status is FindingStatus.ABSENT else FindingStatus.UNCERTAIN
-    )
+def _status(*, present: bool, ruled: FindingStatus) -> FindingStatus:
+    """The status of a finding the sentences name, where the classifier also has a say.
+
+    Where the two disagree the finding is uncertain: a report that says "no effusion" is never
+    turned into "effusion", and a named finding the classifier doubts goes to a person rather
+    than being dropped.
+    """
+    if ruled is FindingStatus.ABSENT:
+        return FindingStatus.UNCERTAIN if present else FindingStatus.ABSENT
+    return FindingStatus.PRESENT if present else FindingStatus.UNCERTAIN

@@ -45,7 +45,11 @@ def term_variants(name: str) -> set[str]:
     forms = {name}
     if ", " in name:  # MeSH inversion: "fractures, bone", "catheters, indwelling"
         head, modifier = name.split(", ", 1)
-        forms |= {f"{modifier} {head}", head}
+        forms.add(f"{modifier} {head}")
+        if " " not in modifier:
+            # The head alone names it when one word qualifies it ("fractures"); a longer
+            # qualifier makes it another thing ("pulmonary disease" is not COPD).
+            forms.add(head)
     for form in list(forms):
         forms.add(form.replace("-", " "))
         forms |= _number_variants(form)

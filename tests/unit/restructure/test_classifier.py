@@ -42,7 +42,11 @@ REPORTS = [
 @pytest.fixture(scope="module")
 def classifier() -> FindingClassifier:
     document = train(
-        [report for report, _ in REPORTS], [labels for _, labels in REPORTS], TEMPLATE, folds=2
+        [report for report, _ in REPORTS],
+        [labels for _, labels in REPORTS],
+        TEMPLATE,
+        folds=2,
+        c_grid=(20.0,),
     )
     return FindingClassifier(json.loads(json.dumps(document)))  # as written to and read from disk
 
@@ -77,7 +81,13 @@ def test_probabilities_equal_scikit_learns_on_the_same_features() -> None:
     matrix = vectorizer.fit_transform(docs)
     y = [CARDIOMEGALY in labels for _, labels in REPORTS]
     model = sklearn.LogisticRegression(C=20.0, max_iter=3000).fit(matrix, y)
-    document = train([r for r, _ in REPORTS], [labels for _, labels in REPORTS], TEMPLATE, folds=2)
+    document = train(
+        [r for r, _ in REPORTS],
+        [labels for _, labels in REPORTS],
+        TEMPLATE,
+        folds=2,
+        c_grid=(20.0,),
+    )
     ours = FindingClassifier(document)
     for doc, expected in zip(docs, model.predict_proba(matrix)[:, 1], strict=True):
         assert ours.probabilities(doc)[CARDIOMEGALY] == pytest.approx(expected, abs=0.02)
