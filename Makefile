@@ -132,11 +132,13 @@ EVAL_DEID_COUNT ?= 200
 eval-deid: $(STAMP) ## pixel deid on synthetic held-out data: PHI box recall, non-PHI retention, leak rate (95% CI), review rate
 	$(BIN)/python -m radstream.deid.eval_pixels --count $(EVAL_DEID_COUNT)
 
-eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (reads evaluation data outside the repository, ../shared/data/openi): F1s, RESULT line
-	$(BIN)/python -m radstream.restructure.eval_radrestruct --split val
+# Rad-ReStruct's labelled reports: evaluation data outside the repository (override to point elsewhere).
+RADRESTRUCT_DATA ?= ../shared/data/openi/radrestruct_dev.jsonl# evaluation data outside the repository
+eval-restructure: $(STAMP) ## report restructuring on Rad-ReStruct's val split (RADRESTRUCT_DATA): F1s, RESULT line
+	$(BIN)/python -m radstream.restructure.eval_radrestruct $(RADRESTRUCT_DATA) --split val
 
-train-restructure: $(STAMP) ## retrain the shipped chest radiograph classifier on Rad-ReStruct's train split (reads evaluation data outside the repository, ../shared/data/openi)
-	$(BIN)/python -m radstream.restructure.classifier
+train-restructure: $(STAMP) ## retrain the shipped chest radiograph classifier on Rad-ReStruct's train split (RADRESTRUCT_DATA)
+	$(BIN)/python -m radstream.restructure.classifier $(RADRESTRUCT_DATA)
 
 calibrate-deid: $(STAMP) ## recompute services/deid/pixels/calibration/rapidocr.json from the synthetic calibration split (800 instances, about 30 minutes)
 	$(BIN)/python -m radstream.deid.eval_pixels --calibrate

@@ -229,15 +229,14 @@ def _micro_f1(predicted: Any, truth: Any) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m radstream.restructure.classifier [DATA.jsonl]``: train the chest classifier."""
+    """``python -m radstream.restructure.classifier DATA.jsonl``: train the chest classifier."""
     import argparse  # noqa: PLC0415
 
     from radstream.restructure.batch import report_text  # noqa: PLC0415
-    from radstream.restructure.eval_radrestruct import DEFAULT_DATA  # noqa: PLC0415
     from radstream.restructure.template import load_template  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.classifier")
-    parser.add_argument("data", type=Path, nargs="?", default=DEFAULT_DATA)
+    parser.add_argument("data", type=Path, help="Rad-ReStruct's radrestruct_dev.jsonl")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     raw = args.data.read_bytes()

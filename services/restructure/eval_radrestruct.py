@@ -1,8 +1,8 @@
 """Evaluation on Rad-ReStruct: chest radiograph reports no one here wrote, with structured labels.
 
-``python -m radstream.restructure.eval_radrestruct [--split val] [--data FILE]`` (``make
-eval-restructure``) reads ``radrestruct_dev.jsonl`` from the shared folder beside the checkout
-(evaluation data outside the repository, ``../shared/data/openi/``), structures each report's
+``python -m radstream.restructure.eval_radrestruct FILE [--split val]`` (``make
+eval-restructure``) reads Rad-ReStruct's ``radrestruct_dev.jsonl`` (evaluation data the
+repository does not hold: the caller names the file), structures each report's
 findings and impression into the ``chest-xray-radrestruct`` template, and scores the labels:
 
 * finding presence: a finding is its template path; predicted present vs labelled present,
@@ -41,8 +41,6 @@ from radstream.restructure.validation import needs_review, validate
 
 __all__ = ["Scores", "score"]
 
-_SHARED = "../shared/data/openi"  # evaluation data outside the repository
-DEFAULT_DATA = Path(_SHARED) / "radrestruct_dev.jsonl"
 Record = dict[str, Any]  # one line of radrestruct_dev.jsonl
 _EMPTY_VALUES = frozenset({"no selection", "unspecified"})
 
@@ -138,14 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m radstream.restructure.eval_radrestruct``."""
     parser = argparse.ArgumentParser(prog="python -m radstream.restructure.eval_radrestruct")
     parser.add_argument("--split", default="val", choices=("train", "val"))
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("data", type=Path, help="radrestruct_dev.jsonl")
     parser.add_argument("--backend", default="hybrid", choices=("rules", "hybrid"))
     parser.add_argument(
         "--uncertain-as-present", action="store_true", help="count hedged findings as present"
     )
     args = parser.parse_args(argv)
     if not args.data.is_file():
-        print(f"no {args.data}: this evaluation reads the shared Rad-ReStruct data set")
+        print(f"no {args.data}: name Rad-ReStruct's radrestruct_dev.jsonl")
         return 2
     template = load_template("chest-xray-radrestruct")
     backend: RulesBackend | HybridBackend = RulesBackend(template)
